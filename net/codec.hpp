@@ -1,0 +1,130 @@
+// Pure SMSP wire codec: request framing, parsing and reply encoding (no CAF, no I/O).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace smsp {
+
+/// How a request ended; its reply ends the same way.
+enum class terminator : uint8_t { lf, crlf, nul };
+
+/// Wire limits from PROTOCOL.md section 1 (defaults, configurable).
+struct wire_limits {
+  /// Longest request in bytes, terminator included.
+  size_t max_request = 64 * 1024;
+  /// Longest MESSAGE text in bytes.
+  size_t max_text = 16 * 1024;
+};
+
+/// One request line cut from the byte stream, terminator removed.
+struct frame {
+  std::string line;
+  terminator term = terminator::lf;
+  /// The request exceeded max_request; `line` is empty and its bytes are gone.
+  bool too_long = false;
+};
+
+/// Cuts a byte stream into frames. Holds at most max_request bytes of an
+/// unfinished request: the rest of an oversized one is skipped unbuffered.
+class framer {
+public:
+  explicit framer(size_t max_request = wire_limits{}.max_request);
+
+  /// Consumes `size` bytes and appends every frame they complete to `out`.
+  void feed(const char* data, size_t size, std::vector<frame>& out);
+
+  /// Bytes of an unfinished request held back (for tests and accounting).
+  size_t buffered() const {
+    return partial_.size();
+  }
+
+private:
+  void finish(terminator term, std::vector<frame>& out);
+
+  size_t max_request_;
+  std::string partial_;
+  /// Inside an oversized request: drop bytes until the next terminator.
+  bool discarding_ = false;
+  /// While discarding: the last byte seen was CR (a CRLF may span chunks).
+  bool last_was_cr_ = false;
+};
+
+enum class command : uint8_t {
+  register_user,
+  login,
+  logout,
+  message,
+  store,
+  count,
+  getmsg,
+  delmsg,
+  dump,
+};
+
+/// One row of the command table, the single place arity is decided.
+struct command_spec {
+  command cmd;
+  std::string_view name;
+  /// Argument tokens after the command word; MESSAGE's text counts as one.
+  size_t args;
+  /// The last argument is a session cookie.
+  bool needs_session;
+  std::string_view usage;
+};
+
+/// Every SMSP command, in PROTOCOL.md order.
+const std::vector<command_spec>& command_table();
+
+/// Finds a command by its (case-insensitive) word, or nullptr.
+const command_spec* find_command(std::string_view word);
+
+/// A well-formed request. For needs_session commands args.back() is the
+/// cookie; for MESSAGE args = {text, cookie}.
+struct request {
+  const command_spec* spec = nullptr;
+  std::vector<std::string> args;
+
+  command cmd() const {
+    return spec->cmd;
+  }
+  const std::string& cookie() const {
+    return args.back();
+  }
+};
+
+enum class parse_errc : uint8_t {
+  empty_request,
+  request_too_long,
+  unknown_command,
+  wrong_arity,
+  text_too_long,
+};
+
+struct parse_error {
+  parse_errc code;
+  /// The command concerned, for wrong_arity and text_too_long.
+  const command_spec* spec = nullptr;
+};
+
+using parse_result = std::variant<request, parse_error>;
+
+/// Parses one frame into a request or the error to answer it with.
+parse_result parse(const frame& f, const wire_limits& limits = {});
+
+/// The reply line for a parse error, e.g. "KO usage: STORE <username> <cookie>".
+std::string error_reply(const parse_error& err);
+
+/// Appends `reply` and `term` to `out`. Terminator bytes inside `reply` are
+/// replaced by '?' so that a reply is always exactly one frame.
+void encode_reply(std::string_view reply, terminator term,
+                  std::vector<char>& out);
+
+/// The bytes of a terminator, e.g. "\r\n".
+std::string_view terminator_bytes(terminator term);
+
+} // namespace smsp

@@ -1,0 +1,24 @@
+// The connection broker: one per TCP client, it parses, asks the actors and writes replies in order.
+#pragma once
+
+#include <cstddef>
+
+#include "actors/actors.hpp"
+#include "net/codec.hpp"
+
+namespace smsp {
+
+/// What every connection broker needs; the same for all of them.
+struct connection_deps {
+  registry_actor registry;
+  imq_actor imq;
+  wire_limits limits;
+  /// Reply bytes a client may leave unread before its connection stops
+  /// reading (and so stops taking requests) until it catches up.
+  size_t max_unsent = 1024 * 1024;
+  /// Requests read but not yet answered before the connection stops reading.
+  size_t max_queued = 4096;
+  timeouts waits;
+};
+
+} // namespace smsp

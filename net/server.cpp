@@ -1,0 +1,94 @@
+// The acceptor broker and the wiring of a server's actors.
+#include "net/server.hpp"
+
+#include <unordered_set>
+
+#include "actors/log.hpp"
+#include "caf/all.hpp"
+#include "caf/io/all.hpp"
+#include "net/connection_impl.hpp"
+
+namespace smsp {
+
+namespace {
+
+struct acceptor_state {
+  connection_deps deps;
+  /// Live connection brokers, stopped with the acceptor.
+  std::unordered_set<caf::actor> connections;
+  static inline const char* name = "smsp.acceptor";
+};
+
+using acceptor_broker = caf::stateful_actor<acceptor_state, caf::io::broker>;
+
+caf::behavior acceptor(acceptor_broker* self, connection_deps deps) {
+  self->state.deps = std::move(deps);
+  // Monitoring, not linking: one failing connection must not stop the server.
+  self->set_down_handler([=](caf::down_msg& msg) {
+    auto& conns = self->state.connections;
+    for (auto i = conns.begin(); i != conns.end(); ++i)
+      if (i->address() == msg.source) {
+        conns.erase(i);
+        break;
+      }
+  });
+  self->set_exit_handler([=](caf::exit_msg& msg) {
+    for (auto& conn : self->state.connections)
+      self->send_exit(conn, msg.reason);
+    self->quit(msg.reason);
+  });
+  return {
+    [=](caf::open_atom, const std::string& host,
+        uint16_t port) -> caf::result<uint16_t> {
+      auto bound = self->add_tcp_doorman(port, host.c_str(), true);
+      if (!bound)
+        return std::move(bound.error());
+      return bound->second;
+    },
+    [=](const caf::io::new_connection_msg& msg) {
+      auto conn = self->fork(connection, msg.handle, self->state.deps);
+      self->monitor(conn);
+      self->state.connections.emplace(std::move(conn));
+    },
+  };
+}
+
+} // namespace
+
+caf::expected<server> start_server(caf::actor_system& sys,
+                                   const server_config& cfg) {
+  if (!init_crypto())
+    return caf::make_error(caf::sec::runtime_error,
+                           "libsodium cannot be initialized");
+  server srv;
+  auto waits = cfg.connections.waits;
+  srv.hasher = spawn_hasher(sys, cfg.hashing);
+  srv.registry = spawn_registry(sys, srv.hasher, waits);
+  srv.imq = spawn_imq(sys, waits);
+  auto deps = cfg.connections;
+  deps.registry = srv.registry;
+  deps.imq = srv.imq;
+  srv.acceptor = sys.middleman().spawn_broker(acceptor, std::move(deps));
+  caf::error failure;
+  caf::scoped_actor self{sys};
+  self
+    ->request(srv.acceptor, std::chrono::seconds{30}, caf::open_atom::value,
+              cfg.host, cfg.port)
+    .receive([&](uint16_t port) { srv.port = port; },
+             [&](caf::error& err) { failure = std::move(err); });
+  if (failure) {
+    stop_server(srv);
+    return failure;
+  }
+  return srv;
+}
+
+void stop_server(const server& srv) {
+  auto reason = caf::exit_reason::user_shutdown;
+  caf::anon_send_exit(srv.acceptor, reason);
+  caf::anon_send_exit(srv.registry, reason);
+  caf::anon_send_exit(srv.imq, reason);
+  caf::anon_send_exit(srv.hasher, reason);
+}
+
+} // namespace smsp

@@ -1,0 +1,43 @@
+// Starting and stopping a whole smsp-actors server inside an actor system.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "actors/actors.hpp"
+#include "caf/actor.hpp"
+#include "caf/expected.hpp"
+#include "net/connection.hpp"
+
+namespace smsp {
+
+struct server_config {
+  /// Address to listen on; 0.0.0.0 serves other machines.
+  std::string host = "127.0.0.1";
+  /// 0 picks a free port.
+  uint16_t port = 5000;
+  hasher_config hashing;
+  /// Limits and waits of every connection (its actor handles are filled in
+  /// by start_server).
+  connection_deps connections;
+};
+
+/// The actors of a running server.
+struct server {
+  caf::actor acceptor;
+  registry_actor registry;
+  imq_actor imq;
+  hasher_actor hasher;
+  /// The port actually bound.
+  uint16_t port = 0;
+};
+
+/// Spawns the actors and binds the listening socket; fails when the address
+/// cannot be bound (e.g. the port is in use) or libsodium cannot start.
+caf::expected<server> start_server(caf::actor_system& sys,
+                                   const server_config& cfg);
+
+/// Closes the listening socket and every connection and stops the actors.
+void stop_server(const server& srv);
+
+} // namespace smsp

@@ -75,22 +75,24 @@ void framer::feed(const char* data, size_t size, std::vector<frame>& out) {
       partial_.append(first, chunk);
       return;
     }
-    partial_.append(first, chunk);
     auto term = terminator::nul;
     if (*last == '\n') {
-      term = terminator::lf;
-      if (!partial_.empty() && partial_.back() == '\r') {
-        partial_.pop_back();
-        term = terminator::crlf;
-      }
+      auto before = chunk > 0 ? first[chunk - 1]
+                              : (partial_.empty() ? '\0' : partial_.back());
+      term = before == '\r' ? terminator::crlf : terminator::lf;
     }
-    if (partial_.size() + terminator_bytes(term).size() > max_request_) {
+    // Terminator bytes counted in `total`: the CR of a CRLF.
+    auto content = total - (term == terminator::crlf ? 1 : 0);
+    if (content + terminator_bytes(term).size() > max_request_) {
       partial_ = std::string{};
       frame f;
       f.term = term;
       f.too_long = true;
       out.emplace_back(std::move(f));
     } else {
+      partial_.append(first, chunk);
+      if (term == terminator::crlf)
+        partial_.pop_back();
       finish(term, out);
     }
     pos += chunk + 1;

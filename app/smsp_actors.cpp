@@ -113,7 +113,9 @@ int main(int argc, char** argv) {
   auto srv = smsp::start_server(sys, opts.server);
   if (!srv) {
     std::cerr << "smsp-actors: cannot listen on " << opts.server.host << ":"
-              << opts.server.port << ": " << sys.render(srv.error()) << "\n";
+              << opts.server.port << " (is another server using the port, "
+              << "or is the address not on this machine?): "
+              << sys.render(srv.error()) << "\n";
     return 1;
   }
   smsp::log_line("smsp-actors started: pwhash=" + opts.pwhash

@@ -66,10 +66,16 @@ void with_own_mailbox(broker* self, const request& req, F then) {
 
 // -- command handlers ---------------------------------------------------------
 
+/// Outlasts the registry's own wait for the hasher, so a late hash is
+/// reported by the registry (which then creates nothing), never half-seen.
+std::chrono::milliseconds hashing_wait(const connection_state& st) {
+  return st.deps.waits.hashing + st.deps.waits.request;
+}
+
 // REGISTER <username> <password>
 void on_register(broker* self, const request& req) {
   auto& st = self->state;
-  self->request(st.deps.registry, st.deps.waits.hashing,
+  self->request(st.deps.registry, hashing_wait(st),
                 register_atom::value, req.args[0], req.args[1])
     .then([=](std::string& cookie) { answer(self, "OK " + cookie); },
           fail(self));
@@ -78,7 +84,7 @@ void on_register(broker* self, const request& req) {
 // LOGIN <username> <password>
 void on_login(broker* self, const request& req) {
   auto& st = self->state;
-  self->request(st.deps.registry, st.deps.waits.hashing, login_atom::value,
+  self->request(st.deps.registry, hashing_wait(st), login_atom::value,
                 req.args[0], req.args[1])
     .then([=](std::string& cookie) { answer(self, "OK " + cookie); },
           fail(self));

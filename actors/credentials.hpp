@@ -1,4 +1,5 @@
-// Username and password rules, session cookies and Argon2id hashing (libsodium).
+// Username and password rules, session cookies and Argon2id hashing
+// (libsodium).
 #pragma once
 
 #include <optional>

@@ -1,4 +1,5 @@
-// Blocking TCP client for SMSP's line protocol, shared by the client, the bench and tests.
+// Blocking TCP client for SMSP's line protocol, shared by the client, the bench
+// and tests.
 #pragma once
 
 #include <chrono>

@@ -1,4 +1,5 @@
-// Pure SMSP wire codec: request framing, parsing and reply encoding (no CAF, no I/O).
+// Pure SMSP wire codec: request framing, parsing and reply encoding (no CAF, no
+// I/O).
 #pragma once
 
 #include <cstddef>
@@ -116,7 +117,8 @@ using parse_result = std::variant<request, parse_error>;
 /// Parses one frame into a request or the error to answer it with.
 parse_result parse(const frame& f, const wire_limits& limits = {});
 
-/// The reply line for a parse error, e.g. "KO usage: STORE <username> <cookie>".
+/// The reply line for a parse error, e.g. "KO usage: STORE <username>
+/// <cookie>".
 std::string error_reply(const parse_error& err);
 
 /// Appends `reply` and `term` to `out`. Terminator bytes inside `reply` are

@@ -1,4 +1,5 @@
-// The connection broker: framing, one command handler per SMSP command, ordered replies.
+// The connection broker: framing, one command handler per SMSP command, ordered
+// replies.
 #include "net/connection_impl.hpp"
 
 #include "actors/log.hpp"
@@ -48,20 +49,20 @@ auto fail(broker* self) {
 
 /// Resolves the cookie and calls `then(caller, caller's mailbox)` when the
 /// request's <username> argument is the caller; otherwise answers.
-template <class F>
+template<class F>
 void with_own_mailbox(broker* self, const request& req, F then) {
   auto& st = self->state;
   auto target = req.args[0];
-  self->request(st.deps.registry, st.deps.waits.request,
-                session_atom::value, req.cookie())
-    .then(
-      [=](std::string& caller, mailbox_actor& box) {
-        if (caller != target)
-          answer(self, error_reply(errc::not_your_mailbox));
-        else
-          then(box);
-      },
-      fail(self));
+  self->request(st.deps.registry, st.deps.waits.request, session_atom::value,
+                req.cookie())
+      .then(
+          [=](std::string& caller, mailbox_actor& box) {
+            if (caller != target)
+              answer(self, error_reply(errc::not_your_mailbox));
+            else
+              then(box);
+          },
+          fail(self));
 }
 
 // -- command handlers ---------------------------------------------------------
@@ -75,10 +76,10 @@ std::chrono::milliseconds hashing_wait(const connection_state& st) {
 // REGISTER <username> <password>
 void on_register(broker* self, const request& req) {
   auto& st = self->state;
-  self->request(st.deps.registry, hashing_wait(st),
-                register_atom::value, req.args[0], req.args[1])
-    .then([=](std::string& cookie) { answer(self, "OK " + cookie); },
-          fail(self));
+  self->request(st.deps.registry, hashing_wait(st), register_atom::value,
+                req.args[0], req.args[1])
+      .then([=](std::string& cookie) { answer(self, "OK " + cookie); },
+            fail(self));
 }
 
 // LOGIN <username> <password>
@@ -86,8 +87,8 @@ void on_login(broker* self, const request& req) {
   auto& st = self->state;
   self->request(st.deps.registry, hashing_wait(st), login_atom::value,
                 req.args[0], req.args[1])
-    .then([=](std::string& cookie) { answer(self, "OK " + cookie); },
-          fail(self));
+      .then([=](std::string& cookie) { answer(self, "OK " + cookie); },
+            fail(self));
 }
 
 // LOGOUT <cookie>
@@ -95,47 +96,46 @@ void on_logout(broker* self, const request& req) {
   auto& st = self->state;
   self->request(st.deps.registry, st.deps.waits.request, logout_atom::value,
                 req.cookie())
-    .then([=](caf::ok_atom) { answer(self, "OK"); }, fail(self));
+      .then([=](caf::ok_atom) { answer(self, "OK"); }, fail(self));
 }
 
 // MESSAGE <text> <cookie>
 void on_message(broker* self, const request& req) {
   auto& st = self->state;
   auto text = req.args[0];
-  self->request(st.deps.registry, st.deps.waits.request,
-                session_atom::value, req.cookie())
-    .then(
-      [=](std::string& poster, mailbox_actor&) {
-        auto& st = self->state;
-        self->request(st.deps.imq, st.deps.waits.request, post_atom::value,
-                      std::move(poster), text)
-          .then([=](caf::ok_atom) { answer(self, "OK"); }, fail(self));
-      },
-      fail(self));
+  self->request(st.deps.registry, st.deps.waits.request, session_atom::value,
+                req.cookie())
+      .then(
+          [=](std::string& poster, mailbox_actor&) {
+            auto& st = self->state;
+            self->request(st.deps.imq, st.deps.waits.request, post_atom::value,
+                          std::move(poster), text)
+                .then([=](caf::ok_atom) { answer(self, "OK"); }, fail(self));
+          },
+          fail(self));
 }
 
 // STORE <username> <cookie>
 void on_store(broker* self, const request& req) {
   auto& st = self->state;
-  self->request(st.deps.registry, st.deps.waits.request,
-                session_atom::value, req.cookie(), req.args[0])
-    .then(
-      [=](std::string& poster, mailbox_actor& target) {
-        auto& st = self->state;
-        self->request(st.deps.imq, st.deps.waits.request, store_atom::value,
-                      std::move(poster), std::move(target))
-          .then([=](caf::ok_atom) { answer(self, "OK"); }, fail(self));
-      },
-      fail(self));
+  self->request(st.deps.registry, st.deps.waits.request, session_atom::value,
+                req.cookie(), req.args[0])
+      .then(
+          [=](std::string& poster, mailbox_actor& target) {
+            auto& st = self->state;
+            self->request(st.deps.imq, st.deps.waits.request, store_atom::value,
+                          std::move(poster), std::move(target))
+                .then([=](caf::ok_atom) { answer(self, "OK"); }, fail(self));
+          },
+          fail(self));
 }
 
 // COUNT <username> <cookie>
 void on_count(broker* self, const request& req) {
   with_own_mailbox(self, req, [=](mailbox_actor box) {
     self->request(box, self->state.deps.waits.request, count_atom::value)
-      .then(
-        [=](uint64_t n) { answer(self, "COUNTED " + std::to_string(n)); },
-        fail(self));
+        .then([=](uint64_t n) { answer(self, "COUNTED " + std::to_string(n)); },
+              fail(self));
   });
 }
 
@@ -143,8 +143,8 @@ void on_count(broker* self, const request& req) {
 void on_getmsg(broker* self, const request& req) {
   with_own_mailbox(self, req, [=](mailbox_actor box) {
     self->request(box, self->state.deps.waits.request, caf::get_atom::value)
-      .then([=](std::string& text) { answer(self, "OK " + text); },
-            fail(self));
+        .then([=](std::string& text) { answer(self, "OK " + text); },
+              fail(self));
   });
 }
 
@@ -152,7 +152,7 @@ void on_getmsg(broker* self, const request& req) {
 void on_delmsg(broker* self, const request& req) {
   with_own_mailbox(self, req, [=](mailbox_actor box) {
     self->request(box, self->state.deps.waits.request, caf::delete_atom::value)
-      .then([=](caf::ok_atom) { answer(self, "OK"); }, fail(self));
+        .then([=](caf::ok_atom) { answer(self, "OK"); }, fail(self));
   });
 }
 
@@ -160,36 +160,36 @@ void on_delmsg(broker* self, const request& req) {
 void on_dump(broker* self, const request&) {
   auto& st = self->state;
   self->request(st.deps.imq, st.deps.waits.request, dump_atom::value)
-    .then(
-      [=](caf::ok_atom) {
-        auto& st = self->state;
-        self->request(st.deps.registry, st.deps.waits.request,
-                      dump_atom::value)
-          .then([=](caf::ok_atom) { answer(self, "OK"); }, fail(self));
-      },
-      fail(self));
+      .then(
+          [=](caf::ok_atom) {
+            auto& st = self->state;
+            self->request(st.deps.registry, st.deps.waits.request,
+                          dump_atom::value)
+                .then([=](caf::ok_atom) { answer(self, "OK"); }, fail(self));
+          },
+          fail(self));
 }
 
 void dispatch(broker* self, const request& req) {
   switch (req.cmd()) {
-    case command::register_user:
-      return on_register(self, req);
-    case command::login:
-      return on_login(self, req);
-    case command::logout:
-      return on_logout(self, req);
-    case command::message:
-      return on_message(self, req);
-    case command::store:
-      return on_store(self, req);
-    case command::count:
-      return on_count(self, req);
-    case command::getmsg:
-      return on_getmsg(self, req);
-    case command::delmsg:
-      return on_delmsg(self, req);
-    case command::dump:
-      return on_dump(self, req);
+  case command::register_user:
+    return on_register(self, req);
+  case command::login:
+    return on_login(self, req);
+  case command::logout:
+    return on_logout(self, req);
+  case command::message:
+    return on_message(self, req);
+  case command::store:
+    return on_store(self, req);
+  case command::count:
+    return on_count(self, req);
+  case command::getmsg:
+    return on_getmsg(self, req);
+  case command::delmsg:
+    return on_delmsg(self, req);
+  case command::dump:
+    return on_dump(self, req);
   }
 }
 
@@ -242,31 +242,30 @@ void pump(broker* self) {
 } // namespace
 
 caf::behavior connection(connection_broker* self,
-                         caf::io::connection_handle hdl,
-                         connection_deps deps) {
+                         caf::io::connection_handle hdl, connection_deps deps) {
   auto& st = self->state;
   st.deps = std::move(deps);
   st.hdl = hdl;
   st.frames = framer{st.deps.limits.max_request};
   self->configure_read(hdl, caf::io::receive_policy::at_most(64 * 1024));
   return {
-    [=](const caf::io::new_data_msg& msg) {
-      auto& st = self->state;
-      std::vector<frame> frames;
-      st.frames.feed(msg.buf.data(), msg.buf.size(), frames);
-      for (auto& f : frames)
-        st.queued.emplace_back(std::move(f));
-      pump(self);
-    },
-    [=](const caf::io::data_transferred_msg& msg) {
-      auto& st = self->state;
-      if (st.backlogged && msg.remaining <= st.deps.max_unsent / 2) {
-        st.backlogged = false;
-        self->ack_writes(st.hdl, false);
+      [=](const caf::io::new_data_msg& msg) {
+        auto& st = self->state;
+        std::vector<frame> frames;
+        st.frames.feed(msg.buf.data(), msg.buf.size(), frames);
+        for (auto& f : frames)
+          st.queued.emplace_back(std::move(f));
         pump(self);
-      }
-    },
-    [=](const caf::io::connection_closed_msg&) { self->quit(); },
+      },
+      [=](const caf::io::data_transferred_msg& msg) {
+        auto& st = self->state;
+        if (st.backlogged && msg.remaining <= st.deps.max_unsent / 2) {
+          st.backlogged = false;
+          self->ack_writes(st.hdl, false);
+          pump(self);
+        }
+      },
+      [=](const caf::io::connection_closed_msg&) { self->quit(); },
   };
 }
 

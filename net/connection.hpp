@@ -1,4 +1,5 @@
-// The connection broker: one per TCP client, it parses, asks the actors and writes replies in order.
+// The connection broker: one per TCP client, it parses, asks the actors and
+// writes replies in order.
 #pragma once
 
 #include <cstddef>

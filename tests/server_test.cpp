@@ -1,4 +1,5 @@
-// Server tests over real TCP: an in-process server on a free port and blocking socket clients.
+// Server tests over real TCP: an in-process server on a free port and blocking
+// socket clients.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -95,10 +96,10 @@ TEST_CASE("a whole mail exchange over TCP", "[server]") {
   CHECK(alice->call("STORE nobody " + a) == "KO no such user");
   CHECK(alice->call("STORE alice " + a) == "OK");
   CHECK(alice->call("GETMSG alice " + a) == "OK again");
-  CHECK(alice->call("MESSAGE hi 0123456789abcdef0123456789abcdef")
-        == "You should log in first.");
-  CHECK(alice->call("COUNT alice 0123456789abcdef0123456789abcdef")
-        == "KO not logged in");
+  CHECK(alice->call("MESSAGE hi 0123456789abcdef0123456789abcdef") ==
+        "You should log in first.");
+  CHECK(alice->call("COUNT alice 0123456789abcdef0123456789abcdef") ==
+        "KO not logged in");
   CHECK(alice->call("LOGIN alice wrong") == "KO wrong username or password");
   CHECK(alice->call("LOGIN nobody wrong") == "KO wrong username or password");
   auto a2 = cookie_of(alice->call("login alice pw-alice"));
@@ -175,8 +176,8 @@ TEST_CASE("100 concurrent clients deliver every message exactly once",
         auto me = reply.substr(3);
         for (int j = 0; j < per_client; ++j) {
           auto text = name + "-" + std::to_string(j);
-          if (c.call("MESSAGE " + text + " " + me) != "OK"
-              || c.call("STORE inbox " + me) != "OK")
+          if (c.call("MESSAGE " + text + " " + me) != "OK" ||
+              c.call("STORE inbox " + me) != "OK")
             failures[i] = "request failed at " + text;
         }
       } catch (std::exception& e) {
@@ -187,8 +188,8 @@ TEST_CASE("100 concurrent clients deliver every message exactly once",
     t.join();
   for (auto& f : failures)
     CHECK(f.empty());
-  CHECK(admin->call("COUNT inbox " + inbox)
-        == "COUNTED " + std::to_string(clients * per_client));
+  CHECK(admin->call("COUNT inbox " + inbox) ==
+        "COUNTED " + std::to_string(clients * per_client));
   // Each poster's messages arrive in its own order, none twice.
   std::vector<int> next(clients, 0);
   for (int k = 0; k < clients * per_client; ++k) {
@@ -253,8 +254,8 @@ TEST_CASE("garbage and oversized requests get errors and lose nothing",
   c->send_raw("\n");
   CHECK(c->read_reply() == std::string{"KO request too long"});
   std::string too_long_text(16 * 1024 + 1, 't');
-  CHECK(c->call("MESSAGE " + too_long_text + " " + me)
-        == "KO message text too long");
+  CHECK(c->call("MESSAGE " + too_long_text + " " + me) ==
+        "KO message text too long");
   // Random bytes: every terminator in them yields exactly one reply.
   std::mt19937 rng{42};
   std::string junk;
@@ -274,14 +275,15 @@ TEST_CASE("garbage and oversized requests get errors and lose nothing",
     auto n = ::recv(c->fd(), buf, sizeof(buf), 0);
     REQUIRE(n > 0);
     stream.append(buf, static_cast<size_t>(n));
-    if (stream.size() >= 3 && stream.compare(stream.size() - 3, 3, "OK\n") == 0
-        && std::count(stream.begin(), stream.end(), '\n')
-               + std::count(stream.begin(), stream.end(), '\0')
-             == static_cast<long>(frames + 1))
+    if (stream.size() >= 3 &&
+        stream.compare(stream.size() - 3, 3, "OK\n") == 0 &&
+        std::count(stream.begin(), stream.end(), '\n') +
+                std::count(stream.begin(), stream.end(), '\0') ==
+            static_cast<long>(frames + 1))
       break;
   }
-  auto replies = std::count(stream.begin(), stream.end(), '\n')
-            + std::count(stream.begin(), stream.end(), '\0');
+  auto replies = std::count(stream.begin(), stream.end(), '\n') +
+                 std::count(stream.begin(), stream.end(), '\0');
   CHECK(replies == static_cast<long>(frames + 1));
   CHECK(c->call("STORE sturdy " + me) == "OK");
   CHECK(c->call("GETMSG sturdy " + me) == "OK keep me");

@@ -16,15 +16,15 @@ namespace {
 hasher_actor::behavior_type hash_worker(hasher_actor::pointer self,
                                         pwhash_cost cost) {
   return {
-      [=](hash_atom, const std::string& password) -> caf::result<std::string> {
-        if (auto hash = hash_password(password, cost))
-          return std::move(*hash);
-        return caf::make_error(caf::sec::runtime_error,
-                               "cannot allocate memory for a password hash");
-      },
-      [=](verify_atom, const std::string& hash, const std::string& password) {
-        return verify_password(hash, password);
-      },
+    [=](hash_atom, const std::string& password) -> caf::result<std::string> {
+      if (auto hash = hash_password(password, cost))
+        return std::move(*hash);
+      return caf::make_error(caf::sec::runtime_error,
+                             "cannot allocate memory for a password hash");
+    },
+    [=](verify_atom, const std::string& hash, const std::string& password) {
+      return verify_password(hash, password);
+    },
   };
 }
 
@@ -58,15 +58,15 @@ caf::result<Result> submit(pool_pointer self, Ts... args) {
   auto rp = self->template make_response_promise<Result>();
   auto job = [=](hasher_actor worker) mutable {
     self->request(worker, self->state.limits.hashing, args...)
-        .then(
-            [=](Result& value) mutable {
-              rp.deliver(std::move(value));
-              release(self, worker);
-            },
-            [=](caf::error& err) mutable {
-              rp.deliver(std::move(err));
-              release(self, worker);
-            });
+      .then(
+        [=](Result& value) mutable {
+          rp.deliver(std::move(value));
+          release(self, worker);
+        },
+        [=](caf::error& err) mutable {
+          rp.deliver(std::move(err));
+          release(self, worker);
+        });
   };
   if (st.idle.empty()) {
     st.waiting.emplace_back(std::move(job));
@@ -85,15 +85,15 @@ hasher_actor::behavior_type hasher_pool(pool_pointer self, hasher_config cfg,
   st.max_queue = cfg.max_queue;
   for (size_t i = 0; i < std::max<size_t>(cfg.workers, 1); ++i)
     st.idle.emplace_back(
-        self->spawn<caf::detached + caf::linked>(hash_worker, cfg.cost));
+      self->spawn<caf::detached + caf::linked>(hash_worker, cfg.cost));
   return {
-      [=](hash_atom, std::string& password) {
-        return submit<std::string>(self, hash_atom::value, std::move(password));
-      },
-      [=](verify_atom, std::string& hash, std::string& password) {
-        return submit<bool>(self, verify_atom::value, std::move(hash),
-                            std::move(password));
-      },
+    [=](hash_atom, std::string& password) {
+      return submit<std::string>(self, hash_atom::value, std::move(password));
+    },
+    [=](verify_atom, std::string& hash, std::string& password) {
+      return submit<bool>(self, verify_atom::value, std::move(hash),
+                          std::move(password));
+    },
   };
 }
 

@@ -33,52 +33,53 @@ imq_actor::behavior_type imq(imq_actor::stateful_pointer<imq_state> self,
                              timeouts limits) {
   self->state.limits = limits;
   return {
-      [=](post_atom, std::string& poster, std::string& text) {
-        auto& st = self->state;
-        auto seq = st.next_seq++;
-        st.storable[poster].insert(seq);
-        st.queue.emplace(seq, imq_entry{std::move(poster), std::move(text)});
-        return caf::ok_atom::value;
-      },
-      [=](store_atom, const std::string& poster,
-          mailbox_actor& target) -> caf::result<caf::ok_atom> {
-        auto& st = self->state;
-        auto mine = st.storable.find(poster);
-        if (mine == st.storable.end())
-          return errc::nothing_to_store;
-        auto seq = *mine->second.rbegin();
-        mine->second.erase(seq);
-        if (mine->second.empty())
-          st.storable.erase(mine);
-        auto rp = self->make_response_promise<caf::ok_atom>();
-        // The message leaves the queue only once the mailbox holds it; on
-        // failure it becomes storable again at its old position.
-        self->request(target, st.limits.request, caf::put_atom::value,
-                      st.queue.at(seq).text)
-            .then(
-                [=](caf::ok_atom) mutable {
-                  self->state.queue.erase(seq);
-                  rp.deliver(caf::ok_atom::value);
-                },
-                [=](caf::error& err) mutable {
-                  self->state.storable[poster].insert(seq);
-                  rp.deliver(std::move(err));
-                });
-        return rp;
-      },
-      [=](dump_atom) {
-        auto& st = self->state;
-        std::string line =
-            "DUMP imq: " + std::to_string(st.queue.size()) + " message(s)";
-        size_t shown = 0;
-        for (auto& [seq, entry] : st.queue) {
-          if (shown++ == dump_texts)
-            break;
-          line += " [" + entry.poster + ": " + printable(entry.text) + "]";
-        }
-        log_line(line);
-        return caf::ok_atom::value;
-      },
+    [=](post_atom, std::string& poster, std::string& text) {
+      auto& st = self->state;
+      auto seq = st.next_seq++;
+      st.storable[poster].insert(seq);
+      st.queue.emplace(seq, imq_entry{std::move(poster), std::move(text)});
+      return caf::ok_atom::value;
+    },
+    [=](store_atom, const std::string& poster,
+        mailbox_actor& target) -> caf::result<caf::ok_atom> {
+      auto& st = self->state;
+      auto mine = st.storable.find(poster);
+      if (mine == st.storable.end())
+        return errc::nothing_to_store;
+      auto seq = *mine->second.rbegin();
+      mine->second.erase(seq);
+      if (mine->second.empty())
+        st.storable.erase(mine);
+      auto rp = self->make_response_promise<caf::ok_atom>();
+      // The message leaves the queue only once the mailbox holds it; on
+      // failure it becomes storable again at its old position.
+      self
+        ->request(target, st.limits.request, caf::put_atom::value,
+                  st.queue.at(seq).text)
+        .then(
+          [=](caf::ok_atom) mutable {
+            self->state.queue.erase(seq);
+            rp.deliver(caf::ok_atom::value);
+          },
+          [=](caf::error& err) mutable {
+            self->state.storable[poster].insert(seq);
+            rp.deliver(std::move(err));
+          });
+      return rp;
+    },
+    [=](dump_atom) {
+      auto& st = self->state;
+      std::string line =
+        "DUMP imq: " + std::to_string(st.queue.size()) + " message(s)";
+      size_t shown = 0;
+      for (auto& [seq, entry] : st.queue) {
+        if (shown++ == dump_texts)
+          break;
+        line += " [" + entry.poster + ": " + printable(entry.text) + "]";
+      }
+      log_line(line);
+      return caf::ok_atom::value;
+    },
   };
 }
 

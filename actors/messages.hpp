@@ -51,52 +51,51 @@ std::string error_reply(errc code);
 
 /// One user's FIFO of messages.
 using mailbox_actor = caf::typed_actor<
-    // Number of waiting messages.
-    caf::replies_to<count_atom>::with<uint64_t>,
-    // Text of the oldest message, which stays; errc::mailbox_empty.
-    caf::replies_to<caf::get_atom>::with<std::string>,
-    // Removes the oldest message; errc::mailbox_empty.
-    caf::replies_to<caf::delete_atom>::with<caf::ok_atom>,
-    // Appends a message.
-    caf::replies_to<caf::put_atom, std::string>::with<caf::ok_atom>,
-    // Logs the count and the first texts (sent one-way by the registry's DUMP).
-    caf::reacts_to<dump_atom>>;
+  // Number of waiting messages.
+  caf::replies_to<count_atom>::with<uint64_t>,
+  // Text of the oldest message, which stays; errc::mailbox_empty.
+  caf::replies_to<caf::get_atom>::with<std::string>,
+  // Removes the oldest message; errc::mailbox_empty.
+  caf::replies_to<caf::delete_atom>::with<caf::ok_atom>,
+  // Appends a message.
+  caf::replies_to<caf::put_atom, std::string>::with<caf::ok_atom>,
+  // Logs the count and the first texts (sent one-way by the registry's DUMP).
+  caf::reacts_to<dump_atom>>;
 
 /// The incoming message queue: texts tagged with their poster's account.
 using imq_actor = caf::typed_actor<
-    // (poster, text): appends to the queue.
-    caf::replies_to<post_atom, std::string, std::string>::with<caf::ok_atom>,
-    // (poster, target): moves the poster's most recent message into the
-    // target mailbox; the message stays queued until the mailbox accepted it.
-    // errc::nothing_to_store.
-    caf::replies_to<store_atom, std::string, mailbox_actor>::with<caf::ok_atom>,
-    // Logs the queue length and the first texts.
-    caf::replies_to<dump_atom>::with<caf::ok_atom>>;
+  // (poster, text): appends to the queue.
+  caf::replies_to<post_atom, std::string, std::string>::with<caf::ok_atom>,
+  // (poster, target): moves the poster's most recent message into the
+  // target mailbox; the message stays queued until the mailbox accepted it.
+  // errc::nothing_to_store.
+  caf::replies_to<store_atom, std::string, mailbox_actor>::with<caf::ok_atom>,
+  // Logs the queue length and the first texts.
+  caf::replies_to<dump_atom>::with<caf::ok_atom>>;
 
 /// Accounts, password hashes, sessions and the directory of mailboxes.
 using registry_actor = caf::typed_actor<
-    // (username, password) -> cookie of a new session.
-    // errc::user_exists, bad_username, bad_password, server_busy.
-    caf::replies_to<register_atom, std::string, std::string>::with<std::string>,
-    // (username, password) -> cookie; errc::login_failed, server_busy.
-    caf::replies_to<login_atom, std::string, std::string>::with<std::string>,
-    // (cookie): ends the session; errc::not_logged_in.
-    caf::replies_to<logout_atom, std::string>::with<caf::ok_atom>,
-    // (cookie) -> (caller, caller's mailbox); errc::not_logged_in.
-    caf::replies_to<session_atom, std::string>::with<std::string,
-                                                     mailbox_actor>,
-    // (cookie, username) -> (caller, that user's mailbox);
-    // errc::not_logged_in, no_such_user.
-    caf::replies_to<session_atom, std::string,
-                    std::string>::with<std::string, mailbox_actor>,
-    // Logs account and session counts, then every mailbox logs itself.
-    caf::replies_to<dump_atom>::with<caf::ok_atom>>;
+  // (username, password) -> cookie of a new session.
+  // errc::user_exists, bad_username, bad_password, server_busy.
+  caf::replies_to<register_atom, std::string, std::string>::with<std::string>,
+  // (username, password) -> cookie; errc::login_failed, server_busy.
+  caf::replies_to<login_atom, std::string, std::string>::with<std::string>,
+  // (cookie): ends the session; errc::not_logged_in.
+  caf::replies_to<logout_atom, std::string>::with<caf::ok_atom>,
+  // (cookie) -> (caller, caller's mailbox); errc::not_logged_in.
+  caf::replies_to<session_atom, std::string>::with<std::string, mailbox_actor>,
+  // (cookie, username) -> (caller, that user's mailbox);
+  // errc::not_logged_in, no_such_user.
+  caf::replies_to<session_atom, std::string, std::string>::with<std::string,
+                                                                mailbox_actor>,
+  // Logs account and session counts, then every mailbox logs itself.
+  caf::replies_to<dump_atom>::with<caf::ok_atom>>;
 
 /// Argon2id password hashing, run off the registry's thread.
 using hasher_actor = caf::typed_actor<
-    // (password) -> encoded hash; errc::server_busy when the queue is full.
-    caf::replies_to<hash_atom, std::string>::with<std::string>,
-    // (encoded hash, password) -> whether they match.
-    caf::replies_to<verify_atom, std::string, std::string>::with<bool>>;
+  // (password) -> encoded hash; errc::server_busy when the queue is full.
+  caf::replies_to<hash_atom, std::string>::with<std::string>,
+  // (encoded hash, password) -> whether they match.
+  caf::replies_to<verify_atom, std::string, std::string>::with<bool>>;
 
 } // namespace smsp

@@ -61,10 +61,9 @@ registry_actor::behavior_type registry(registry_pointer self,
                                        hasher_actor hasher, timeouts limits) {
   self->state.hasher = hasher;
   self->state.limits = limits;
-  self->request(hasher, limits.hashing, hash_atom::value,
-                "decoy-" + new_cookie())
-      .then(
-          [=](std::string& hash) { self->state.decoy_hash = std::move(hash); },
+  self
+    ->request(hasher, limits.hashing, hash_atom::value, "decoy-" + new_cookie())
+    .then([=](std::string& hash) { self->state.decoy_hash = std::move(hash); },
           [=](caf::error& err) {
             log_line("registry: no decoy hash: " + to_string(err));
           });
@@ -83,95 +82,97 @@ registry_actor::behavior_type registry(registry_pointer self,
     self->quit(msg.reason);
   });
   return {
-      [=](register_atom, std::string& user,
-          std::string& password) -> caf::result<std::string> {
-        auto& st = self->state;
-        if (!valid_username(user))
-          return errc::bad_username;
-        if (!valid_password(password))
-          return errc::bad_password;
-        if (st.accounts.count(user) != 0 || st.registering.count(user) != 0)
-          return errc::user_exists;
-        st.registering.insert(user);
-        auto rp = self->make_response_promise<std::string>();
-        self->request(st.hasher, st.limits.hashing, hash_atom::value,
-                      std::move(password))
-            .then(
-                [=](std::string& hash) mutable {
-                  auto& st = self->state;
-                  st.registering.erase(user);
-                  st.accounts.emplace(user, account{std::move(hash), {}});
-                  rp.deliver(start_session(self, user));
-                },
-                [=](caf::error& err) mutable {
-                  self->state.registering.erase(user);
-                  rp.deliver(std::move(err));
-                });
-        return rp;
-      },
-      [=](login_atom, std::string& user,
-          std::string& password) -> caf::result<std::string> {
-        auto& st = self->state;
-        auto acc = st.accounts.find(user);
-        bool known = acc != st.accounts.end() && valid_password(password);
-        auto hash = known ? acc->second.password_hash : st.decoy_hash;
-        if (hash.empty())
-          return errc::login_failed;
-        auto rp = self->make_response_promise<std::string>();
-        self->request(st.hasher, st.limits.hashing, verify_atom::value,
-                      std::move(hash), std::move(password))
-            .then(
-                [=](bool match) mutable {
-                  if (known && match)
-                    rp.deliver(start_session(self, user));
-                  else
-                    rp.deliver(make_error(errc::login_failed));
-                },
-                [=](caf::error& err) mutable { rp.deliver(std::move(err)); });
-        return rp;
-      },
-      [=](logout_atom, const std::string& cookie) -> caf::result<caf::ok_atom> {
-        auto& st = self->state;
-        auto session = st.user_by_cookie.find(cookie);
-        if (session == st.user_by_cookie.end())
-          return errc::not_logged_in;
-        st.cookie_by_user.erase(session->second);
-        st.user_by_cookie.erase(session);
-        return caf::ok_atom::value;
-      },
-      [=](session_atom, const std::string& cookie)
-          -> caf::result<std::string, mailbox_actor> {
-        auto& st = self->state;
-        auto session = st.user_by_cookie.find(cookie);
-        if (session == st.user_by_cookie.end())
-          return errc::not_logged_in;
-        auto& user = session->second;
-        return {user, mailbox_of(self, user, st.accounts.at(user))};
-      },
-      [=](session_atom, const std::string& cookie, const std::string& target)
-          -> caf::result<std::string, mailbox_actor> {
-        auto& st = self->state;
-        auto session = st.user_by_cookie.find(cookie);
-        if (session == st.user_by_cookie.end())
-          return errc::not_logged_in;
-        auto acc = st.accounts.find(target);
-        if (acc == st.accounts.end())
-          return errc::no_such_user;
-        return {session->second, mailbox_of(self, target, acc->second)};
-      },
-      [=](dump_atom) {
-        auto& st = self->state;
-        log_line("DUMP registry: " + std::to_string(st.accounts.size()) +
-                 " account(s), " + std::to_string(st.user_by_cookie.size()) +
-                 " live session(s)");
-        for (auto& [user, acc] : st.accounts) {
-          if (acc.mailbox)
-            self->send(acc.mailbox, dump_atom::value);
-          else
-            log_line("DUMP mailbox " + user + ": 0 message(s)");
-        }
-        return caf::ok_atom::value;
-      },
+    [=](register_atom, std::string& user,
+        std::string& password) -> caf::result<std::string> {
+      auto& st = self->state;
+      if (!valid_username(user))
+        return errc::bad_username;
+      if (!valid_password(password))
+        return errc::bad_password;
+      if (st.accounts.count(user) != 0 || st.registering.count(user) != 0)
+        return errc::user_exists;
+      st.registering.insert(user);
+      auto rp = self->make_response_promise<std::string>();
+      self
+        ->request(st.hasher, st.limits.hashing, hash_atom::value,
+                  std::move(password))
+        .then(
+          [=](std::string& hash) mutable {
+            auto& st = self->state;
+            st.registering.erase(user);
+            st.accounts.emplace(user, account{std::move(hash), {}});
+            rp.deliver(start_session(self, user));
+          },
+          [=](caf::error& err) mutable {
+            self->state.registering.erase(user);
+            rp.deliver(std::move(err));
+          });
+      return rp;
+    },
+    [=](login_atom, std::string& user,
+        std::string& password) -> caf::result<std::string> {
+      auto& st = self->state;
+      auto acc = st.accounts.find(user);
+      bool known = acc != st.accounts.end() && valid_password(password);
+      auto hash = known ? acc->second.password_hash : st.decoy_hash;
+      if (hash.empty())
+        return errc::login_failed;
+      auto rp = self->make_response_promise<std::string>();
+      self
+        ->request(st.hasher, st.limits.hashing, verify_atom::value,
+                  std::move(hash), std::move(password))
+        .then(
+          [=](bool match) mutable {
+            if (known && match)
+              rp.deliver(start_session(self, user));
+            else
+              rp.deliver(make_error(errc::login_failed));
+          },
+          [=](caf::error& err) mutable { rp.deliver(std::move(err)); });
+      return rp;
+    },
+    [=](logout_atom, const std::string& cookie) -> caf::result<caf::ok_atom> {
+      auto& st = self->state;
+      auto session = st.user_by_cookie.find(cookie);
+      if (session == st.user_by_cookie.end())
+        return errc::not_logged_in;
+      st.cookie_by_user.erase(session->second);
+      st.user_by_cookie.erase(session);
+      return caf::ok_atom::value;
+    },
+    [=](session_atom,
+        const std::string& cookie) -> caf::result<std::string, mailbox_actor> {
+      auto& st = self->state;
+      auto session = st.user_by_cookie.find(cookie);
+      if (session == st.user_by_cookie.end())
+        return errc::not_logged_in;
+      auto& user = session->second;
+      return {user, mailbox_of(self, user, st.accounts.at(user))};
+    },
+    [=](session_atom, const std::string& cookie,
+        const std::string& target) -> caf::result<std::string, mailbox_actor> {
+      auto& st = self->state;
+      auto session = st.user_by_cookie.find(cookie);
+      if (session == st.user_by_cookie.end())
+        return errc::not_logged_in;
+      auto acc = st.accounts.find(target);
+      if (acc == st.accounts.end())
+        return errc::no_such_user;
+      return {session->second, mailbox_of(self, target, acc->second)};
+    },
+    [=](dump_atom) {
+      auto& st = self->state;
+      log_line("DUMP registry: " + std::to_string(st.accounts.size()) +
+               " account(s), " + std::to_string(st.user_by_cookie.size()) +
+               " live session(s)");
+      for (auto& [user, acc] : st.accounts) {
+        if (acc.mailbox)
+          self->send(acc.mailbox, dump_atom::value);
+        else
+          log_line("DUMP mailbox " + user + ": 0 message(s)");
+      }
+      return caf::ok_atom::value;
+    },
   };
 }
 

@@ -32,42 +32,50 @@ std::optional<int> parse_command_line(int argc, char** argv, options& opts) {
                "from ./caf-application.ini), e.g. --scheduler.max-threads=1."};
   auto& srv = opts.server;
   auto& conn = srv.connections;
-  app.add_option("--host", srv.host,
-                 "Address to listen on. The default, 127.0.0.1, serves this "
-                 "machine only; --host 0.0.0.0 serves other machines")
-      ->capture_default_str();
+  app
+    .add_option("--host", srv.host,
+                "Address to listen on. The default, 127.0.0.1, serves this "
+                "machine only; --host 0.0.0.0 serves other machines")
+    ->capture_default_str();
   app.add_option("--port,-p", srv.port, "TCP port; 0 picks a free port")
-      ->capture_default_str();
-  app.add_option("--data-dir", opts.data_dir,
-                 "Directory for durable data (reserved: this version keeps "
-                 "mail in memory)")
-      ->capture_default_str();
-  app.add_option("--pwhash", opts.pwhash,
-                 "Argon2id cost: interactive (64 MiB, the default), moderate "
-                 "(256 MiB), or min (tiny and weak: for tests and benchmarks "
-                 "only, never for real accounts)")
-      ->check(CLI::IsMember({"interactive", "moderate", "min"}))
-      ->capture_default_str();
-  app.add_option("--hash-workers", srv.hashing.workers,
-                 "Password hashes computed at once, each on its own thread")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 256));
-  app.add_option("--hash-queue", srv.hashing.max_queue,
-                 "Password hashes that may wait; beyond it REGISTER and "
-                 "LOGIN get 'KO server busy'")
-      ->capture_default_str();
-  app.add_option("--max-request", conn.limits.max_request,
-                 "Longest request in bytes, terminator included")
-      ->capture_default_str()
-      ->check(CLI::Range(size_t{16}, size_t{1} << 30));
-  app.add_option("--max-text", conn.limits.max_text,
-                 "Longest MESSAGE text in bytes")
-      ->capture_default_str()
-      ->check(CLI::Range(size_t{1}, size_t{1} << 30));
-  app.add_option("--max-unsent", conn.max_unsent,
-                 "Unread reply bytes after which a connection stops reading "
-                 "until its client catches up")
-      ->capture_default_str();
+    ->capture_default_str();
+  app
+    .add_option("--data-dir", opts.data_dir,
+                "Directory for durable data (reserved: this version keeps "
+                "mail in memory)")
+    ->capture_default_str();
+  app
+    .add_option("--pwhash", opts.pwhash,
+                "Argon2id cost: interactive (64 MiB, the default), moderate "
+                "(256 MiB), or min (tiny and weak: for tests and benchmarks "
+                "only, never for real accounts)")
+    ->check(CLI::IsMember({"interactive", "moderate", "min"}))
+    ->capture_default_str();
+  app
+    .add_option("--hash-workers", srv.hashing.workers,
+                "Password hashes computed at once, each on its own thread")
+    ->capture_default_str()
+    ->check(CLI::Range(1, 256));
+  app
+    .add_option("--hash-queue", srv.hashing.max_queue,
+                "Password hashes that may wait; beyond it REGISTER and "
+                "LOGIN get 'KO server busy'")
+    ->capture_default_str();
+  app
+    .add_option("--max-request", conn.limits.max_request,
+                "Longest request in bytes, terminator included")
+    ->capture_default_str()
+    ->check(CLI::Range(size_t{16}, size_t{1} << 30));
+  app
+    .add_option("--max-text", conn.limits.max_text,
+                "Longest MESSAGE text in bytes")
+    ->capture_default_str()
+    ->check(CLI::Range(size_t{1}, size_t{1} << 30));
+  app
+    .add_option("--max-unsent", conn.max_unsent,
+                "Unread reply bytes after which a connection stops reading "
+                "until its client catches up")
+    ->capture_default_str();
   app.allow_extras();
   try {
     app.parse(argc, argv);

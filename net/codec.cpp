@@ -104,16 +104,16 @@ void framer::feed(const char* data, size_t size, std::vector<frame>& out) {
 
 const std::vector<command_spec>& command_table() {
   static const std::vector<command_spec> table{
-      {command::register_user, "REGISTER", 2, false,
-       "REGISTER <username> <password>"},
-      {command::login, "LOGIN", 2, false, "LOGIN <username> <password>"},
-      {command::logout, "LOGOUT", 1, true, "LOGOUT <cookie>"},
-      {command::message, "MESSAGE", 2, true, "MESSAGE <text> <cookie>"},
-      {command::store, "STORE", 2, true, "STORE <username> <cookie>"},
-      {command::count, "COUNT", 2, true, "COUNT <username> <cookie>"},
-      {command::getmsg, "GETMSG", 2, true, "GETMSG <username> <cookie>"},
-      {command::delmsg, "DELMSG", 2, true, "DELMSG <username> <cookie>"},
-      {command::dump, "DUMP", 0, false, "DUMP"},
+    {command::register_user, "REGISTER", 2, false,
+     "REGISTER <username> <password>"},
+    {command::login, "LOGIN", 2, false, "LOGIN <username> <password>"},
+    {command::logout, "LOGOUT", 1, true, "LOGOUT <cookie>"},
+    {command::message, "MESSAGE", 2, true, "MESSAGE <text> <cookie>"},
+    {command::store, "STORE", 2, true, "STORE <username> <cookie>"},
+    {command::count, "COUNT", 2, true, "COUNT <username> <cookie>"},
+    {command::getmsg, "GETMSG", 2, true, "GETMSG <username> <cookie>"},
+    {command::delmsg, "DELMSG", 2, true, "DELMSG <username> <cookie>"},
+    {command::dump, "DUMP", 0, false, "DUMP"},
   };
   return table;
 }

@@ -53,16 +53,17 @@ template<class F>
 void with_own_mailbox(broker* self, const request& req, F then) {
   auto& st = self->state;
   auto target = req.args[0];
-  self->request(st.deps.registry, st.deps.waits.request, session_atom::value,
-                req.cookie())
-      .then(
-          [=](std::string& caller, mailbox_actor& box) {
-            if (caller != target)
-              answer(self, error_reply(errc::not_your_mailbox));
-            else
-              then(box);
-          },
-          fail(self));
+  self
+    ->request(st.deps.registry, st.deps.waits.request, session_atom::value,
+              req.cookie())
+    .then(
+      [=](std::string& caller, mailbox_actor& box) {
+        if (caller != target)
+          answer(self, error_reply(errc::not_your_mailbox));
+        else
+          then(box);
+      },
+      fail(self));
 }
 
 // -- command handlers ---------------------------------------------------------
@@ -76,66 +77,73 @@ std::chrono::milliseconds hashing_wait(const connection_state& st) {
 // REGISTER <username> <password>
 void on_register(broker* self, const request& req) {
   auto& st = self->state;
-  self->request(st.deps.registry, hashing_wait(st), register_atom::value,
-                req.args[0], req.args[1])
-      .then([=](std::string& cookie) { answer(self, "OK " + cookie); },
-            fail(self));
+  self
+    ->request(st.deps.registry, hashing_wait(st), register_atom::value,
+              req.args[0], req.args[1])
+    .then([=](std::string& cookie) { answer(self, "OK " + cookie); },
+          fail(self));
 }
 
 // LOGIN <username> <password>
 void on_login(broker* self, const request& req) {
   auto& st = self->state;
-  self->request(st.deps.registry, hashing_wait(st), login_atom::value,
-                req.args[0], req.args[1])
-      .then([=](std::string& cookie) { answer(self, "OK " + cookie); },
-            fail(self));
+  self
+    ->request(st.deps.registry, hashing_wait(st), login_atom::value,
+              req.args[0], req.args[1])
+    .then([=](std::string& cookie) { answer(self, "OK " + cookie); },
+          fail(self));
 }
 
 // LOGOUT <cookie>
 void on_logout(broker* self, const request& req) {
   auto& st = self->state;
-  self->request(st.deps.registry, st.deps.waits.request, logout_atom::value,
-                req.cookie())
-      .then([=](caf::ok_atom) { answer(self, "OK"); }, fail(self));
+  self
+    ->request(st.deps.registry, st.deps.waits.request, logout_atom::value,
+              req.cookie())
+    .then([=](caf::ok_atom) { answer(self, "OK"); }, fail(self));
 }
 
 // MESSAGE <text> <cookie>
 void on_message(broker* self, const request& req) {
   auto& st = self->state;
   auto text = req.args[0];
-  self->request(st.deps.registry, st.deps.waits.request, session_atom::value,
-                req.cookie())
-      .then(
-          [=](std::string& poster, mailbox_actor&) {
-            auto& st = self->state;
-            self->request(st.deps.imq, st.deps.waits.request, post_atom::value,
-                          std::move(poster), text)
-                .then([=](caf::ok_atom) { answer(self, "OK"); }, fail(self));
-          },
-          fail(self));
+  self
+    ->request(st.deps.registry, st.deps.waits.request, session_atom::value,
+              req.cookie())
+    .then(
+      [=](std::string& poster, mailbox_actor&) {
+        auto& st = self->state;
+        self
+          ->request(st.deps.imq, st.deps.waits.request, post_atom::value,
+                    std::move(poster), text)
+          .then([=](caf::ok_atom) { answer(self, "OK"); }, fail(self));
+      },
+      fail(self));
 }
 
 // STORE <username> <cookie>
 void on_store(broker* self, const request& req) {
   auto& st = self->state;
-  self->request(st.deps.registry, st.deps.waits.request, session_atom::value,
-                req.cookie(), req.args[0])
-      .then(
-          [=](std::string& poster, mailbox_actor& target) {
-            auto& st = self->state;
-            self->request(st.deps.imq, st.deps.waits.request, store_atom::value,
-                          std::move(poster), std::move(target))
-                .then([=](caf::ok_atom) { answer(self, "OK"); }, fail(self));
-          },
-          fail(self));
+  self
+    ->request(st.deps.registry, st.deps.waits.request, session_atom::value,
+              req.cookie(), req.args[0])
+    .then(
+      [=](std::string& poster, mailbox_actor& target) {
+        auto& st = self->state;
+        self
+          ->request(st.deps.imq, st.deps.waits.request, store_atom::value,
+                    std::move(poster), std::move(target))
+          .then([=](caf::ok_atom) { answer(self, "OK"); }, fail(self));
+      },
+      fail(self));
 }
 
 // COUNT <username> <cookie>
 void on_count(broker* self, const request& req) {
   with_own_mailbox(self, req, [=](mailbox_actor box) {
     self->request(box, self->state.deps.waits.request, count_atom::value)
-        .then([=](uint64_t n) { answer(self, "COUNTED " + std::to_string(n)); },
-              fail(self));
+      .then([=](uint64_t n) { answer(self, "COUNTED " + std::to_string(n)); },
+            fail(self));
   });
 }
 
@@ -143,8 +151,7 @@ void on_count(broker* self, const request& req) {
 void on_getmsg(broker* self, const request& req) {
   with_own_mailbox(self, req, [=](mailbox_actor box) {
     self->request(box, self->state.deps.waits.request, caf::get_atom::value)
-        .then([=](std::string& text) { answer(self, "OK " + text); },
-              fail(self));
+      .then([=](std::string& text) { answer(self, "OK " + text); }, fail(self));
   });
 }
 
@@ -152,7 +159,7 @@ void on_getmsg(broker* self, const request& req) {
 void on_delmsg(broker* self, const request& req) {
   with_own_mailbox(self, req, [=](mailbox_actor box) {
     self->request(box, self->state.deps.waits.request, caf::delete_atom::value)
-        .then([=](caf::ok_atom) { answer(self, "OK"); }, fail(self));
+      .then([=](caf::ok_atom) { answer(self, "OK"); }, fail(self));
   });
 }
 
@@ -160,14 +167,13 @@ void on_delmsg(broker* self, const request& req) {
 void on_dump(broker* self, const request&) {
   auto& st = self->state;
   self->request(st.deps.imq, st.deps.waits.request, dump_atom::value)
-      .then(
-          [=](caf::ok_atom) {
-            auto& st = self->state;
-            self->request(st.deps.registry, st.deps.waits.request,
-                          dump_atom::value)
-                .then([=](caf::ok_atom) { answer(self, "OK"); }, fail(self));
-          },
-          fail(self));
+    .then(
+      [=](caf::ok_atom) {
+        auto& st = self->state;
+        self->request(st.deps.registry, st.deps.waits.request, dump_atom::value)
+          .then([=](caf::ok_atom) { answer(self, "OK"); }, fail(self));
+      },
+      fail(self));
 }
 
 void dispatch(broker* self, const request& req) {
@@ -249,23 +255,23 @@ caf::behavior connection(connection_broker* self,
   st.frames = framer{st.deps.limits.max_request};
   self->configure_read(hdl, caf::io::receive_policy::at_most(64 * 1024));
   return {
-      [=](const caf::io::new_data_msg& msg) {
-        auto& st = self->state;
-        std::vector<frame> frames;
-        st.frames.feed(msg.buf.data(), msg.buf.size(), frames);
-        for (auto& f : frames)
-          st.queued.emplace_back(std::move(f));
+    [=](const caf::io::new_data_msg& msg) {
+      auto& st = self->state;
+      std::vector<frame> frames;
+      st.frames.feed(msg.buf.data(), msg.buf.size(), frames);
+      for (auto& f : frames)
+        st.queued.emplace_back(std::move(f));
+      pump(self);
+    },
+    [=](const caf::io::data_transferred_msg& msg) {
+      auto& st = self->state;
+      if (st.backlogged && msg.remaining <= st.deps.max_unsent / 2) {
+        st.backlogged = false;
+        self->ack_writes(st.hdl, false);
         pump(self);
-      },
-      [=](const caf::io::data_transferred_msg& msg) {
-        auto& st = self->state;
-        if (st.backlogged && msg.remaining <= st.deps.max_unsent / 2) {
-          st.backlogged = false;
-          self->ack_writes(st.hdl, false);
-          pump(self);
-        }
-      },
-      [=](const caf::io::connection_closed_msg&) { self->quit(); },
+      }
+    },
+    [=](const caf::io::connection_closed_msg&) { self->quit(); },
   };
 }
 

@@ -24,7 +24,7 @@ struct connection_state {
 };
 
 using connection_broker =
-    caf::stateful_actor<connection_state, caf::io::broker>;
+  caf::stateful_actor<connection_state, caf::io::broker>;
 
 caf::behavior connection(connection_broker* self,
                          caf::io::connection_handle hdl, connection_deps deps);

@@ -38,18 +38,18 @@ caf::behavior acceptor(acceptor_broker* self, connection_deps deps) {
     self->quit(msg.reason);
   });
   return {
-      [=](caf::open_atom, const std::string& host,
-          uint16_t port) -> caf::result<uint16_t> {
-        auto bound = self->add_tcp_doorman(port, host.c_str(), true);
-        if (!bound)
-          return std::move(bound.error());
-        return bound->second;
-      },
-      [=](const caf::io::new_connection_msg& msg) {
-        auto conn = self->fork(connection, msg.handle, self->state.deps);
-        self->monitor(conn);
-        self->state.connections.emplace(std::move(conn));
-      },
+    [=](caf::open_atom, const std::string& host,
+        uint16_t port) -> caf::result<uint16_t> {
+      auto bound = self->add_tcp_doorman(port, host.c_str(), true);
+      if (!bound)
+        return std::move(bound.error());
+      return bound->second;
+    },
+    [=](const caf::io::new_connection_msg& msg) {
+      auto conn = self->fork(connection, msg.handle, self->state.deps);
+      self->monitor(conn);
+      self->state.connections.emplace(std::move(conn));
+    },
   };
 }
 
@@ -71,10 +71,11 @@ caf::expected<server> start_server(caf::actor_system& sys,
   srv.acceptor = sys.middleman().spawn_broker(acceptor, std::move(deps));
   caf::error failure;
   caf::scoped_actor self{sys};
-  self->request(srv.acceptor, std::chrono::seconds{30}, caf::open_atom::value,
-                cfg.host, cfg.port)
-      .receive([&](uint16_t port) { srv.port = port; },
-               [&](caf::error& err) { failure = std::move(err); });
+  self
+    ->request(srv.acceptor, std::chrono::seconds{30}, caf::open_atom::value,
+              cfg.host, cfg.port)
+    .receive([&](uint16_t port) { srv.port = port; },
+             [&](caf::error& err) { failure = std::move(err); });
   if (failure) {
     stop_server(srv);
     return failure;

@@ -278,8 +278,8 @@ TEST_CASE("garbage and oversized requests get errors and lose nothing",
     if (stream.size() >= 3 &&
         stream.compare(stream.size() - 3, 3, "OK\n") == 0 &&
         std::count(stream.begin(), stream.end(), '\n') +
-                std::count(stream.begin(), stream.end(), '\0') ==
-            static_cast<long>(frames + 1))
+            std::count(stream.begin(), stream.end(), '\0') ==
+          static_cast<long>(frames + 1))
       break;
   }
   auto replies = std::count(stream.begin(), stream.end(), '\n') +

@@ -16,6 +16,9 @@ struct acceptor_state {
   connection_deps deps;
   /// Live connection brokers, stopped with the acceptor.
   std::unordered_set<caf::actor> connections;
+  /// Set once the acceptor was told to stop: it then quits with this reason
+  /// as soon as its last connection is gone.
+  caf::error stopping;
   static inline const char* name = "smsp.acceptor";
 };
 
@@ -25,17 +28,27 @@ caf::behavior acceptor(acceptor_broker* self, connection_deps deps) {
   self->state.deps = std::move(deps);
   // Monitoring, not linking: one failing connection must not stop the server.
   self->set_down_handler([=](caf::down_msg& msg) {
-    auto& conns = self->state.connections;
-    for (auto i = conns.begin(); i != conns.end(); ++i)
+    auto& st = self->state;
+    for (auto i = st.connections.begin(); i != st.connections.end(); ++i)
       if (i->address() == msg.source) {
-        conns.erase(i);
+        st.connections.erase(i);
         break;
       }
+    if (st.stopping && st.connections.empty())
+      self->quit(st.stopping);
   });
+  // Stops accepting, then waits for every connection to stop, so that no
+  // connection outlives the actors it talks to.
   self->set_exit_handler([=](caf::exit_msg& msg) {
-    for (auto& conn : self->state.connections)
-      self->send_exit(conn, msg.reason);
-    self->quit(msg.reason);
+    auto& st = self->state;
+    if (st.stopping)
+      return;
+    st.stopping = msg.reason ? msg.reason : caf::exit_reason::user_shutdown;
+    self->close_all();
+    for (auto& conn : st.connections)
+      self->send_exit(conn, st.stopping);
+    if (st.connections.empty())
+      self->quit(st.stopping);
   });
   return {
     [=](caf::open_atom, const std::string& host,
@@ -85,7 +98,17 @@ caf::expected<server> start_server(caf::actor_system& sys,
 
 void stop_server(const server& srv) {
   auto reason = caf::exit_reason::user_shutdown;
-  caf::anon_send_exit(srv.acceptor, reason);
+  if (srv.acceptor) {
+    // Connections first: a request in flight when the registry stopped
+    // would otherwise be answered "KO internal error".
+    caf::scoped_actor self{srv.acceptor.home_system()};
+    self->monitor(srv.acceptor);
+    self->send_exit(srv.acceptor, reason);
+    self->receive([](caf::down_msg&) {},
+                  caf::after(std::chrono::seconds{10}) >> [] {
+                    log_line("server: connections did not stop within 10 s");
+                  });
+  }
   caf::anon_send_exit(srv.registry, reason);
   caf::anon_send_exit(srv.imq, reason);
   caf::anon_send_exit(srv.hasher, reason);

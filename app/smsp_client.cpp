@@ -1,0 +1,434 @@
+// smsp-client: interactive (libedit) or scripted command-line client for an SMSP server.
+#include "app/line_client.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <fcntl.h>
+#include <pwd.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <editline/readline.h>
+
+namespace {
+
+constexpr std::string_view blanks = " \t";
+
+// Exit statuses of scripted mode (and of a failed first connection).
+constexpr int exit_failure = 1;
+constexpr int exit_no_connection = 2;
+
+std::string_view trim(std::string_view str) {
+  auto first = str.find_first_not_of(blanks);
+  if (first == std::string_view::npos)
+    return {};
+  auto last = str.find_last_not_of(blanks);
+  return str.substr(first, last - first + 1);
+}
+
+// Splits off the first blank-separated word; the rest keeps its inner
+// spacing (message texts are sent exactly as typed).
+std::pair<std::string_view, std::string_view> split_first(std::string_view str) {
+  str = trim(str);
+  auto end = str.find_first_of(blanks);
+  if (end == std::string_view::npos)
+    return {str, {}};
+  return {str.substr(0, end), trim(str.substr(end))};
+}
+
+std::vector<std::string> split_words(std::string_view str) {
+  std::vector<std::string> result;
+  for (;;) {
+    auto [word, rest] = split_first(str);
+    if (word.empty())
+      return result;
+    result.emplace_back(word);
+    str = rest;
+  }
+}
+
+std::string lowercase(std::string_view str) {
+  std::string result{str};
+  for (auto& c : result)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return result;
+}
+
+std::string_view first_word(std::string_view reply) {
+  return reply.substr(0, reply.find(' '));
+}
+
+// A command could not complete: bad input, no session, a failure reply or a
+// broken connection. `what()` is meant for people.
+struct command_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// The server refused: `what()` starts with its reply, shown as it came.
+struct server_refused : command_error {
+  using command_error::command_error;
+};
+
+const char* help_text =
+  "Commands (case-insensitive):\n"
+  "  register <user> <password>  create an account and log in\n"
+  "  login <user> <password>     log in (replaces any previous session)\n"
+  "  logout                      end the session\n"
+  "  message <text...>           post a text to the incoming queue (MESSAGE)\n"
+  "  store <user>                deliver your latest posted text to <user> "
+  "(STORE)\n"
+  "  send <user> <text...>       message + store in one step\n"
+  "  count                       number of messages in your mailbox\n"
+  "  get                         print the oldest message in your mailbox\n"
+  "  del                         delete the oldest message in your mailbox\n"
+  "  dump                        ask the server to dump its state to its log\n"
+  "  raw <protocol line>         send a protocol line as-is, print the reply\n"
+  "  whoami                      print the session's user and cookie\n"
+  "  help                        this text\n"
+  "  quit, exit                  leave\n";
+
+class shell {
+public:
+  shell(std::string host, uint16_t port, std::chrono::milliseconds timeout)
+    : host_(std::move(host)), port_(port), timeout_(timeout) {
+  }
+
+  // Throws std::runtime_error when the server is unreachable.
+  void connect() {
+    conn_ = std::make_unique<smsp::line_client>(host_, port_, timeout_);
+  }
+
+  std::string endpoint() const {
+    auto host = host_.find(':') == std::string::npos ? host_
+                                                     : "[" + host_ + "]";
+    return host + ":" + std::to_string(port_);
+  }
+
+  std::string prompt() const {
+    return (user_.empty() ? "" : user_ + "@") + endpoint() + "> ";
+  }
+
+  bool quit_requested() const {
+    return quit_;
+  }
+
+  // Runs one input line; returns what to print on success (nothing for
+  // quit), throws command_error on failure.
+  std::optional<std::string> run(std::string_view line) {
+    auto [word, rest] = split_first(line);
+    auto cmd = lowercase(word);
+    if (cmd == "raw")
+      return raw(rest);
+    auto args = split_words(rest);
+    if (cmd == "help" || cmd == "?") {
+      expect_args(args, 0, "help");
+      return help_text;
+    }
+    if (cmd == "quit" || cmd == "exit") {
+      expect_args(args, 0, cmd);
+      quit_ = true;
+      return std::nullopt;
+    }
+    if (cmd == "register" || cmd == "login") {
+      expect_args(args, 2, cmd + " <user> <password>");
+      auto reply = call(uppercase(cmd) + " " + args[0] + " "
+                        + args[1]);
+      auto cookie = expect_ok(reply);
+      if (cookie.empty() || cookie.find(' ') != std::string::npos)
+        throw command_error("unexpected reply from the server: " + reply);
+      user_ = args[0];
+      cookie_ = std::move(cookie);
+      return cmd == "register" ? "registered and logged in as " + user_
+                               : "logged in as " + user_;
+    }
+    if (cmd == "whoami") {
+      expect_args(args, 0, "whoami");
+      return user_.empty() ? "not logged in" : user_ + " " + cookie_;
+    }
+    if (cmd == "logout") {
+      expect_args(args, 0, "logout");
+      require_session();
+      expect_ok(call("LOGOUT " + cookie_));
+      auto who = std::exchange(user_, {});
+      cookie_.clear();
+      return "logged out " + who;
+    }
+    if (cmd == "message") {
+      auto text = text_arg(rest, "message <text...>");
+      require_session();
+      post(text);
+      return "message queued";
+    }
+    if (cmd == "store") {
+      expect_args(args, 1, "store <user>");
+      require_session();
+      expect_ok(call("STORE " + args[0] + " " + cookie_));
+      return "stored for " + args[0];
+    }
+    if (cmd == "send") {
+      auto [to, after] = split_first(rest);
+      auto text = text_arg(after, "send <user> <text...>");
+      require_session();
+      post(text);
+      auto reply = call("STORE " + std::string{to} + " " + cookie_);
+      if (first_word(reply) != "OK")
+        // STORE failures leave the text on the queue; say how to retry.
+        throw server_refused(reply + " (the message stays queued: "
+                                    "store <user> delivers it)");
+      return "sent to " + std::string{to};
+    }
+    if (cmd == "count") {
+      expect_args(args, 0, "count");
+      require_session();
+      auto reply = call("COUNT " + user_ + " " + cookie_);
+      auto [status, n] = split_first(reply);
+      if (status != "COUNTED")
+        throw server_refused(reply);
+      if (n.empty()
+          || !std::all_of(n.begin(), n.end(),
+                          [](char c) { return c >= '0' && c <= '9'; }))
+        throw command_error("unexpected reply from the server: " + reply);
+      return std::string{n};
+    }
+    if (cmd == "get") {
+      expect_args(args, 0, "get");
+      require_session();
+      return expect_ok(call("GETMSG " + user_ + " " + cookie_));
+    }
+    if (cmd == "del") {
+      expect_args(args, 0, "del");
+      require_session();
+      expect_ok(call("DELMSG " + user_ + " " + cookie_));
+      return "deleted";
+    }
+    if (cmd == "dump") {
+      expect_args(args, 0, "dump");
+      expect_ok(call("DUMP"));
+      return "dumped (see the server log)";
+    }
+    throw command_error("unknown command '" + std::string{word}
+                        + "' (try help)");
+  }
+
+private:
+  static std::string uppercase(std::string str) {
+    for (auto& c : str)
+      c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    return str;
+  }
+
+  static void expect_args(const std::vector<std::string>& args, size_t n,
+                          const std::string& form) {
+    if (args.size() != n)
+      throw command_error("usage: " + form);
+  }
+
+  static std::string text_arg(std::string_view rest, const char* form) {
+    auto text = trim(rest);
+    if (text.empty())
+      throw command_error(std::string{"usage: "} + form);
+    return std::string{text};
+  }
+
+  // Returns what follows "OK " (empty for a bare "OK").
+  static std::string expect_ok(const std::string& reply) {
+    if (reply == "OK")
+      return {};
+    if (reply.compare(0, 3, "OK ") == 0)
+      return reply.substr(3);
+    throw server_refused(reply);
+  }
+
+  void require_session() const {
+    if (cookie_.empty())
+      throw command_error("not logged in (register or login first)");
+  }
+
+  void post(const std::string& text) {
+    auto reply = call("MESSAGE " + text + " " + cookie_);
+    expect_ok(reply);
+  }
+
+  std::string raw(std::string_view line) {
+    auto reply = call(line);
+    auto status = first_word(reply);
+    if (status != "OK" && status != "COUNTED")
+      throw server_refused(reply);
+    return reply;
+  }
+
+  // One request, one reply. After any transport error the reply stream can
+  // no longer be matched to requests, so the connection is dropped and the
+  // next command opens a fresh one (sessions survive: they are cookies).
+  std::string call(std::string_view request) {
+    try {
+      if (!conn_)
+        connect();
+      return conn_->call(request);
+    } catch (const std::exception& e) {
+      conn_.reset();
+      throw command_error(std::string{"connection error: "} + e.what());
+    }
+  }
+
+  std::string host_;
+  uint16_t port_;
+  std::chrono::milliseconds timeout_;
+  std::unique_ptr<smsp::line_client> conn_;
+  std::string user_;
+  std::string cookie_;
+  bool quit_ = false;
+};
+
+// Every successful command prints at least one line, even an empty text.
+void print_output(const std::optional<std::string>& out) {
+  if (!out)
+    return;
+  std::cout << *out;
+  if (out->empty() || out->back() != '\n')
+    std::cout << '\n';
+  std::cout.flush();
+}
+
+bool has_nul(std::string_view line) {
+  return line.find('\0') != std::string_view::npos;
+}
+
+bool skip_line(std::string_view line) {
+  auto text = trim(line);
+  return text.empty() || text.front() == '#';
+}
+
+int run_script(shell& sh) {
+  std::string line;
+  for (size_t lineno = 1; std::getline(std::cin, line); ++lineno) {
+    if (!line.empty() && line.back() == '\r')
+      line.pop_back();
+    if (skip_line(line))
+      continue;
+    // Names the command, never the line: it may hold a password.
+    auto cmd = lowercase(split_first(line).first);
+    auto where = "smsp-client: line " + std::to_string(lineno) + " (" + cmd
+                 + "): ";
+    try {
+      if (has_nul(line))
+        throw command_error("the line contains a NUL byte");
+      print_output(sh.run(line));
+      if (sh.quit_requested())
+        return 0;
+    } catch (const command_error& e) {
+      std::cout.flush();
+      std::cerr << where << e.what() << std::endl;
+      return exit_failure;
+    }
+  }
+  return 0;
+}
+
+std::string history_path() {
+  const char* home = std::getenv("HOME");
+  if (home == nullptr || *home == '\0') {
+    auto pw = getpwuid(getuid());
+    if (pw == nullptr || pw->pw_dir == nullptr)
+      return {};
+    home = pw->pw_dir;
+  }
+  return std::string{home} + "/.smsp_client_history";
+}
+
+// Lines holding passwords never reach the history, not even via raw.
+bool keep_in_history(std::string_view line) {
+  auto [word, rest] = split_first(line);
+  auto cmd = lowercase(word);
+  if (cmd == "raw")
+    cmd = lowercase(split_first(rest).first);
+  return cmd != "register" && cmd != "login";
+}
+
+int run_interactive(shell& sh) {
+  using_history();
+  stifle_history(1000);
+  auto path = history_path();
+  if (!path.empty()) {
+    // Creates the file private to the user: texts typed here are mail.
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+    if (fd >= 0) {
+      ::close(fd);
+      read_history(path.c_str());
+    } else {
+      path.clear();
+    }
+  }
+  std::cout << "Connected to " << sh.endpoint()
+            << ". Type help for commands, quit to leave." << std::endl;
+  while (!sh.quit_requested()) {
+    auto prompt = sh.prompt();
+    char* input = readline(prompt.c_str());
+    if (input == nullptr) {
+      std::cout << std::endl;
+      break;
+    }
+    std::string line{input};
+    std::free(input);
+    if (skip_line(line))
+      continue;
+    if (keep_in_history(line)) {
+      add_history(line.c_str());
+      if (!path.empty() && write_history(path.c_str()) != 0)
+        path.clear();
+    }
+    try {
+      print_output(sh.run(line));
+    } catch (const server_refused& e) {
+      std::cout << e.what() << std::endl;
+    } catch (const command_error& e) {
+      std::cerr << "error: " << e.what() << std::endl;
+    }
+  }
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"smsp-client: talk to an SMSP mail server. Interactive on a "
+               "terminal; otherwise runs one command per stdin line and "
+               "exits 1 at the first failure (2 if it cannot connect)."};
+  std::string host = "127.0.0.1";
+  uint16_t port = 5000;
+  double timeout_s = 30;
+  app.add_option("--host", host, "server host")->capture_default_str();
+  app.add_option("--port", port, "server port")
+    ->check(CLI::Range(1, 65535))
+    ->capture_default_str();
+  app.add_option("--timeout", timeout_s, "seconds to wait for a reply")
+    // poll() takes an int of milliseconds: a day is plenty.
+    ->check(CLI::Range(0.001, 86400.0))
+    ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  auto timeout = std::chrono::milliseconds{
+    static_cast<int64_t>(std::ceil(timeout_s * 1000))};
+  shell sh{host, port, timeout};
+  try {
+    sh.connect();
+  } catch (const std::exception& e) {
+    std::cerr << "smsp-client: " << e.what() << std::endl;
+    return exit_no_connection;
+  }
+  return isatty(0) ? run_interactive(sh) : run_script(sh);
+}

@@ -40,6 +40,6 @@ imq_actor spawn_imq(caf::actor_system& sys, timeouts limits = {});
 /// The registry of accounts and sessions; it owns the mailbox directory and
 /// stops the mailboxes when it stops.
 registry_actor spawn_registry(caf::actor_system& sys, hasher_actor hasher,
-                              timeouts limits = {});
+                              imq_actor imq, timeouts limits = {});
 
 } // namespace smsp

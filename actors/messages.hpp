@@ -17,7 +17,6 @@ namespace smsp {
 using register_atom = caf::atom_constant<caf::atom("register")>;
 using login_atom = caf::atom_constant<caf::atom("login")>;
 using logout_atom = caf::atom_constant<caf::atom("logout")>;
-using session_atom = caf::atom_constant<caf::atom("session")>;
 using post_atom = caf::atom_constant<caf::atom("post")>;
 using store_atom = caf::atom_constant<caf::atom("store")>;
 using count_atom = caf::atom_constant<caf::atom("count")>;
@@ -74,6 +73,9 @@ using imq_actor = caf::typed_actor<
   caf::replies_to<dump_atom>::with<caf::ok_atom>>;
 
 /// Accounts, password hashes, sessions and the directory of mailboxes.
+/// Every request of a connection goes to the registry, which checks the
+/// session and delegates to the mailbox or the imq: the reply comes from
+/// there. One entry point keeps a connection's requests in the order sent.
 using registry_actor = caf::typed_actor<
   // (username, password) -> cookie of a new session.
   // errc::user_exists, bad_username, bad_password, server_busy.
@@ -82,13 +84,22 @@ using registry_actor = caf::typed_actor<
   caf::replies_to<login_atom, std::string, std::string>::with<std::string>,
   // (cookie): ends the session; errc::not_logged_in.
   caf::replies_to<logout_atom, std::string>::with<caf::ok_atom>,
-  // (cookie) -> (caller, caller's mailbox); errc::not_logged_in.
-  caf::replies_to<session_atom, std::string>::with<std::string, mailbox_actor>,
-  // (cookie, username) -> (caller, that user's mailbox);
-  // errc::not_logged_in, no_such_user.
-  caf::replies_to<session_atom, std::string, std::string>::with<std::string,
-                                                                mailbox_actor>,
-  // Logs account and session counts, then every mailbox logs itself.
+  // (cookie, text): posts to the imq as the cookie's user;
+  // errc::not_logged_in.
+  caf::replies_to<post_atom, std::string, std::string>::with<caf::ok_atom>,
+  // (cookie, username): moves the caller's most recent imq message into
+  // that user's mailbox; errc::not_logged_in, no_such_user,
+  // nothing_to_store.
+  caf::replies_to<store_atom, std::string, std::string>::with<caf::ok_atom>,
+  // (cookie, username): acts on the caller's own mailbox, which `username`
+  // must name; errc::not_logged_in, not_your_mailbox, and for get and
+  // delete mailbox_empty.
+  caf::replies_to<count_atom, std::string, std::string>::with<uint64_t>,
+  caf::replies_to<caf::get_atom, std::string, std::string>::with<std::string>,
+  caf::replies_to<caf::delete_atom, std::string,
+                  std::string>::with<caf::ok_atom>,
+  // Logs account and session counts; the imq and every mailbox log
+  // themselves.
   caf::replies_to<dump_atom>::with<caf::ok_atom>>;
 
 /// Argon2id password hashing, run off the registry's thread.

@@ -19,6 +19,7 @@ struct account {
 
 struct registry_state {
   hasher_actor hasher;
+  imq_actor imq;
   timeouts limits;
   std::unordered_map<std::string, account> accounts;
   /// Names whose REGISTER waits for its hash: taken, but not yet accounts.
@@ -57,9 +58,32 @@ mailbox_actor mailbox_of(registry_pointer self, const std::string& user,
   return acc.mailbox;
 }
 
+/// The user of a live session, or nullptr.
+const std::string* caller_of(registry_pointer self, const std::string& cookie) {
+  auto& sessions = self->state.user_by_cookie;
+  auto session = sessions.find(cookie);
+  return session == sessions.end() ? nullptr : &session->second;
+}
+
+/// The caller's mailbox, provided `owner` names the caller. Another name
+/// gets not_your_mailbox whether or not it exists, so that these requests
+/// never reveal which accounts exist.
+caf::expected<mailbox_actor> own_mailbox(registry_pointer self,
+                                         const std::string& cookie,
+                                         const std::string& owner) {
+  auto caller = caller_of(self, cookie);
+  if (caller == nullptr)
+    return make_error(errc::not_logged_in);
+  if (*caller != owner)
+    return make_error(errc::not_your_mailbox);
+  return mailbox_of(self, owner, self->state.accounts.at(owner));
+}
+
 registry_actor::behavior_type registry(registry_pointer self,
-                                       hasher_actor hasher, timeouts limits) {
+                                       hasher_actor hasher, imq_actor imq,
+                                       timeouts limits) {
   self->state.hasher = hasher;
+  self->state.imq = std::move(imq);
   self->state.limits = limits;
   self
     ->request(hasher, limits.hashing, hash_atom::value, "decoy-" + new_cookie())
@@ -140,27 +164,48 @@ registry_actor::behavior_type registry(registry_pointer self,
       st.user_by_cookie.erase(session);
       return caf::ok_atom::value;
     },
-    [=](session_atom,
-        const std::string& cookie) -> caf::result<std::string, mailbox_actor> {
-      auto& st = self->state;
-      auto session = st.user_by_cookie.find(cookie);
-      if (session == st.user_by_cookie.end())
+    [=](post_atom, const std::string& cookie,
+        std::string& text) -> caf::result<caf::ok_atom> {
+      auto caller = caller_of(self, cookie);
+      if (caller == nullptr)
         return errc::not_logged_in;
-      auto& user = session->second;
-      return {user, mailbox_of(self, user, st.accounts.at(user))};
+      return self->delegate(self->state.imq, post_atom::value, *caller,
+                            std::move(text));
     },
-    [=](session_atom, const std::string& cookie,
-        const std::string& target) -> caf::result<std::string, mailbox_actor> {
+    [=](store_atom, const std::string& cookie,
+        const std::string& target) -> caf::result<caf::ok_atom> {
       auto& st = self->state;
-      auto session = st.user_by_cookie.find(cookie);
-      if (session == st.user_by_cookie.end())
+      auto caller = caller_of(self, cookie);
+      if (caller == nullptr)
         return errc::not_logged_in;
       auto acc = st.accounts.find(target);
       if (acc == st.accounts.end())
         return errc::no_such_user;
-      return {session->second, mailbox_of(self, target, acc->second)};
+      return self->delegate(st.imq, store_atom::value, *caller,
+                            mailbox_of(self, target, acc->second));
     },
-    [=](dump_atom) {
+    [=](count_atom, const std::string& cookie,
+        const std::string& owner) -> caf::result<uint64_t> {
+      auto box = own_mailbox(self, cookie, owner);
+      if (!box)
+        return std::move(box.error());
+      return self->delegate(*box, count_atom::value);
+    },
+    [=](caf::get_atom, const std::string& cookie,
+        const std::string& owner) -> caf::result<std::string> {
+      auto box = own_mailbox(self, cookie, owner);
+      if (!box)
+        return std::move(box.error());
+      return self->delegate(*box, caf::get_atom::value);
+    },
+    [=](caf::delete_atom, const std::string& cookie,
+        const std::string& owner) -> caf::result<caf::ok_atom> {
+      auto box = own_mailbox(self, cookie, owner);
+      if (!box)
+        return std::move(box.error());
+      return self->delegate(*box, caf::delete_atom::value);
+    },
+    [=](dump_atom) -> caf::result<caf::ok_atom> {
       auto& st = self->state;
       log_line("DUMP registry: " + std::to_string(st.accounts.size()) +
                " account(s), " + std::to_string(st.user_by_cookie.size()) +
@@ -171,7 +216,7 @@ registry_actor::behavior_type registry(registry_pointer self,
         else
           log_line("DUMP mailbox " + user + ": 0 message(s)");
       }
-      return caf::ok_atom::value;
+      return self->delegate(st.imq, dump_atom::value);
     },
   };
 }
@@ -179,8 +224,8 @@ registry_actor::behavior_type registry(registry_pointer self,
 } // namespace
 
 registry_actor spawn_registry(caf::actor_system& sys, hasher_actor hasher,
-                              timeouts limits) {
-  return sys.spawn(registry, std::move(hasher), limits);
+                              imq_actor imq, timeouts limits) {
+  return sys.spawn(registry, std::move(hasher), std::move(imq), limits);
 }
 
 } // namespace smsp

@@ -118,6 +118,12 @@ const std::vector<command_spec>& command_table() {
   return table;
 }
 
+const command_spec& spec_of(command cmd) {
+  auto& table = command_table();
+  return *std::find_if(table.begin(), table.end(),
+                       [cmd](const command_spec& x) { return x.cmd == cmd; });
+}
+
 const command_spec* find_command(std::string_view word) {
   auto same = [](char a, char b) {
     return std::toupper(static_cast<unsigned char>(a)) == b;

@@ -81,6 +81,9 @@ struct command_spec {
 /// Every SMSP command, in PROTOCOL.md order.
 const std::vector<command_spec>& command_table();
 
+/// The table row of a command.
+const command_spec& spec_of(command cmd);
+
 /// Finds a command by its (case-insensitive) word, or nullptr.
 const command_spec* find_command(std::string_view word);
 

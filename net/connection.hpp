@@ -17,9 +17,15 @@ struct connection_deps {
   /// Reply bytes a client may leave unread before its connection stops
   /// reading (and so stops taking requests) until it catches up.
   size_t max_unsent = 1024 * 1024;
-  /// Requests read but not yet answered before the connection stops reading.
+  /// Requests read but not yet started before the connection stops reading.
   size_t max_queued = 4096;
+  /// Requests with the actors at once; more wait in the queue.
+  size_t max_in_flight = 64;
+  /// A request unanswered after its wait (waits.request, or waits.hashing
+  /// plus waits.request for REGISTER and LOGIN) gets `KO internal error`.
   timeouts waits;
+  /// How often a connection with requests in flight checks their deadlines.
+  std::chrono::milliseconds watchdog_interval{std::chrono::seconds{1}};
 };
 
 } // namespace smsp

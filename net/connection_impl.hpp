@@ -1,10 +1,24 @@
-// The connection broker's CAF behaviour; included only by the acceptor.
+// The connection broker's state and CAF behaviour; included only by the
+// acceptor.
 #pragma once
+
+#include <chrono>
+#include <deque>
+#include <optional>
 
 #include "caf/io/all.hpp"
 #include "net/connection.hpp"
 
 namespace smsp {
+
+/// A request handed to the actors, until its reply is written.
+struct started_request {
+  terminator term;
+  command cmd;
+  std::chrono::steady_clock::time_point deadline;
+  /// Set when the answer is known; written once every older one is.
+  std::optional<std::string> reply;
+};
 
 struct connection_state {
   connection_deps deps;
@@ -12,14 +26,18 @@ struct connection_state {
   framer frames;
   /// Requests read and not yet started, in arrival order.
   std::deque<frame> queued;
-  /// Invariant: at most one request is with the actors at a time, so
-  /// requests take effect and replies leave in the order they were sent.
-  bool busy = false;
-  command current = command::dump;
-  terminator current_term = terminator::lf;
+  /// Started requests, oldest first, numbered consecutively from
+  /// `first_seq`. Replies are written strictly from the front, so they
+  /// leave in request order whatever order the actors answer in.
+  std::deque<started_request> started;
+  uint64_t first_seq = 0;
+  /// A started request that later ones must see completed (REGISTER,
+  /// LOGIN, STORE) is unanswered: start nothing more until it is.
+  bool barrier = false;
   bool reading = true;
   /// Waiting for the client to read its replies (see max_unsent).
   bool backlogged = false;
+  bool watchdog_armed = false;
   static inline const char* name = "smsp.connection";
 };
 

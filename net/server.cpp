@@ -76,8 +76,8 @@ caf::expected<server> start_server(caf::actor_system& sys,
   server srv;
   auto waits = cfg.connections.waits;
   srv.hasher = spawn_hasher(sys, cfg.hashing);
-  srv.registry = spawn_registry(sys, srv.hasher, waits);
   srv.imq = spawn_imq(sys, waits);
+  srv.registry = spawn_registry(sys, srv.hasher, srv.imq, waits);
   auto deps = cfg.connections;
   deps.registry = srv.registry;
   deps.imq = srv.imq;
@@ -104,10 +104,10 @@ void stop_server(const server& srv) {
     caf::scoped_actor self{srv.acceptor.home_system()};
     self->monitor(srv.acceptor);
     self->send_exit(srv.acceptor, reason);
-    self->receive([](caf::down_msg&) {},
-                  caf::after(std::chrono::seconds{10}) >> [] {
-                    log_line("server: connections did not stop within 10 s");
-                  });
+    self->receive(
+      [](caf::down_msg&) {},
+      caf::after(std::chrono::seconds{10}) >>
+        [] { log_line("server: connections did not stop within 10 s"); });
   }
   caf::anon_send_exit(srv.registry, reason);
   caf::anon_send_exit(srv.imq, reason);

@@ -158,6 +158,29 @@ TEST_CASE("1000 pipelined requests in one write are answered in order",
   }
 }
 
+TEST_CASE("pipelined requests take effect in the order sent", "[server]") {
+  test_server server;
+  auto c = server.connect();
+  auto first = register_user(*c, "order");
+  // The second LOGIN ends the first session before the COUNT is looked at;
+  // the STORE lands before the COUNT and GETMSG that follow it.
+  c->send_raw("LOGIN order pw-order\nCOUNT order " + first + "\nMESSAGE m1 "
+              + first + "\n");
+  auto second = cookie_of(*c->read_reply());
+  CHECK(c->read_reply() == std::string{"KO not logged in"});
+  CHECK(c->read_reply() == std::string{"You should log in first."});
+  c->send_raw("MESSAGE m1 " + second + "\nMESSAGE m2 " + second
+              + "\nSTORE order " + second + "\nCOUNT order " + second
+              + "\nGETMSG order " + second + "\nDELMSG order " + second
+              + "\nCOUNT order " + second + "\nSTORE order " + second
+              + "\nGETMSG order " + second + "\nLOGOUT " + second
+              + "\nCOUNT order " + second + "\n");
+  for (auto expected :
+       {"OK", "OK", "OK", "COUNTED 1", "OK m2", "OK", "COUNTED 0", "OK",
+        "OK m1", "OK", "KO not logged in"})
+    CHECK(c->read_reply() == std::string{expected});
+}
+
 TEST_CASE("100 concurrent clients deliver every message exactly once",
           "[server]") {
   test_server server;

@@ -11,8 +11,8 @@ namespace smsp {
 
 /// What every connection broker needs; the same for all of them.
 struct connection_deps {
+  /// Every request goes here; see registry_actor.
   registry_actor registry;
-  imq_actor imq;
   wire_limits limits;
   /// Reply bytes a client may leave unread before its connection stops
   /// reading (and so stops taking requests) until it catches up.

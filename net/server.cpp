@@ -68,6 +68,30 @@ caf::behavior acceptor(acceptor_broker* self, connection_deps deps) {
 
 } // namespace
 
+caf::expected<listener> listen(caf::actor_system& sys, connection_deps deps,
+                               const std::string& host, uint16_t port) {
+  auto acc = sys.middleman().spawn_broker(acceptor, std::move(deps));
+  caf::expected<listener> result{listener{acc, 0}};
+  caf::scoped_actor self{sys};
+  self
+    ->request(acc, std::chrono::seconds{30}, caf::open_atom::value, host, port)
+    .receive([&](uint16_t bound) { result->port = bound; },
+             [&](caf::error& err) { result = std::move(err); });
+  if (!result)
+    stop_listening(acc);
+  return result;
+}
+
+void stop_listening(const caf::actor& acceptor) {
+  caf::scoped_actor self{acceptor.home_system()};
+  self->monitor(acceptor);
+  self->send_exit(acceptor, caf::exit_reason::user_shutdown);
+  self->receive(
+    [](caf::down_msg&) {},
+    caf::after(std::chrono::seconds{10}) >>
+      [] { log_line("server: connections did not stop within 10 s"); });
+}
+
 caf::expected<server> start_server(caf::actor_system& sys,
                                    const server_config& cfg) {
   if (!init_crypto())
@@ -80,35 +104,22 @@ caf::expected<server> start_server(caf::actor_system& sys,
   srv.registry = spawn_registry(sys, srv.hasher, srv.imq, waits);
   auto deps = cfg.connections;
   deps.registry = srv.registry;
-  deps.imq = srv.imq;
-  srv.acceptor = sys.middleman().spawn_broker(acceptor, std::move(deps));
-  caf::error failure;
-  caf::scoped_actor self{sys};
-  self
-    ->request(srv.acceptor, std::chrono::seconds{30}, caf::open_atom::value,
-              cfg.host, cfg.port)
-    .receive([&](uint16_t port) { srv.port = port; },
-             [&](caf::error& err) { failure = std::move(err); });
-  if (failure) {
+  auto bound = listen(sys, std::move(deps), cfg.host, cfg.port);
+  if (!bound) {
     stop_server(srv);
-    return failure;
+    return std::move(bound.error());
   }
+  srv.acceptor = bound->acceptor;
+  srv.port = bound->port;
   return srv;
 }
 
 void stop_server(const server& srv) {
+  // Connections first: a request in flight when the registry stopped would
+  // otherwise be answered "KO internal error".
+  if (srv.acceptor)
+    stop_listening(srv.acceptor);
   auto reason = caf::exit_reason::user_shutdown;
-  if (srv.acceptor) {
-    // Connections first: a request in flight when the registry stopped
-    // would otherwise be answered "KO internal error".
-    caf::scoped_actor self{srv.acceptor.home_system()};
-    self->monitor(srv.acceptor);
-    self->send_exit(srv.acceptor, reason);
-    self->receive(
-      [](caf::down_msg&) {},
-      caf::after(std::chrono::seconds{10}) >>
-        [] { log_line("server: connections did not stop within 10 s"); });
-  }
   caf::anon_send_exit(srv.registry, reason);
   caf::anon_send_exit(srv.imq, reason);
   caf::anon_send_exit(srv.hasher, reason);

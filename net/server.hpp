@@ -17,7 +17,7 @@ struct server_config {
   /// 0 picks a free port.
   uint16_t port = 5000;
   hasher_config hashing;
-  /// Limits and waits of every connection (its actor handles are filled in
+  /// Limits and waits of every connection (its registry handle is filled in
   /// by start_server).
   connection_deps connections;
 };
@@ -31,6 +31,22 @@ struct server {
   /// The port actually bound.
   uint16_t port = 0;
 };
+
+/// A listening socket and the acceptor broker that serves it.
+struct listener {
+  caf::actor acceptor;
+  /// The port actually bound.
+  uint16_t port = 0;
+};
+
+/// Binds host:port (0 picks a free port) and serves every connection on it
+/// with `deps`. Fails when the address cannot be bound.
+caf::expected<listener> listen(caf::actor_system& sys, connection_deps deps,
+                               const std::string& host, uint16_t port);
+
+/// Stops accepting, stops every connection and waits (at most 10 s) until
+/// they are gone.
+void stop_listening(const caf::actor& acceptor);
 
 /// Spawns the actors and binds the listening socket; fails when the address
 /// cannot be bound (e.g. the port is in use) or libsodium cannot start.

@@ -16,6 +16,7 @@
 #include "net/server.hpp"
 
 using smsp::line_client;
+using namespace std::string_literals;
 
 namespace {
 
@@ -71,7 +72,65 @@ long rss_kib() {
   return -1;
 }
 
+/// Stands in for a registry that hangs on COUNT (and answers everything
+/// else at once), to exercise the connection's deadlines. It keeps the
+/// COUNT promises, so nothing but the deadline can answer them.
+struct hanging_registry_state {
+  std::vector<caf::typed_response_promise<uint64_t>> never_answered;
+};
+
+smsp::registry_actor::behavior_type hanging_registry(
+  smsp::registry_actor::stateful_pointer<hanging_registry_state> self) {
+  using namespace smsp;
+  return {
+    [=](register_atom, std::string&, std::string&) { return "c0ffee"s; },
+    [=](login_atom, std::string&, std::string&) { return "c0ffee"s; },
+    [=](logout_atom, std::string&) { return caf::ok_atom::value; },
+    [=](post_atom, std::string&, std::string&) { return caf::ok_atom::value; },
+    [=](store_atom, std::string&, std::string&) { return caf::ok_atom::value; },
+    [=](count_atom, std::string&, std::string&) {
+      auto rp = self->make_response_promise<uint64_t>();
+      self->state.never_answered.push_back(rp);
+      return rp;
+    },
+    [=](caf::get_atom, std::string&, std::string&) { return "text"s; },
+    [=](caf::delete_atom, std::string&, std::string&) {
+      return caf::ok_atom::value;
+    },
+    [=](dump_atom) { return caf::ok_atom::value; },
+  };
+}
+
 } // namespace
+
+TEST_CASE("a request the actors never answer gets KO internal error at its "
+          "deadline and the connection goes on",
+          "[server]") {
+  caf::actor_system_config cfg;
+  cfg.load<caf::io::middleman>();
+  caf::actor_system sys{cfg};
+  smsp::connection_deps deps;
+  deps.registry = sys.spawn(hanging_registry);
+  deps.waits.request = std::chrono::milliseconds{300};
+  deps.watchdog_interval = std::chrono::milliseconds{50};
+  auto bound = smsp::listen(sys, deps, "127.0.0.1", 0);
+  REQUIRE(bound);
+  {
+    line_client c{"127.0.0.1", bound->port};
+    auto start = std::chrono::steady_clock::now();
+    c.send_raw("COUNT u c0ffee\nGETMSG u c0ffee\nLOGOUT c0ffee\n");
+    CHECK(c.read_reply() == std::string{"KO internal error"});
+    auto waited = std::chrono::steady_clock::now() - start;
+    CHECK(waited >= std::chrono::milliseconds{300});
+    CHECK(waited < std::chrono::seconds{3});
+    // The requests behind it were answered meanwhile and keep their order.
+    CHECK(c.read_reply() == std::string{"OK text"});
+    CHECK(c.read_reply() == std::string{"OK"});
+    CHECK(c.call("GETMSG u c0ffee") == "OK text");
+  }
+  smsp::stop_listening(bound->acceptor);
+  caf::anon_send_exit(deps.registry, caf::exit_reason::user_shutdown);
+}
 
 TEST_CASE("a whole mail exchange over TCP", "[server]") {
   test_server server;
@@ -164,20 +223,19 @@ TEST_CASE("pipelined requests take effect in the order sent", "[server]") {
   auto first = register_user(*c, "order");
   // The second LOGIN ends the first session before the COUNT is looked at;
   // the STORE lands before the COUNT and GETMSG that follow it.
-  c->send_raw("LOGIN order pw-order\nCOUNT order " + first + "\nMESSAGE m1 "
-              + first + "\n");
+  c->send_raw("LOGIN order pw-order\nCOUNT order " + first + "\nMESSAGE m1 " +
+              first + "\n");
   auto second = cookie_of(*c->read_reply());
   CHECK(c->read_reply() == std::string{"KO not logged in"});
   CHECK(c->read_reply() == std::string{"You should log in first."});
-  c->send_raw("MESSAGE m1 " + second + "\nMESSAGE m2 " + second
-              + "\nSTORE order " + second + "\nCOUNT order " + second
-              + "\nGETMSG order " + second + "\nDELMSG order " + second
-              + "\nCOUNT order " + second + "\nSTORE order " + second
-              + "\nGETMSG order " + second + "\nLOGOUT " + second
-              + "\nCOUNT order " + second + "\n");
-  for (auto expected :
-       {"OK", "OK", "OK", "COUNTED 1", "OK m2", "OK", "COUNTED 0", "OK",
-        "OK m1", "OK", "KO not logged in"})
+  c->send_raw("MESSAGE m1 " + second + "\nMESSAGE m2 " + second +
+              "\nSTORE order " + second + "\nCOUNT order " + second +
+              "\nGETMSG order " + second + "\nDELMSG order " + second +
+              "\nCOUNT order " + second + "\nSTORE order " + second +
+              "\nGETMSG order " + second + "\nLOGOUT " + second +
+              "\nCOUNT order " + second + "\n");
+  for (auto expected : {"OK", "OK", "OK", "COUNTED 1", "OK m2", "OK",
+                        "COUNTED 0", "OK", "OK m1", "OK", "KO not logged in"})
     CHECK(c->read_reply() == std::string{expected});
 }
 

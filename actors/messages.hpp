@@ -75,7 +75,9 @@ using imq_actor = caf::typed_actor<
 /// Accounts, password hashes, sessions and the directory of mailboxes.
 /// Every request of a connection goes to the registry, which checks the
 /// session and delegates to the mailbox or the imq: the reply comes from
-/// there. One entry point keeps a connection's requests in the order sent.
+/// there. Requests from one sender thus reach each owner in the order sent;
+/// only STORE's mailbox write takes a longer path (through the imq), so a
+/// sender must await a STORE's reply before it reads the target mailbox.
 using registry_actor = caf::typed_actor<
   // (username, password) -> cookie of a new session.
   // errc::user_exists, bad_username, bad_password, server_busy.

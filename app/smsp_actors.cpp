@@ -107,10 +107,13 @@ int main(int argc, char** argv) {
   auto stop_signals = block_stop_signals();
   caf::actor_system_config cfg;
   cfg.load<caf::io::middleman>();
-  // CAF defaults to 4 scheduler threads; more threads than cores only adds
-  // context switches. The command line or the ini file may still override.
-  auto cores = std::max(1u, std::thread::hardware_concurrency());
-  cfg.set("scheduler.max-threads", static_cast<size_t>(cores));
+  // CAF defaults to 4 scheduler threads. All brokers run on CAF's one I/O
+  // thread and password hashes on their own threads, so the actors get the
+  // other cores: on 2 cores, 1 scheduler thread measured 96k COUNT/s
+  // against 73k with 2 (docs/BENCHMARKS.md). The command line or the ini
+  // file may still override.
+  auto cores = std::max(2u, std::thread::hardware_concurrency());
+  cfg.set("scheduler.max-threads", static_cast<size_t>(cores - 1));
   std::vector<std::string> caf_args = opts.caf_args;
   if (auto err = cfg.parse(caf_args)) {
     std::cerr << "smsp-actors: bad CAF option: " << cfg.render(err) << "\n";

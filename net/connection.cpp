@@ -67,41 +67,46 @@ auto ask_registry(broker* self, Ts&&... xs) {
                        std::forward<Ts>(xs)...);
 }
 
+/// Answers `OK` to a request that succeeded.
+auto ok_reply(broker* self, uint64_t seq) {
+  return [=](caf::ok_atom) { complete(self, seq, "OK"); };
+}
+
+/// Answers `OK <value>`: a cookie or a message text.
+auto ok_value_reply(broker* self, uint64_t seq) {
+  return [=](std::string& value) { complete(self, seq, "OK " + value); };
+}
+
 // -- command handlers ---------------------------------------------------------
 
 // REGISTER <username> <password>
 void on_register(broker* self, uint64_t seq, const request& req) {
   ask_registry(self, register_atom::value, req.args[0], req.args[1])
-    .then([=](std::string& cookie) { complete(self, seq, "OK " + cookie); },
-          fail(self, seq, req.cmd()));
+    .then(ok_value_reply(self, seq), fail(self, seq, req.cmd()));
 }
 
 // LOGIN <username> <password>
 void on_login(broker* self, uint64_t seq, const request& req) {
   ask_registry(self, login_atom::value, req.args[0], req.args[1])
-    .then([=](std::string& cookie) { complete(self, seq, "OK " + cookie); },
-          fail(self, seq, req.cmd()));
+    .then(ok_value_reply(self, seq), fail(self, seq, req.cmd()));
 }
 
 // LOGOUT <cookie>
 void on_logout(broker* self, uint64_t seq, const request& req) {
   ask_registry(self, logout_atom::value, req.cookie())
-    .then([=](caf::ok_atom) { complete(self, seq, "OK"); },
-          fail(self, seq, req.cmd()));
+    .then(ok_reply(self, seq), fail(self, seq, req.cmd()));
 }
 
 // MESSAGE <text> <cookie>
 void on_message(broker* self, uint64_t seq, const request& req) {
   ask_registry(self, post_atom::value, req.cookie(), req.args[0])
-    .then([=](caf::ok_atom) { complete(self, seq, "OK"); },
-          fail(self, seq, req.cmd()));
+    .then(ok_reply(self, seq), fail(self, seq, req.cmd()));
 }
 
 // STORE <username> <cookie>
 void on_store(broker* self, uint64_t seq, const request& req) {
   ask_registry(self, store_atom::value, req.cookie(), req.args[0])
-    .then([=](caf::ok_atom) { complete(self, seq, "OK"); },
-          fail(self, seq, req.cmd()));
+    .then(ok_reply(self, seq), fail(self, seq, req.cmd()));
 }
 
 // COUNT <username> <cookie>
@@ -115,22 +120,19 @@ void on_count(broker* self, uint64_t seq, const request& req) {
 // GETMSG <username> <cookie>
 void on_getmsg(broker* self, uint64_t seq, const request& req) {
   ask_registry(self, caf::get_atom::value, req.cookie(), req.args[0])
-    .then([=](std::string& text) { complete(self, seq, "OK " + text); },
-          fail(self, seq, req.cmd()));
+    .then(ok_value_reply(self, seq), fail(self, seq, req.cmd()));
 }
 
 // DELMSG <username> <cookie>
 void on_delmsg(broker* self, uint64_t seq, const request& req) {
   ask_registry(self, caf::delete_atom::value, req.cookie(), req.args[0])
-    .then([=](caf::ok_atom) { complete(self, seq, "OK"); },
-          fail(self, seq, req.cmd()));
+    .then(ok_reply(self, seq), fail(self, seq, req.cmd()));
 }
 
 // DUMP
 void on_dump(broker* self, uint64_t seq, const request& req) {
   ask_registry(self, dump_atom::value)
-    .then([=](caf::ok_atom) { complete(self, seq, "OK"); },
-          fail(self, seq, req.cmd()));
+    .then(ok_reply(self, seq), fail(self, seq, req.cmd()));
 }
 
 void dispatch(broker* self, uint64_t seq, const request& req) {

@@ -83,6 +83,12 @@ std::optional<int> parse_command_line(int argc, char** argv, options& opts) {
     return app.exit(err);
   }
   opts.caf_args = app.remaining();
+  for (auto& arg : opts.caf_args)
+    if (arg.rfind("--", 0) != 0) {
+      std::cerr << "smsp-actors: unexpected argument '" << arg
+                << "'\nRun with --help for more information.\n";
+      return 2;
+    }
   srv.hashing.cost = *smsp::parse_pwhash_cost(opts.pwhash);
   return std::nullopt;
 }

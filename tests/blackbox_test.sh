@@ -380,5 +380,31 @@ if start_server; then
   stop_server "second run"
 fi
 
+# --- The server's command line ---------------------------------------------
+
+out=$("$server_bin" --help 2>&1)
+status=$?
+check_eq "server --help exits 0" 0 "$status"
+missing=
+for option in --host --port --data-dir --pwhash 0.0.0.0; do
+  [[ $out == *"$option"* ]] || missing+=" $option"
+done
+check_eq "server --help names every option and 0.0.0.0" "" "$missing"
+for bad in "--port 70000" "--pwhash weak" "--bogus=1" "stray"; do
+  # shellcheck disable=SC2086 # split the options on purpose
+  out=$(timeout 10 "$server_bin" $bad --port 0 2>&1 </dev/null)
+  status=$?
+  check_match "server refuses '$bad' with a message and a non-zero status" \
+    '^[1-9][0-9]*\|.+' "$status|$out"
+done
+start_server && {
+  out=$(timeout 10 "$server_bin" --port "$port" 2>&1 </dev/null)
+  status=$?
+  check_match "a second server on a port in use exits non-zero, saying why" \
+    "^[1-9][0-9]*\|smsp-actors: cannot listen on 127.0.0.1:$port" \
+    "$status|$out"
+  stop_server "third run"
+}
+
 echo "$passed passed, $failed failed"
 ((failed == 0))

@@ -26,12 +26,13 @@ struct test_server {
   std::unique_ptr<caf::actor_system> sys;
   smsp::server srv;
 
-  explicit test_server(smsp::server_config conf = {}) {
+  explicit test_server(smsp::server_config conf = {},
+                       smsp::pwhash_cost cost = smsp::pwhash_cost::min) {
     cfg.load<caf::io::middleman>();
     cfg.set("scheduler.max-threads", 2);
     sys = std::make_unique<caf::actor_system>(cfg);
     conf.port = 0;
-    conf.hashing.cost = smsp::pwhash_cost::min;
+    conf.hashing.cost = cost;
     auto started = smsp::start_server(*sys, conf);
     if (!started)
       FAIL("server did not start: " << sys->render(started.error()));
@@ -322,6 +323,38 @@ TEST_CASE("a client that does not read its replies costs bounded memory and "
     REQUIRE(reply->size() == text.size() + 3);
   }
   CHECK(slow->call("COUNT slow " + me) == "COUNTED 1");
+}
+
+TEST_CASE("a flood of LOGINs at the real hashing cost stalls no other "
+          "request",
+          "[server]") {
+  smsp::server_config conf;
+  conf.hashing.workers = 1;
+  test_server server{conf, smsp::pwhash_cost::interactive};
+  auto c = server.connect();
+  auto me = register_user(*c, "busy");
+  // 30 hashes of 64 MiB each, one at a time: over a second of hashing.
+  auto flood = server.connect();
+  std::string logins;
+  for (int i = 0; i < 30; ++i)
+    logins += "LOGIN busy wrong\n";
+  auto started = std::chrono::steady_clock::now();
+  flood->send_raw(logins);
+  for (int i = 0; i < 20; ++i) {
+    auto sent = std::chrono::steady_clock::now();
+    REQUIRE(c->call("COUNT busy " + me) == "COUNTED 0");
+    CHECK(std::chrono::steady_clock::now() - sent <
+          std::chrono::milliseconds{500});
+  }
+  for (int i = 0; i < 30; ++i)
+    REQUIRE(flood->read_reply() ==
+            std::string{"KO wrong username or password"});
+  auto hashing = std::chrono::steady_clock::now() - started;
+  INFO("30 hashes took "
+       << std::chrono::duration_cast<std::chrono::milliseconds>(hashing).count()
+       << " ms");
+  // The COUNTs above ran while the hashes did, not after them.
+  CHECK(hashing > std::chrono::milliseconds{500});
 }
 
 TEST_CASE("garbage and oversized requests get errors and lose nothing",

@@ -23,6 +23,9 @@ using count_atom = caf::atom_constant<caf::atom("count")>;
 using dump_atom = caf::atom_constant<caf::atom("dump")>;
 using hash_atom = caf::atom_constant<caf::atom("hash")>;
 using verify_atom = caf::atom_constant<caf::atom("verify")>;
+/// A connection broker to itself: its last switch of reading took effect.
+/// (It also sends itself caf::tick_atom to check its deadlines.)
+using settled_atom = caf::atom_constant<caf::atom("settled")>;
 
 /// Domain errors; they travel as caf::error values of category "smsp" and
 /// become `KO <reason>` at the connection.

@@ -12,6 +12,9 @@ namespace {
 using broker = connection_broker;
 using clock = std::chrono::steady_clock;
 
+/// Far longer than one iteration of CAF's I/O loop; see update_reading.
+constexpr auto reading_settle_time = std::chrono::milliseconds{10};
+
 void pump(broker* self);
 
 // -- replies ------------------------------------------------------------------
@@ -215,16 +218,24 @@ void write_ready(broker* self) {
 
 /// Reads only while the client keeps up: few enough queued requests and
 /// unread replies. Otherwise the kernel's buffers push back on the client.
+///
+/// At most one switch per settle period: in CAF 0.17 halt() and trigger()
+/// queue an event for the I/O loop, and a halt and a trigger in one loop
+/// iteration squash into nothing while the scribe believes it is reading,
+/// so the connection would never read again (seen under ASan). A switch
+/// waits until the previous one has taken effect.
 void update_reading(broker* self) {
   auto& st = self->state;
   bool want = !st.backlogged && st.queued.size() < st.deps.max_queued;
-  if (want == st.reading)
+  if (want == st.reading || st.reading_settling)
     return;
   st.reading = want;
   if (want)
     self->trigger(st.hdl);
   else
     self->halt(st.hdl);
+  st.reading_settling = true;
+  self->delayed_send(self, reading_settle_time, settled_atom::value);
 }
 
 /// Starts what may start, writes what is answered, adjusts reading.
@@ -287,6 +298,10 @@ caf::behavior connection(connection_broker* self,
       }
     },
     [=](caf::tick_atom) { check_deadlines(self); },
+    [=](settled_atom) {
+      self->state.reading_settling = false;
+      update_reading(self);
+    },
     [=](const caf::io::connection_closed_msg&) { self->quit(); },
   };
 }

@@ -35,6 +35,8 @@ struct connection_state {
   /// LOGIN, STORE) is unanswered: start nothing more until it is.
   bool barrier = false;
   bool reading = true;
+  /// The last switch of `reading` may not have taken effect yet.
+  bool reading_settling = false;
   /// Waiting for the client to read its replies (see max_unsent).
   bool backlogged = false;
   bool watchdog_armed = false;

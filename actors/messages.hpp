@@ -107,6 +107,12 @@ using registry_actor = caf::typed_actor<
   // themselves.
   caf::replies_to<dump_atom>::with<caf::ok_atom>>;
 
+/// A one-off helper of the registry's DUMP, on a thread of its own: it asks
+/// every mailbox of a snapshot of the directory to log itself, then lets
+/// the imq log itself and answer.
+using dumper_actor =
+  caf::typed_actor<caf::replies_to<dump_atom>::with<caf::ok_atom>>;
+
 /// Argon2id password hashing, run off the registry's thread.
 using hasher_actor = caf::typed_actor<
   // (password) -> encoded hash; errc::server_busy when the queue is full.

@@ -2,6 +2,8 @@
 // directory.
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
+#include <vector>
 
 #include "actors/actors.hpp"
 #include "actors/log.hpp"
@@ -77,6 +79,36 @@ caf::expected<mailbox_actor> own_mailbox(registry_pointer self,
   if (*caller != owner)
     return make_error(errc::not_your_mailbox);
   return mailbox_of(self, owner, self->state.accounts.at(owner));
+}
+
+/// Every account with its mailbox actor (invalid: never used, so empty).
+using directory = std::vector<std::pair<std::string, mailbox_actor>>;
+
+struct dumper_state {
+  directory mailboxes;
+  imq_actor imq;
+  static inline const char* name = "smsp.dumper";
+};
+
+dumper_actor::behavior_type
+dump_directory(dumper_actor::stateful_pointer<dumper_state> self,
+               directory mailboxes, imq_actor imq) {
+  self->state.mailboxes = std::move(mailboxes);
+  self->state.imq = std::move(imq);
+  return {
+    [=](dump_atom) {
+      auto& st = self->state;
+      for (auto& [user, mailbox] : st.mailboxes) {
+        if (mailbox)
+          self->send(mailbox, dump_atom::value);
+        else
+          log_line("DUMP mailbox " + user + ": 0 message(s)");
+      }
+      auto answer = self->delegate(st.imq, dump_atom::value);
+      self->quit();
+      return answer;
+    },
+  };
 }
 
 registry_actor::behavior_type registry(registry_pointer self,
@@ -210,13 +242,15 @@ registry_actor::behavior_type registry(registry_pointer self,
       log_line("DUMP registry: " + std::to_string(st.accounts.size()) +
                " account(s), " + std::to_string(st.user_by_cookie.size()) +
                " live session(s)");
-      for (auto& [user, acc] : st.accounts) {
-        if (acc.mailbox)
-          self->send(acc.mailbox, dump_atom::value);
-        else
-          log_line("DUMP mailbox " + user + ": 0 message(s)");
-      }
-      return self->delegate(st.imq, dump_atom::value);
+      directory snapshot;
+      snapshot.reserve(st.accounts.size());
+      for (auto& [user, acc] : st.accounts)
+        snapshot.emplace_back(user, acc.mailbox);
+      // Detached: logging every mailbox of a large server takes a while,
+      // and the scheduler's threads serve every request meanwhile.
+      auto dumper =
+        self->spawn<caf::detached>(dump_directory, std::move(snapshot), st.imq);
+      return self->delegate(dumper, dump_atom::value);
     },
   };
 }

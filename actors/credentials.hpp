@@ -1,5 +1,4 @@
-// Username and password rules, session cookies and Argon2id hashing
-// (libsodium).
+// Name and password rules, session cookies, Argon2id hashing (libsodium).
 #pragma once
 
 #include <optional>

@@ -1,5 +1,4 @@
-// Password hashing pool: Argon2id on detached worker threads behind one bounded
-// queue.
+// Password hashing pool: Argon2id workers on own threads, one bounded queue.
 #include <deque>
 #include <functional>
 #include <vector>

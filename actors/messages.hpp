@@ -1,5 +1,4 @@
-// Every message between smsp-actors' actors: atoms, typed interfaces, domain
-// errors.
+// Every actor message: atoms, typed interfaces and the domain errors.
 #pragma once
 
 #include <cstdint>

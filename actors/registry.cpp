@@ -1,5 +1,4 @@
-// Registry actor: accounts, password hashes, sessions and the mailbox
-// directory.
+// Registry actor: accounts, hashes, sessions and the mailbox directory.
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>

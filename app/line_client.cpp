@@ -1,5 +1,4 @@
-// Blocking TCP client for SMSP's line protocol (poll with a timeout on every
-// read).
+// Blocking TCP line client for SMSP (poll with a timeout on every read).
 #include "app/line_client.hpp"
 
 #include <cerrno>

@@ -1,5 +1,4 @@
-// Blocking TCP client for SMSP's line protocol, shared by the client, the bench
-// and tests.
+// Blocking TCP line client for SMSP, shared by client, bench and tests.
 #pragma once
 
 #include <chrono>

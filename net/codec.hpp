@@ -1,5 +1,4 @@
-// Pure SMSP wire codec: request framing, parsing and reply encoding (no CAF, no
-// I/O).
+// Pure SMSP wire codec: framing, parsing, reply encoding (no CAF, no I/O).
 #pragma once
 
 #include <cstddef>

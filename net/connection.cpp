@@ -1,5 +1,4 @@
-// The connection broker: framing, one command handler per SMSP command, ordered
-// replies.
+// Connection broker: framing, one handler per command, replies in order.
 #include "net/connection_impl.hpp"
 
 #include "actors/log.hpp"

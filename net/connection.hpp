@@ -1,5 +1,4 @@
-// The connection broker: one per TCP client, it parses, asks the actors and
-// writes replies in order.
+// What a connection broker needs: the registry handle, limits and waits.
 #pragma once
 
 #include <cstddef>

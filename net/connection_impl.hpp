@@ -1,5 +1,4 @@
-// The connection broker's state and CAF behaviour; included only by the
-// acceptor.
+// The connection broker's state and behaviour (for the acceptor only).
 #pragma once
 
 #include <chrono>

@@ -1,5 +1,4 @@
-// Server tests over real TCP: an in-process server on a free port and blocking
-// socket clients.
+// Server tests over real TCP: an in-process server and socket clients.
 #include <catch2/catch.hpp>
 
 #include <algorithm>

@@ -11,8 +11,6 @@ namespace smsp {
 
 namespace {
 
-constexpr size_t dump_texts = 10;
-
 struct imq_entry {
   std::string poster;
   std::string text;

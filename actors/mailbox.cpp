@@ -9,9 +9,6 @@ namespace smsp {
 
 namespace {
 
-/// Messages shown per mailbox by DUMP, so a large mailbox cannot stall it.
-constexpr size_t dump_texts = 10;
-
 struct mailbox_state {
   std::string owner;
   std::deque<std::string> messages;

@@ -1,0 +1,134 @@
+// The durable store: accounts, the IMQ and mailboxes in one SQLite file.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace smsp {
+
+/// When a commit reaches the disk (PRAGMA synchronous in WAL mode).
+enum class sync_mode {
+  /// fsync of the write-ahead log at every commit: an acknowledged write
+  /// survives kill -9 and a power loss.
+  full,
+  /// fsync only at checkpoints: survives kill -9; a power loss may lose the
+  /// last commits, never the file's consistency.
+  normal,
+  /// never fsync: survives kill -9; a power loss may lose commits and may
+  /// corrupt the file.
+  off,
+};
+
+std::optional<sync_mode> parse_sync_mode(const std::string& name);
+const char* to_string(sync_mode mode);
+
+/// Why the store cannot open or write; the message is for the operator.
+struct store_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// One message of a mailbox, identified for DELMSG.
+struct stored_mail {
+  uint64_t id = 0;
+  std::string text;
+};
+
+/// One IMQ entry; its text stays in the store until STORE moves it.
+struct queued_message {
+  uint64_t id = 0;
+  std::string poster;
+};
+
+/// The file, its schema and its lock. Plain C++ over SQLite (no actors):
+/// the store actor owns the writable one and brackets writes with
+/// begin()/commit() to commit a whole group at once; readers open their
+/// own read-only connection. Not thread-safe: one owner at a time.
+class store {
+public:
+  /// The schema this code reads and writes (PRAGMA user_version).
+  static constexpr int schema_version = 1;
+
+  /// Opens (creating if missing) `dir` and its database for writing, takes
+  /// the directory's lock (one server per data dir), creates or checks the
+  /// schema. Throws store_error with the reason.
+  static store open(const std::string& dir, sync_mode mode);
+
+  /// A read-only connection to the database in `dir`, which a writable
+  /// store must have created. Throws store_error.
+  static store open_reader(const std::string& dir);
+
+  store(store&&) noexcept;
+  store& operator=(store&&) noexcept;
+  ~store();
+
+  const std::string& path() const {
+    return path_;
+  }
+
+  // -- writes: only inside begin() ... commit() / rollback() ----------------
+
+  void begin();
+  /// Throws store_error when the commit fails; the transaction is then
+  /// rolled back.
+  void commit();
+  void rollback();
+  bool in_transaction() const;
+
+  /// False when the name is taken.
+  bool add_account(const std::string& name, const std::string& hash);
+  /// Appends to the IMQ; returns the entry's id (ids grow with each post).
+  uint64_t post(const std::string& poster, const std::string& text);
+  /// Moves IMQ entry `imq_id` to the end of `owner`'s mailbox in one step;
+  /// nullopt when there is no such entry.
+  std::optional<stored_mail> move_to_mailbox(uint64_t imq_id,
+                                             const std::string& owner);
+  /// False when there is no such message.
+  bool delete_mail(uint64_t mail_id);
+
+  // -- reads ----------------------------------------------------------------
+
+  std::optional<std::string> password_hash(const std::string& name);
+  /// `owner`'s messages, oldest first.
+  std::vector<stored_mail> mailbox(const std::string& owner);
+  /// Every IMQ entry, oldest first (without texts).
+  std::vector<queued_message> imq();
+  uint64_t account_count();
+
+  /// Where dump() reports; each callback gets a count and the first texts.
+  struct dump_sink {
+    std::function<void(
+      uint64_t count,
+      const std::vector<std::pair<std::string, std::string>>& poster_text)>
+      imq;
+    std::function<void(const std::string& owner, uint64_t count,
+                       const std::vector<std::string>& texts)>
+      mailbox;
+  };
+
+  /// Reports the IMQ, then every account's mailbox (by name), each with its
+  /// count and at most `texts` texts, all from one read snapshot.
+  void dump(const dump_sink& sink, size_t texts);
+
+private:
+  store() = default;
+  struct statements;
+  void prepare();
+  void close() noexcept;
+
+  sqlite3* db_ = nullptr;
+  std::unique_ptr<statements> stmts_;
+  std::string path_;
+  /// The data directory's lock file (writable stores only), or -1.
+  int lock_fd_ = -1;
+};
+
+} // namespace smsp

@@ -1,0 +1,358 @@
+// Tests of the SQLite store alone (no actors), each on a fresh temp directory.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "actors/store.hpp"
+
+using namespace smsp;
+namespace fs = std::filesystem;
+
+namespace {
+
+/// A fresh directory under the system's temp dir, removed afterwards.
+struct temp_dir {
+  fs::path path;
+  temp_dir() {
+    std::random_device rd;
+    path = fs::temp_directory_path()
+           / ("smsp-store-test-" + std::to_string(::getpid()) + "-"
+              + std::to_string(rd()));
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string str() const {
+    return path.string();
+  }
+};
+
+std::vector<std::string> texts_of(const std::vector<stored_mail>& mails) {
+  std::vector<std::string> result;
+  for (auto& mail : mails)
+    result.push_back(mail.text);
+  return result;
+}
+
+/// Sets a PRAGMA on the database file directly, as another program would.
+void set_pragma(const std::string& file, const std::string& pragma) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(file.c_str(), &db) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(db, ("PRAGMA " + pragma).c_str(), nullptr, nullptr,
+                       nullptr)
+          == SQLITE_OK);
+  sqlite3_close(db);
+}
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const store_error& err) {
+    return err.what();
+  }
+  return "";
+}
+
+} // namespace
+
+TEST_CASE("sync modes parse by name") {
+  CHECK(parse_sync_mode("full") == sync_mode::full);
+  CHECK(parse_sync_mode("normal") == sync_mode::normal);
+  CHECK(parse_sync_mode("off") == sync_mode::off);
+  CHECK_FALSE(parse_sync_mode("FULL"));
+  CHECK_FALSE(parse_sync_mode(""));
+  CHECK(std::string{to_string(sync_mode::normal)} == "normal");
+}
+
+TEST_CASE("open creates the data dir, the file and the schema") {
+  temp_dir dir;
+  auto nested = (dir.path / "a" / "b").string();
+  auto db = store::open(nested, sync_mode::full);
+  CHECK(fs::exists(dir.path / "a" / "b" / "smsp.db"));
+  CHECK(fs::exists(dir.path / "a" / "b" / "LOCK"));
+  CHECK(db.account_count() == 0);
+  CHECK(db.imq().empty());
+  CHECK(db.mailbox("alice").empty());
+  CHECK_FALSE(db.password_hash("alice"));
+}
+
+TEST_CASE("accounts, posts, moves and deletes survive a reopen") {
+  temp_dir dir;
+  uint64_t hello_id = 0;
+  {
+    auto db = store::open(dir.str(), sync_mode::full);
+    db.begin();
+    CHECK(db.add_account("alice", "hash-a"));
+    CHECK(db.add_account("bob", "hash-b"));
+    CHECK_FALSE(db.add_account("alice", "other"));
+    hello_id = db.post("alice", "hello bob");
+    auto second = db.post("alice", "second");
+    CHECK(second > hello_id);
+    auto moved = db.move_to_mailbox(second, "bob");
+    REQUIRE(moved);
+    CHECK(moved->text == "second");
+    db.commit();
+  }
+  auto db = store::open(dir.str(), sync_mode::full);
+  CHECK(db.password_hash("alice") == std::optional<std::string>{"hash-a"});
+  CHECK(db.password_hash("bob") == std::optional<std::string>{"hash-b"});
+  CHECK(db.account_count() == 2);
+  auto queued = db.imq();
+  REQUIRE(queued.size() == 1);
+  CHECK(queued[0].id == hello_id);
+  CHECK(queued[0].poster == "alice");
+  auto mails = db.mailbox("bob");
+  REQUIRE(mails.size() == 1);
+  CHECK(mails[0].text == "second");
+  db.begin();
+  CHECK(db.delete_mail(mails[0].id));
+  CHECK_FALSE(db.delete_mail(mails[0].id));
+  db.commit();
+  CHECK(db.mailbox("bob").empty());
+}
+
+TEST_CASE("mailboxes keep arrival order and ids are never reused") {
+  temp_dir dir;
+  auto db = store::open(dir.str(), sync_mode::off);
+  db.begin();
+  std::vector<std::string> expected;
+  for (int i = 0; i < 50; ++i) {
+    auto text = "m" + std::to_string(i);
+    auto id = db.post(i % 2 ? "p1" : "p2", text);
+    auto target = i % 3 ? "bob" : "carol";
+    REQUIRE(db.move_to_mailbox(id, target));
+    if (i % 3)
+      expected.push_back(text);
+  }
+  db.commit();
+  CHECK(texts_of(db.mailbox("bob")) == expected);
+  // Remove the newest message, then add one: its id must be a new one.
+  auto bob = db.mailbox("bob");
+  db.begin();
+  REQUIRE(db.delete_mail(bob.back().id));
+  auto id = db.post("p1", "again");
+  auto moved = db.move_to_mailbox(id, "bob");
+  db.commit();
+  REQUIRE(moved);
+  CHECK(moved->id > bob.back().id);
+  auto after = db.mailbox("bob");
+  CHECK(after.back().text == "again");
+  CHECK(after.size() == bob.size());
+}
+
+TEST_CASE("binary texts round trip byte for byte") {
+  temp_dir dir;
+  auto db = store::open(dir.str(), sync_mode::full);
+  std::string text;
+  for (int c = 1; c < 256; ++c)
+    if (c != '\n' && c != '\r')
+      text.push_back(static_cast<char>(c));
+  text += std::string{"\xff\xfe invalid utf-8 \xc3"};
+  db.begin();
+  auto id = db.post("alice", text);
+  auto moved = db.move_to_mailbox(id, "bob");
+  db.commit();
+  REQUIRE(moved);
+  CHECK(moved->text == text);
+  CHECK(db.mailbox("bob").at(0).text == text);
+}
+
+TEST_CASE("a move of a missing IMQ entry changes nothing") {
+  temp_dir dir;
+  auto db = store::open(dir.str(), sync_mode::full);
+  db.begin();
+  auto id = db.post("alice", "only once");
+  REQUIRE(db.move_to_mailbox(id, "bob"));
+  CHECK_FALSE(db.move_to_mailbox(id, "bob"));
+  CHECK_FALSE(db.move_to_mailbox(id + 100, "bob"));
+  db.commit();
+  CHECK(db.mailbox("bob").size() == 1);
+  CHECK(db.imq().empty());
+}
+
+TEST_CASE("a rolled back STORE leaves the message on the IMQ only") {
+  temp_dir dir;
+  auto db = store::open(dir.str(), sync_mode::full);
+  db.begin();
+  auto id = db.post("alice", "hello");
+  db.commit();
+  db.begin();
+  REQUIRE(db.move_to_mailbox(id, "bob"));
+  db.rollback();
+  CHECK(db.mailbox("bob").empty());
+  REQUIRE(db.imq().size() == 1);
+  CHECK(db.imq()[0].id == id);
+}
+
+TEST_CASE("an uncommitted group is gone after the writer dies") {
+  temp_dir dir;
+  {
+    auto db = store::open(dir.str(), sync_mode::full);
+    db.begin();
+    db.add_account("alice", "h");
+    db.post("alice", "committed");
+    db.commit();
+  }
+  // A child process commits some writes, leaves others open and dies
+  // without closing anything, like a server hit by kill -9.
+  auto child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    auto db = store::open(dir.str(), sync_mode::full);
+    db.begin();
+    db.add_account("bob", "h");
+    auto id = db.post("alice", "moved");
+    db.move_to_mailbox(id, "bob");
+    db.commit();
+    db.begin();
+    db.add_account("carol", "h");
+    db.post("alice", "never committed");
+    ::_exit(0);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+  auto db = store::open(dir.str(), sync_mode::full);
+  CHECK(db.password_hash("bob"));
+  CHECK_FALSE(db.password_hash("carol"));
+  CHECK(texts_of(db.mailbox("bob")) == std::vector<std::string>{"moved"});
+  auto queued = db.imq();
+  REQUIRE(queued.size() == 1);
+  CHECK(queued[0].poster == "alice");
+}
+
+TEST_CASE("a data dir is locked by its server") {
+  temp_dir dir;
+  auto db = store::open(dir.str(), sync_mode::full);
+  // flock locks belong to the open file description, so a second open in
+  // this process conflicts just like one from another process.
+  auto err = error_of([&] { store::open(dir.str(), sync_mode::full); });
+  CHECK(err.find("in use by another running smsp-actors") != std::string::npos);
+  CHECK(err.find("pid " + std::to_string(::getpid())) != std::string::npos);
+  // Readers do not take the lock.
+  auto reader = store::open_reader(dir.str());
+  CHECK(reader.account_count() == 0);
+}
+
+TEST_CASE("the lock is released when the store closes") {
+  temp_dir dir;
+  { auto db = store::open(dir.str(), sync_mode::full); }
+  auto again = store::open(dir.str(), sync_mode::full);
+  CHECK(again.account_count() == 0);
+}
+
+TEST_CASE("a data dir that cannot be written is refused clearly") {
+  if (::geteuid() == 0) {
+    // root writes anywhere: use a path below a regular file instead.
+    temp_dir dir;
+    fs::create_directories(dir.path);
+    std::ofstream{dir.path / "file"} << "x";
+    auto err = error_of(
+      [&] { store::open((dir.path / "file" / "sub").string(), sync_mode::full); });
+    CHECK(err.find("cannot create data dir") != std::string::npos);
+    return;
+  }
+  temp_dir dir;
+  fs::create_directories(dir.path);
+  fs::permissions(dir.path, fs::perms::owner_read | fs::perms::owner_exec);
+  auto err = error_of([&] { store::open(dir.str(), sync_mode::full); });
+  fs::permissions(dir.path, fs::perms::owner_all);
+  CHECK(err.find("cannot write to data dir") != std::string::npos);
+}
+
+TEST_CASE("the schema version is checked") {
+  temp_dir dir;
+  { auto db = store::open(dir.str(), sync_mode::full); }
+  auto file = (dir.path / "smsp.db").string();
+  SECTION("a newer version is refused") {
+    set_pragma(file, "user_version = 7");
+    auto err = error_of([&] { store::open(dir.str(), sync_mode::full); });
+    CHECK(err.find("schema version 7") != std::string::npos);
+    CHECK(err.find("newer smsp-actors") != std::string::npos);
+    err = error_of([&] { store::open_reader(dir.str()); });
+    CHECK(err.find("newer smsp-actors") != std::string::npos);
+  }
+  SECTION("another program's database is refused") {
+    set_pragma(file, "application_id = 42");
+    auto err = error_of([&] { store::open(dir.str(), sync_mode::full); });
+    CHECK(err.find("not an smsp-actors database") != std::string::npos);
+  }
+}
+
+TEST_CASE("a foreign SQLite file or a non-database file is refused") {
+  temp_dir dir;
+  fs::create_directories(dir.path);
+  auto file = (dir.path / "smsp.db").string();
+  SECTION("SQLite file with other tables") {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(file.c_str(), &db) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(db, "CREATE TABLE t(x)", nullptr, nullptr, nullptr)
+            == SQLITE_OK);
+    sqlite3_close(db);
+    auto err = error_of([&] { store::open(dir.str(), sync_mode::full); });
+    CHECK(err.find("not an smsp-actors database") != std::string::npos);
+  }
+  SECTION("not a database at all") {
+    std::ofstream{file} << std::string(4096, 'x');
+    auto err = error_of([&] { store::open(dir.str(), sync_mode::full); });
+    CHECK(err.find("not a database") != std::string::npos);
+  }
+}
+
+TEST_CASE("dump reports the IMQ and every mailbox from one snapshot") {
+  temp_dir dir;
+  auto db = store::open(dir.str(), sync_mode::full);
+  db.begin();
+  db.add_account("alice", "h");
+  db.add_account("bob", "h");
+  db.add_account("carol", "h");
+  for (int i = 0; i < 15; ++i)
+    db.move_to_mailbox(db.post("alice", "b" + std::to_string(i)), "bob");
+  db.post("bob", "queued");
+  db.commit();
+  uint64_t imq_count = 0;
+  std::vector<std::pair<std::string, std::string>> imq_first;
+  std::vector<std::tuple<std::string, uint64_t, size_t>> boxes;
+  std::vector<std::string> bob_texts;
+  store::dump_sink sink;
+  sink.imq = [&](uint64_t count, const auto& first) {
+    imq_count = count;
+    imq_first = first;
+  };
+  sink.mailbox = [&](const std::string& owner, uint64_t count,
+                     const std::vector<std::string>& texts) {
+    boxes.emplace_back(owner, count, texts.size());
+    if (owner == "bob")
+      bob_texts = texts;
+  };
+  auto reader = store::open_reader(dir.str());
+  reader.dump(sink, 10);
+  CHECK(imq_count == 1);
+  CHECK(imq_first
+        == std::vector<std::pair<std::string, std::string>>{{"bob", "queued"}});
+  using row = std::tuple<std::string, uint64_t, size_t>;
+  CHECK(boxes
+        == std::vector<row>{{"alice", 0, 0}, {"bob", 15, 10}, {"carol", 0, 0}});
+  REQUIRE(bob_texts.size() == 10);
+  CHECK(bob_texts.front() == "b0");
+  CHECK(bob_texts.back() == "b9");
+}
+
+TEST_CASE("a reader sees each commit of the writer, never an open group") {
+  temp_dir dir;
+  auto db = store::open(dir.str(), sync_mode::full);
+  auto reader = store::open_reader(dir.str());
+  db.begin();
+  db.add_account("alice", "h");
+  CHECK_FALSE(reader.password_hash("alice"));
+  db.commit();
+  CHECK(reader.password_hash("alice"));
+}

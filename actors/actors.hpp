@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstddef>
 #include <string>
+#include <vector>
 
 #include "actors/credentials.hpp"
 #include "actors/messages.hpp"
@@ -31,15 +32,60 @@ struct hasher_config {
 /// A pool of detached Argon2id workers behind one queue.
 hasher_actor spawn_hasher(caf::actor_system& sys, const hasher_config& cfg);
 
-/// An empty mailbox for `owner`.
-mailbox_actor spawn_mailbox(caf::actor_system& sys, std::string owner);
+/// Per-user limits on queued mail.
+struct mail_limits {
+  /// Messages one mailbox holds; STORE beyond gets errc::mailbox_full.
+  size_t max_mailbox = 10000;
+  /// Unstored IMQ messages per poster; MESSAGE beyond gets
+  /// errc::too_many_unstored.
+  size_t max_imq_per_user = 1000;
+};
 
-/// The incoming message queue.
-imq_actor spawn_imq(caf::actor_system& sys, timeouts limits = {});
+/// The store's writer, owning `db` (an open, writable store) on a thread of
+/// its own; it commits groups of writes.
+store_actor spawn_store(caf::actor_system& sys, store db);
 
-/// The registry of accounts and sessions; it owns the mailbox directory and
-/// stops the mailboxes when it stops.
+/// A reader of the store in `data_dir` on a thread and connection of its
+/// own. Throws store_error when the database cannot be opened.
+reader_actor spawn_reader(caf::actor_system& sys, const std::string& data_dir,
+                          timeouts limits = {});
+
+/// What a mailbox actor talks to.
+struct mailbox_deps {
+  reader_actor reader;
+  imq_actor imq;
+  store_actor writer;
+  timeouts limits;
+  mail_limits mail;
+};
+
+/// `owner`'s mailbox, loaded from the store. With a `predecessor` (a retiring
+/// mailbox of the same owner) it first waits for that one to finish its
+/// writes, so that it loads them.
+mailbox_actor spawn_mailbox(caf::actor_system& sys, std::string owner,
+                            mailbox_deps deps,
+                            mailbox_actor predecessor = {});
+
+/// The incoming message queue, starting with `queued` (from store::imq()).
+imq_actor spawn_imq(caf::actor_system& sys, store_actor writer,
+                    std::vector<queued_message> queued, mail_limits mail = {});
+
+struct registry_config {
+  timeouts limits;
+  mail_limits mail;
+  /// A mailbox without requests for this long is stopped; its mail stays in
+  /// the store and the next request loads it again.
+  std::chrono::milliseconds mailbox_idle{std::chrono::seconds{60}};
+  /// Password hashes kept in memory, most recently used first.
+  size_t account_cache = 10000;
+  /// Where DUMP's helper opens its own read connection.
+  std::string data_dir;
+};
+
+/// The registry of accounts and sessions; it owns the directory of active
+/// mailboxes, passivates idle ones and stops them all when it stops.
 registry_actor spawn_registry(caf::actor_system& sys, hasher_actor hasher,
-                              imq_actor imq, timeouts limits = {});
+                              imq_actor imq, store_actor writer,
+                              reader_actor reader, registry_config cfg);
 
 } // namespace smsp

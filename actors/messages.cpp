@@ -29,6 +29,12 @@ std::string error_reply(errc code) {
     return "KO mailbox empty";
   case errc::server_busy:
     return "KO server busy";
+  case errc::mailbox_full:
+    return "KO mailbox full";
+  case errc::too_many_unstored:
+    return "KO too many unstored messages";
+  case errc::storage_failed:
+    return "KO storage failed, nothing was saved";
   }
   return "KO internal error";
 }

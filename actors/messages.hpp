@@ -3,11 +3,15 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "caf/atom.hpp"
 #include "caf/error.hpp"
+#include "caf/meta/type_name.hpp"
 #include "caf/replies_to.hpp"
 #include "caf/typed_actor.hpp"
+
+#include "actors/store.hpp"
 
 namespace smsp {
 
@@ -25,6 +29,12 @@ using verify_atom = caf::atom_constant<caf::atom("verify")>;
 /// A connection broker to itself: its last switch of reading took effect.
 /// (It also sends itself caf::tick_atom to check its deadlines.)
 using settled_atom = caf::atom_constant<caf::atom("settled")>;
+using move_atom = caf::atom_constant<caf::atom("move")>;
+using commit_atom = caf::atom_constant<caf::atom("commit")>;
+using stats_atom = caf::atom_constant<caf::atom("stats")>;
+using lookup_atom = caf::atom_constant<caf::atom("lookup")>;
+using load_atom = caf::atom_constant<caf::atom("load")>;
+using retire_atom = caf::atom_constant<caf::atom("retire")>;
 
 /// Domain errors; they travel as caf::error values of category "smsp" and
 /// become `KO <reason>` at the connection.
@@ -39,10 +49,20 @@ enum class errc : uint8_t {
   not_your_mailbox,
   mailbox_empty,
   server_busy,
+  mailbox_full,
+  too_many_unstored,
+  /// The store could not commit; nothing of the request was kept.
+  storage_failed,
 };
 
 /// Lets CAF turn an errc into a caf::error implicitly.
 caf::error make_error(errc code);
+
+/// Lets CAF carry stored mail in messages.
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, stored_mail& x) {
+  return f(caf::meta::type_name("stored_mail"), x.id, x.text);
+}
 
 /// The category atom of every smsp error.
 constexpr caf::atom_value error_category = caf::atom("smsp");
@@ -50,7 +70,37 @@ constexpr caf::atom_value error_category = caf::atom("smsp");
 /// The reply line for a domain error, e.g. "KO mailbox empty".
 std::string error_reply(errc code);
 
-/// One user's FIFO of messages.
+/// The durable store's writer: it owns the writable database and commits
+/// every write waiting in its mailbox as one group (one fsync), answering
+/// each request only after that commit. Requests to it carry no timeout on
+/// purpose: a write's outcome must be known before memory may follow it.
+using store_actor = caf::typed_actor<
+  // (name, hash) -> false when the name is taken.
+  caf::replies_to<register_atom, std::string, std::string>::with<bool>,
+  // (poster, text) -> IMQ id.
+  caf::replies_to<post_atom, std::string, std::string>::with<uint64_t>,
+  // (IMQ id, owner): moves that IMQ entry to the end of owner's mailbox ->
+  // (mail id, text); errc::nothing_to_store when the entry is gone.
+  caf::replies_to<move_atom, uint64_t, std::string>::with<uint64_t,
+                                                          std::string>,
+  // (mail id): removes a mailbox message.
+  caf::replies_to<caf::delete_atom, uint64_t>::with<caf::ok_atom>,
+  // -> (commits, writes) since start.
+  caf::replies_to<stats_atom>::with<uint64_t, uint64_t>,
+  // To itself: commit the open group (queued behind the group's writes).
+  caf::reacts_to<commit_atom>>;
+
+/// Reads of the durable store on a connection of its own, so they never
+/// wait for the writer's fsync.
+using reader_actor = caf::typed_actor<
+  // (name) -> password hash; errc::no_such_user.
+  caf::replies_to<lookup_atom, std::string>::with<std::string>,
+  // (owner) -> the mailbox's messages, oldest first.
+  caf::replies_to<load_atom, std::string>::with<std::vector<stored_mail>>>;
+
+/// One user's FIFO of messages while the user is active: loaded from the
+/// store when spawned, every change committed before it is acknowledged.
+/// Only the registry (and the mailbox's successor) send to it.
 using mailbox_actor = caf::typed_actor<
   // Number of waiting messages.
   caf::replies_to<count_atom>::with<uint64_t>,
@@ -58,28 +108,28 @@ using mailbox_actor = caf::typed_actor<
   caf::replies_to<caf::get_atom>::with<std::string>,
   // Removes the oldest message; errc::mailbox_empty.
   caf::replies_to<caf::delete_atom>::with<caf::ok_atom>,
-  // Appends a message.
-  caf::replies_to<caf::put_atom, std::string>::with<caf::ok_atom>,
-  // Logs the count and the first texts (sent one-way by the registry's DUMP).
-  caf::reacts_to<dump_atom>>;
+  // (poster): moves the poster's most recent IMQ message here;
+  // errc::nothing_to_store, mailbox_full.
+  caf::replies_to<store_atom, std::string>::with<caf::ok_atom>,
+  // Finishes the writes under way, answers, then stops (passivation).
+  caf::replies_to<retire_atom>::with<caf::ok_atom>>;
 
-/// The incoming message queue: texts tagged with their poster's account.
+/// The incoming message queue: the ids of queued texts per poster (the
+/// texts stay in the store until STORE moves them).
 using imq_actor = caf::typed_actor<
-  // (poster, text): appends to the queue.
+  // (poster, text): appends to the queue; errc::too_many_unstored.
   caf::replies_to<post_atom, std::string, std::string>::with<caf::ok_atom>,
-  // (poster, target): moves the poster's most recent message into the
-  // target mailbox; the message stays queued until the mailbox accepted it.
-  // errc::nothing_to_store.
-  caf::replies_to<store_atom, std::string, mailbox_actor>::with<caf::ok_atom>,
-  // Logs the queue length and the first texts.
-  caf::replies_to<dump_atom>::with<caf::ok_atom>>;
+  // (poster, owner): moves the poster's most recent message to the end of
+  // owner's mailbox in the store -> (mail id, text); errc::nothing_to_store.
+  caf::replies_to<store_atom, std::string, std::string>::with<uint64_t,
+                                                              std::string>,
+  // -> messages queued (being stored included).
+  caf::replies_to<count_atom>::with<uint64_t>>;
 
-/// Accounts, password hashes, sessions and the directory of mailboxes.
-/// Every request of a connection goes to the registry, which checks the
-/// session and delegates to the mailbox or the imq: the reply comes from
-/// there. Requests from one sender thus reach each owner in the order sent;
-/// only STORE's mailbox write takes a longer path (through the imq), so a
-/// sender must await a STORE's reply before it reads the target mailbox.
+/// Accounts, sessions and the directory of active mailboxes. Every request
+/// of a connection goes to the registry, which checks the session and
+/// delegates to the mailbox or the imq: the reply comes from there.
+/// Requests from one sender thus reach each owner in the order sent.
 using registry_actor = caf::typed_actor<
   // (username, password) -> cookie of a new session.
   // errc::user_exists, bad_username, bad_password, server_busy.
@@ -89,11 +139,11 @@ using registry_actor = caf::typed_actor<
   // (cookie): ends the session; errc::not_logged_in.
   caf::replies_to<logout_atom, std::string>::with<caf::ok_atom>,
   // (cookie, text): posts to the imq as the cookie's user;
-  // errc::not_logged_in.
+  // errc::not_logged_in, too_many_unstored.
   caf::replies_to<post_atom, std::string, std::string>::with<caf::ok_atom>,
   // (cookie, username): moves the caller's most recent imq message into
   // that user's mailbox; errc::not_logged_in, no_such_user,
-  // nothing_to_store.
+  // nothing_to_store, mailbox_full.
   caf::replies_to<store_atom, std::string, std::string>::with<caf::ok_atom>,
   // (cookie, username): acts on the caller's own mailbox, which `username`
   // must name; errc::not_logged_in, not_your_mailbox, and for get and
@@ -102,13 +152,16 @@ using registry_actor = caf::typed_actor<
   caf::replies_to<caf::get_atom, std::string, std::string>::with<std::string>,
   caf::replies_to<caf::delete_atom, std::string,
                   std::string>::with<caf::ok_atom>,
-  // Logs account and session counts; the imq and every mailbox log
-  // themselves.
-  caf::replies_to<dump_atom>::with<caf::ok_atom>>;
+  // Logs the registry's figures, then the IMQ and every mailbox as stored.
+  caf::replies_to<dump_atom>::with<caf::ok_atom>,
+  // -> (active mailboxes, activations, passivations, cached accounts).
+  caf::replies_to<stats_atom>::with<uint64_t, uint64_t, uint64_t, uint64_t>,
+  // To itself: passivate the mailboxes idle for too long.
+  caf::reacts_to<caf::tick_atom>>;
 
-/// A one-off helper of the registry's DUMP, on a thread of its own: it asks
-/// every mailbox of a snapshot of the directory to log itself, then lets
-/// the imq log itself and answer.
+/// A one-off helper of the registry's DUMP, on a thread of its own with its
+/// own read connection: it logs the IMQ and every mailbox from one snapshot
+/// of the store, then answers.
 using dumper_actor =
   caf::typed_actor<caf::replies_to<dump_atom>::with<caf::ok_atom>>;
 

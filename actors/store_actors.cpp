@@ -1,0 +1,184 @@
+// The store's writer (group commit) and reader actors.
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "actors/actors.hpp"
+#include "actors/log.hpp"
+#include "caf/all.hpp"
+
+namespace smsp {
+
+namespace {
+
+/// What a write still owes its requester once the group's commit is known:
+/// called with nullptr after the commit, or with the error that undid it.
+using finish_fn = std::function<void(const caf::error*)>;
+
+struct writer_state {
+  /// Shared only to cross spawn (whose arguments must be copyable); this
+  /// state is its one owner afterwards.
+  std::shared_ptr<store> db;
+  /// The writes of the open group, in arrival order.
+  std::vector<finish_fn> group;
+  uint64_t commits = 0;
+  uint64_t writes = 0;
+  static inline const char* name = "smsp.store";
+};
+
+using writer_pointer = store_actor::stateful_pointer<writer_state>;
+
+/// Commits the open group and answers each of its writes.
+void commit_group(writer_pointer self) {
+  auto& st = self->state;
+  if (!st.db->in_transaction())
+    return;
+  auto group = std::move(st.group);
+  st.group.clear();
+  try {
+    st.db->commit();
+  } catch (const store_error& err) {
+    log_line(std::string{"store: commit failed, group of "}
+             + std::to_string(group.size()) + " undone: " + err.what());
+    auto failure = make_error(errc::storage_failed);
+    for (auto& finish : group)
+      finish(&failure);
+    return;
+  }
+  ++st.commits;
+  st.writes += group.size();
+  for (auto& finish : group)
+    finish(nullptr);
+}
+
+/// Runs one write inside the open group (opening one if needed) and
+/// answers it when the group commits. `apply` does the write and returns
+/// what to deliver after the commit. A write that throws undoes the whole
+/// group: SQLite may already have rolled the transaction back.
+template <class... Ts, class Apply>
+caf::typed_response_promise<Ts...> group_write(writer_pointer self,
+                                               Apply apply) {
+  auto& st = self->state;
+  auto rp = self->template make_response_promise<Ts...>();
+  try {
+    if (!st.db->in_transaction()) {
+      st.db->begin();
+      // Queued behind every write already waiting: they join this group.
+      self->send(self, commit_atom::value);
+    }
+    std::function<void()> on_commit = apply(*st.db, rp);
+    st.group.emplace_back([rp, on_commit](const caf::error* err) mutable {
+      if (err != nullptr)
+        rp.deliver(*err);
+      else
+        on_commit();
+    });
+  } catch (const store_error& err) {
+    log_line(std::string{"store: write failed, group of "}
+             + std::to_string(st.group.size() + 1) + " undone: " + err.what());
+    if (st.db->in_transaction())
+      st.db->rollback();
+    auto failure = make_error(errc::storage_failed);
+    for (auto& finish : st.group)
+      finish(&failure);
+    st.group.clear();
+    rp.deliver(failure);
+  }
+  return rp;
+}
+
+store_actor::behavior_type writer(writer_pointer self,
+                                  std::shared_ptr<store> db) {
+  self->state.db = std::move(db);
+  // Stopping commits what is open: those writes are done, only their
+  // answers are still to go out.
+  self->set_exit_handler([=](caf::exit_msg& msg) {
+    commit_group(self);
+    self->quit(msg.reason);
+  });
+  return {
+    [=](register_atom, const std::string& name, const std::string& hash) {
+      return group_write<bool>(self, [&](store& db, auto rp) {
+        auto added = db.add_account(name, hash);
+        return [rp, added]() mutable { rp.deliver(added); };
+      });
+    },
+    [=](post_atom, const std::string& poster, const std::string& text) {
+      return group_write<uint64_t>(self, [&](store& db, auto rp) {
+        auto id = db.post(poster, text);
+        return [rp, id]() mutable { rp.deliver(id); };
+      });
+    },
+    [=](move_atom, uint64_t imq_id, const std::string& owner) {
+      return group_write<uint64_t, std::string>(
+        self, [&](store& db, auto rp) -> std::function<void()> {
+          auto moved = db.move_to_mailbox(imq_id, owner);
+          if (!moved)
+            return [rp]() mutable {
+              rp.deliver(make_error(errc::nothing_to_store));
+            };
+          return [rp, mail = std::move(*moved)]() mutable {
+            rp.deliver(mail.id, std::move(mail.text));
+          };
+        });
+    },
+    [=](caf::delete_atom, uint64_t mail_id) {
+      return group_write<caf::ok_atom>(self, [&](store& db, auto rp) {
+        db.delete_mail(mail_id);
+        return [rp]() mutable { rp.deliver(caf::ok_atom::value); };
+      });
+    },
+    [=](stats_atom) {
+      return std::make_tuple(self->state.commits, self->state.writes);
+    },
+    [=](commit_atom) { commit_group(self); },
+  };
+}
+
+struct reader_state {
+  std::shared_ptr<store> db;
+  static inline const char* name = "smsp.reader";
+};
+
+reader_actor::behavior_type
+reader(reader_actor::stateful_pointer<reader_state> self,
+       std::shared_ptr<store> db) {
+  self->state.db = std::move(db);
+  return {
+    [=](lookup_atom, const std::string& name) -> caf::result<std::string> {
+      try {
+        if (auto hash = self->state.db->password_hash(name))
+          return std::move(*hash);
+        return make_error(errc::no_such_user);
+      } catch (const store_error& err) {
+        log_line(std::string{"store: lookup failed: "} + err.what());
+        return make_error(errc::storage_failed);
+      }
+    },
+    [=](load_atom,
+        const std::string& owner) -> caf::result<std::vector<stored_mail>> {
+      try {
+        return self->state.db->mailbox(owner);
+      } catch (const store_error& err) {
+        log_line(std::string{"store: loading a mailbox failed: "}
+                 + err.what());
+        return make_error(errc::storage_failed);
+      }
+    },
+  };
+}
+
+} // namespace
+
+store_actor spawn_store(caf::actor_system& sys, store db) {
+  return sys.spawn<caf::detached>(writer,
+                                  std::make_shared<store>(std::move(db)));
+}
+
+reader_actor spawn_reader(caf::actor_system& sys, const std::string& data_dir,
+                          timeouts) {
+  return sys.spawn<caf::detached>(
+    reader, std::make_shared<store>(store::open_reader(data_dir)));
+}
+
+} // namespace smsp

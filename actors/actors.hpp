@@ -42,8 +42,10 @@ struct mail_limits {
 };
 
 /// The store's writer, owning `db` (an open, writable store) on a thread of
-/// its own; it commits groups of writes.
-store_actor spawn_store(caf::actor_system& sys, store db);
+/// its own; it commits groups of writes. Under concurrent writes a group
+/// waits up to `commit_delay` for more writes (zero: never waits).
+store_actor spawn_store(caf::actor_system& sys, store db,
+                        std::chrono::microseconds commit_delay = {});
 
 /// A reader of the store in `data_dir` on a thread and connection of its
 /// own. Throws store_error when the database cannot be opened.

@@ -87,8 +87,8 @@ using store_actor = caf::typed_actor<
   caf::replies_to<caf::delete_atom, uint64_t>::with<caf::ok_atom>,
   // -> (commits, writes) since start.
   caf::replies_to<stats_atom>::with<uint64_t, uint64_t>,
-  // To itself: commit the open group (queued behind the group's writes).
-  caf::reacts_to<commit_atom>>;
+  // To itself: commit group number N, if still open.
+  caf::reacts_to<commit_atom, uint64_t>>;
 
 /// Reads of the durable store on a connection of its own, so they never
 /// wait for the writer's fsync.

@@ -1,5 +1,8 @@
 // Registry actor: sessions, the account cache and the active mailboxes.
 #include <algorithm>
+#include <cstdio>
+
+#include <malloc.h>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -45,6 +48,8 @@ struct registry_state {
   std::unordered_map<caf::actor_addr, std::string> owner_by_address;
   uint64_t activations = 0;
   uint64_t passivations = 0;
+  /// Mailboxes were passivated since the last return of free memory.
+  bool trim_due = false;
   /// LOGIN for an unknown user verifies against this hash, so the reply's
   /// timing does not tell whether the account exists.
   std::string decoy_hash;
@@ -109,6 +114,7 @@ void passivate_idle(registry_pointer self) {
     st.mailboxes.pop_oldest();
     st.retiring[user] = handle;
     ++st.passivations;
+    st.trim_due = true;
     auto forget = [=] {
       auto& retiring = self->state.retiring;
       if (auto i = retiring.find(user); i != retiring.end() && i->second == handle)
@@ -408,6 +414,19 @@ registry_actor::behavior_type registry(registry_pointer self,
                + " activated, " + std::to_string(st.passivations)
                + " passivated), " + std::to_string(st.accounts.size())
                + " cached account(s)");
+      self->request(st.writer, st.cfg.limits.request, stats_atom::value)
+        .then(
+          [](uint64_t commits, uint64_t writes) {
+            auto per_commit = commits == 0 ? 0.0 : double(writes) / commits;
+            char avg[32];
+            std::snprintf(avg, sizeof(avg), "%.1f", per_commit);
+            log_line("DUMP store: " + std::to_string(commits)
+                     + " commit(s) of " + std::to_string(writes)
+                     + " write(s) since start, " + avg + " per commit");
+          },
+          [](caf::error& err) {
+            log_line("DUMP store: no figures: " + to_string(err));
+          });
       // Detached, on a read connection of its own: a large store takes a
       // while to list, and nobody waits for it meanwhile.
       auto dumper = self->spawn<caf::detached>(dump_store, st.cfg.data_dir);
@@ -420,6 +439,15 @@ registry_actor::behavior_type registry(registry_pointer self,
                              static_cast<uint64_t>(st.accounts.size()));
     },
     [=](caf::tick_atom) {
+      auto& st = self->state;
+      if (st.trim_due) {
+        // glibc keeps freed memory for reuse; without this, the memory of
+        // passivated mailboxes would stay in the process's RSS. A tick after
+        // the passivation, those mailboxes are gone. On a thread of its own:
+        // walking a large heap takes a while.
+        st.trim_due = false;
+        self->spawn<caf::detached>([] { ::malloc_trim(0); });
+      }
       passivate_idle(self);
       self->delayed_send(self, sweep_interval(self->state.cfg),
                          caf::tick_atom::value);

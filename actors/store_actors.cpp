@@ -21,6 +21,16 @@ struct writer_state {
   std::shared_ptr<store> db;
   /// The writes of the open group, in arrival order.
   std::vector<finish_fn> group;
+  /// How long a group may wait for more writes before it commits (see
+  /// group_write); zero commits each group as soon as the writes queued
+  /// before it are in.
+  std::chrono::microseconds commit_delay{0};
+  /// Numbers the groups, so that a commit request for an older group is
+  /// ignored.
+  uint64_t group_number = 0;
+  /// The open group's commit is already requested.
+  bool commit_requested = false;
+  size_t last_group_size = 0;
   uint64_t commits = 0;
   uint64_t writes = 0;
   static inline const char* name = "smsp.store";
@@ -47,6 +57,7 @@ void commit_group(writer_pointer self) {
   }
   ++st.commits;
   st.writes += group.size();
+  st.last_group_size = group.size();
   for (auto& finish : group)
     finish(nullptr);
 }
@@ -63,8 +74,21 @@ caf::typed_response_promise<Ts...> group_write(writer_pointer self,
   try {
     if (!st.db->in_transaction()) {
       st.db->begin();
-      // Queued behind every write already waiting: they join this group.
-      self->send(self, commit_atom::value);
+      ++st.group_number;
+      st.commit_requested = false;
+      if (st.commit_delay.count() > 0 && st.last_group_size > 1) {
+        // Many clients are writing: the ones just answered are about to
+        // send their next writes. Waiting a moment for them lets one fsync
+        // carry them all, instead of alternating between two half groups
+        // (measured: docs/BENCHMARKS.md). The wait ends early once as many
+        // writes as in the last group are in.
+        self->delayed_send(self, st.commit_delay, commit_atom::value,
+                           st.group_number);
+      } else {
+        // Queued behind every write already waiting: they join this group.
+        self->send(self, commit_atom::value, st.group_number);
+        st.commit_requested = true;
+      }
     }
     std::function<void()> on_commit = apply(*st.db, rp);
     st.group.emplace_back([rp, on_commit](const caf::error* err) mutable {
@@ -73,6 +97,10 @@ caf::typed_response_promise<Ts...> group_write(writer_pointer self,
       else
         on_commit();
     });
+    if (!st.commit_requested && st.group.size() >= st.last_group_size) {
+      self->send(self, commit_atom::value, st.group_number);
+      st.commit_requested = true;
+    }
   } catch (const store_error& err) {
     log_line(std::string{"store: write failed, group of "}
              + std::to_string(st.group.size() + 1) + " undone: " + err.what());
@@ -88,8 +116,10 @@ caf::typed_response_promise<Ts...> group_write(writer_pointer self,
 }
 
 store_actor::behavior_type writer(writer_pointer self,
-                                  std::shared_ptr<store> db) {
+                                  std::shared_ptr<store> db,
+                                  std::chrono::microseconds commit_delay) {
   self->state.db = std::move(db);
+  self->state.commit_delay = commit_delay;
   // Stopping commits what is open: those writes are done, only their
   // answers are still to go out.
   self->set_exit_handler([=](caf::exit_msg& msg) {
@@ -131,7 +161,10 @@ store_actor::behavior_type writer(writer_pointer self,
     [=](stats_atom) {
       return std::make_tuple(self->state.commits, self->state.writes);
     },
-    [=](commit_atom) { commit_group(self); },
+    [=](commit_atom, uint64_t number) {
+      if (number == self->state.group_number)
+        commit_group(self);
+    },
   };
 }
 
@@ -170,9 +203,10 @@ reader(reader_actor::stateful_pointer<reader_state> self,
 
 } // namespace
 
-store_actor spawn_store(caf::actor_system& sys, store db) {
-  return sys.spawn<caf::detached>(writer,
-                                  std::make_shared<store>(std::move(db)));
+store_actor spawn_store(caf::actor_system& sys, store db,
+                        std::chrono::microseconds commit_delay) {
+  return sys.spawn<caf::detached>(
+    writer, std::make_shared<store>(std::move(db)), commit_delay);
 }
 
 reader_actor spawn_reader(caf::actor_system& sys, const std::string& data_dir,

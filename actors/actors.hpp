@@ -8,6 +8,7 @@
 
 #include "actors/credentials.hpp"
 #include "actors/messages.hpp"
+#include "actors/throttle.hpp"
 #include "caf/fwd.hpp"
 
 namespace smsp {
@@ -82,6 +83,9 @@ struct registry_config {
   size_t account_cache = 10000;
   /// Where DUMP's helper opens its own read connection.
   std::string data_dir;
+  /// The brute-force penalty on LOGIN (validated by the caller: a bad
+  /// trusted network makes the registry's spawn throw).
+  throttle_config throttle;
 };
 
 /// The registry of accounts and sessions; it owns the directory of active

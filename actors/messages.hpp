@@ -134,8 +134,10 @@ using registry_actor = caf::typed_actor<
   // (username, password) -> cookie of a new session.
   // errc::user_exists, bad_username, bad_password, server_busy.
   caf::replies_to<register_atom, std::string, std::string>::with<std::string>,
-  // (username, password) -> cookie; errc::login_failed, server_busy.
-  caf::replies_to<login_atom, std::string, std::string>::with<std::string>,
+  // (username, password, client address) -> cookie; errc::login_failed,
+  // server_busy. A throttled attempt gets login_failed without hashing.
+  caf::replies_to<login_atom, std::string, std::string,
+                  std::string>::with<std::string>,
   // (cookie): ends the session; errc::not_logged_in.
   caf::replies_to<logout_atom, std::string>::with<caf::ok_atom>,
   // (cookie, text): posts to the imq as the cookie's user;

@@ -1,6 +1,7 @@
 // Registry actor: sessions, the account cache and the active mailboxes.
 #include <algorithm>
 #include <cstdio>
+#include <optional>
 
 #include <malloc.h>
 #include <unordered_map>
@@ -50,6 +51,8 @@ struct registry_state {
   uint64_t passivations = 0;
   /// Mailboxes were passivated since the last return of free memory.
   bool trim_due = false;
+  /// Failed LOGINs per username and per client address.
+  std::optional<login_throttle> throttle;
   /// LOGIN for an unknown user verifies against this hash, so the reply's
   /// timing does not tell whether the account exists.
   std::string decoy_hash;
@@ -253,6 +256,7 @@ registry_actor::behavior_type registry(registry_pointer self,
   st.writer = std::move(writer);
   st.reader = std::move(reader);
   st.cfg = std::move(cfg);
+  st.throttle.emplace(st.cfg.throttle);
   self
     ->request(hasher, st.cfg.limits.hashing, hash_atom::value,
               "decoy-" + new_cookie())
@@ -312,12 +316,17 @@ registry_actor::behavior_type registry(registry_pointer self,
         });
       return rp;
     },
-    [=](login_atom, std::string& user,
-        std::string& password) -> caf::result<std::string> {
+    [=](login_atom, std::string& user, std::string& password,
+        std::string& address) -> caf::result<std::string> {
+      // Refused at once and with the wrong password's reply: a penalized
+      // name or address costs no hashing, and the reply tells nothing.
+      if (!self->state.throttle->allows(user, address, clock_type::now()))
+        return errc::login_failed;
       auto rp = self->make_response_promise<std::string>();
       auto verify = [=](std::string hash, bool known) mutable {
         auto& st = self->state;
         if (hash.empty()) {
+          st.throttle->failed(user, address, clock_type::now());
           rp.deliver(make_error(errc::login_failed));
           return;
         }
@@ -326,11 +335,17 @@ registry_actor::behavior_type registry(registry_pointer self,
                     std::move(hash), password)
           .then(
             [=](bool match) mutable {
-              if (known && match)
+              auto& throttle = *self->state.throttle;
+              if (known && match) {
+                throttle.succeeded(user, address, clock_type::now());
                 rp.deliver(start_session(self, user));
-              else
+              } else {
+                throttle.failed(user, address, clock_type::now());
                 rp.deliver(make_error(errc::login_failed));
+              }
             },
+            // No verdict (server busy): neither a failure nor a success;
+            // the throttle frees the attempt's slot after one window.
             [=](caf::error& err) mutable { rp.deliver(std::move(err)); });
       };
       if (!valid_password(password) || !valid_username(user)) {

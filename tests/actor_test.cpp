@@ -402,9 +402,13 @@ struct fixture {
     return *cookie;
   }
 
+  /// LOGIN from `address` (loopback: trusted, so only the username is
+  /// throttled).
   caf::expected<std::string> login(const std::string& name,
-                                   const std::string& password) {
-    return ask<std::string>(self, registry, login_atom::value, name, password);
+                                   const std::string& password,
+                                   const std::string& address = "127.0.0.1") {
+    return ask<std::string>(self, registry, login_atom::value, name, password,
+                            address);
   }
 
   caf::expected<caf::ok_atom> logout(const std::string& cookie) {
@@ -2316,4 +2320,78 @@ TEST_CASE("too many unstored messages of one poster are refused while "
   CHECK(outcome(f.reg_store(alice2, "alice")) == ko(errc::nothing_to_store));
   CHECK(f.drain(alice2, "alice") == std::vector<std::string>{"x4", "x1"});
   CHECK(f.stored_imq().size() == 4u); // y1 y2 z0 z1
+}
+
+// -- brute-force throttling ---------------------------------------------------
+
+namespace {
+
+/// Windows of 200 ms doubling to 800 ms: the policy of the defaults (1 s to
+/// 15 s), scaled down so that the tests wait for real windows briefly.
+options throttled() {
+  options opts;
+  opts.registry.throttle.first_penalty = std::chrono::milliseconds{200};
+  opts.registry.throttle.max_penalty = std::chrono::milliseconds{800};
+  return opts;
+}
+
+} // namespace
+
+TEST_CASE("after 3 failed LOGINs the right password is refused like a wrong "
+          "one until the window ends",
+          "[actors][throttle]") {
+  fixture f{throttled()};
+  f.must_register("alice", "right");
+  for (int i = 0; i < 3; ++i)
+    CHECK(outcome(f.login("alice", "wrong")) == ko(errc::login_failed));
+  auto refused_at = std::chrono::steady_clock::now();
+  CHECK(outcome(f.login("alice", "right")) == ko(errc::login_failed));
+  // Refusals do not extend the window: keep trying, the right password
+  // gets in once 200 ms after the third failure have passed.
+  std::string result;
+  do {
+    result = outcome(f.login("alice", "right"));
+  } while (result != "OK"
+           && std::chrono::steady_clock::now() - refused_at
+                < std::chrono::seconds{5});
+  auto waited = std::chrono::steady_clock::now() - refused_at;
+  CHECK(result == "OK");
+  CHECK(waited < std::chrono::milliseconds{600});
+  // The success reset the count: one more failure is free again.
+  CHECK(outcome(f.login("alice", "wrong")) == ko(errc::login_failed));
+  CHECK(outcome(f.login("alice", "right")) == "OK");
+}
+
+TEST_CASE("a penalized LOGIN is answered without hashing", "[actors][throttle]") {
+  fixture f{throttled()};
+  f.must_register("bob", "right");
+  for (int i = 0; i < 3; ++i)
+    CHECK(outcome(f.login("bob", "wrong")) == ko(errc::login_failed));
+  // With the one hash worker busy for a long while, an answer that needed a
+  // hash could not come back quickly.
+  auto slow = spawn_hasher(f.sys, hasher_config{pwhash_cost::interactive, 1, 8});
+  auto hashing = f.self->request(slow, std::chrono::seconds{30},
+                                 hash_atom::value, std::string{"x"});
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 20; ++i)
+    CHECK(outcome(f.login("bob", "right")) == ko(errc::login_failed));
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::milliseconds{150});
+  f.self->send_exit(slow, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("an untrusted address is penalized across usernames; trusted ones "
+          "are not",
+          "[actors][throttle]") {
+  fixture f{throttled()};
+  for (auto name : {"u1", "u2", "u3", "u4"})
+    f.must_register(name, "right");
+  // Three users, one failure each, from one outside address.
+  for (auto name : {"u1", "u2", "u3"})
+    CHECK(outcome(f.login(name, "wrong", "203.0.113.9")) == ko(errc::login_failed));
+  CHECK(outcome(f.login("u4", "right", "203.0.113.9")) == ko(errc::login_failed));
+  // Another address, and loopback, are not affected.
+  CHECK(outcome(f.login("u4", "right", "198.51.100.7")) == "OK");
+  for (auto name : {"u1", "u2", "u3"})
+    CHECK(outcome(f.login(name, "wrong", "127.0.0.1")) == ko(errc::login_failed));
+  CHECK(outcome(f.login("u4", "right", "127.0.0.2")) == "OK");
 }

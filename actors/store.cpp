@@ -262,9 +262,13 @@ struct store::statements {
 
 store store::open(const std::string& dir, sync_mode mode) {
   std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
+  auto created = std::filesystem::create_directories(dir, ec);
   if (ec)
     throw store_error{"cannot create data dir " + dir + ": " + ec.message()};
+  // Password hashes and every message live here: a new data dir is the
+  // server's user's alone. An existing one keeps what the operator chose.
+  if (created)
+    std::filesystem::permissions(dir, std::filesystem::perms::owner_all, ec);
   store result;
   result.lock_fd_ = lock_data_dir(dir);
   result.path_ = database_file(dir);

@@ -77,6 +77,7 @@ TEST_CASE("open creates the data dir, the file and the schema") {
   auto db = store::open(nested, sync_mode::full);
   CHECK(fs::exists(dir.path / "a" / "b" / "smsp.db"));
   CHECK(fs::exists(dir.path / "a" / "b" / "LOCK"));
+  CHECK(fs::status(nested).permissions() == fs::perms::owner_all);
   CHECK(db.account_count() == 0);
   CHECK(db.imq().empty());
   CHECK(db.mailbox("alice").empty());

@@ -1,9 +1,12 @@
 // smsp-actors: the SMSP mail server executable (command line, wiring, signals).
+#include <chrono>
 #include <csignal>
 #include <iostream>
+#include <sstream>
 #include <thread>
 
 #include <pthread.h>
+#include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
 
@@ -16,8 +19,11 @@ namespace {
 
 struct options {
   smsp::server_config server;
-  std::string data_dir = "./smsp-data";
   std::string pwhash = "interactive";
+  std::string sync = "full";
+  std::string trusted_networks = "127.0.0.0/8,::1/128";
+  /// -1: chosen by the sync mode.
+  int64_t commit_delay_us = -1;
   /// Arguments for CAF's own configuration, e.g. --scheduler.max-threads=1.
   std::vector<std::string> caf_args;
 };
@@ -40,10 +46,57 @@ std::optional<int> parse_command_line(int argc, char** argv, options& opts) {
   app.add_option("--port,-p", srv.port, "TCP port; 0 picks a free port")
     ->capture_default_str();
   app
-    .add_option("--data-dir", opts.data_dir,
-                "Directory for durable data (reserved: this version keeps "
-                "mail in memory)")
+    .add_option("--data-dir", srv.data_dir,
+                "Directory of the durable data (accounts, IMQ, mailboxes); "
+                "created if missing, locked while the server runs")
     ->capture_default_str();
+  app
+    .add_option("--sync", opts.sync,
+                "When a write is on disk before its OK: full (fsync at every "
+                "group commit: survives kill -9 and power loss), normal "
+                "(survives kill -9; a power loss may lose the last commits), "
+                "off (survives kill -9; a power loss may lose commits and "
+                "corrupt the file). See docs/OPERATIONS.md")
+    ->check(CLI::IsMember({"full", "normal", "off"}))
+    ->capture_default_str();
+  app
+    .add_option_function<int64_t>(
+      "--commit-delay",
+      [&opts](int64_t us) { opts.commit_delay_us = us; },
+      "Microseconds a group commit may wait for more writes while many "
+      "clients write (-1: 1000 with --sync=full, 0 otherwise)")
+    ->default_str("-1")
+    ->check(CLI::Range(int64_t{-1}, int64_t{100000}));
+  auto& boxes = srv.mailboxes;
+  app
+    .add_option_function<double>(
+      "--mailbox-idle",
+      [&boxes](double secs) {
+        boxes.mailbox_idle = std::chrono::milliseconds{
+          static_cast<int64_t>(secs * 1000)};
+      },
+      "Seconds without requests after which a user's mailbox leaves memory "
+      "(its mail stays on disk and is loaded again on the next request)")
+    ->default_str("60")
+    ->check(CLI::Range(0.01, 30.0 * 24 * 3600));
+  app
+    .add_option("--account-cache", boxes.account_cache,
+                "Password hashes kept in memory (most recently used); the "
+                "others are read from disk at LOGIN")
+    ->capture_default_str()
+    ->check(CLI::Range(size_t{1}, size_t{1} << 26));
+  app
+    .add_option("--max-mailbox", boxes.mail.max_mailbox,
+                "Messages one mailbox holds; STORE beyond gets 'KO mailbox "
+                "full' and the message stays on the IMQ")
+    ->capture_default_str()
+    ->check(CLI::Range(size_t{1}, size_t{1} << 32));
+  app
+    .add_option("--max-imq-per-user", boxes.mail.max_imq_per_user,
+                "Unstored IMQ messages per user; MESSAGE beyond gets 'KO too "
+                "many unstored messages'")
+    ->capture_default_str()
+    ->check(CLI::Range(size_t{1}, size_t{1} << 32));
   app
     .add_option("--pwhash", opts.pwhash,
                 "Argon2id cost: interactive (64 MiB, the default), moderate "
@@ -76,6 +129,56 @@ std::optional<int> parse_command_line(int argc, char** argv, options& opts) {
                 "Unread reply bytes after which a connection stops reading "
                 "until its client catches up")
     ->capture_default_str();
+  app
+    .add_option("--max-connections", conn.max_connections,
+                "Client connections served at once; one more gets "
+                "'KO server busy' and is closed (each takes a file "
+                "descriptor: see ulimit -n)")
+    ->capture_default_str()
+    ->check(CLI::Range(size_t{1}, size_t{1} << 24));
+  app
+    .add_option_function<unsigned>(
+      "--idle-timeout",
+      [&conn](unsigned secs) {
+        conn.idle_timeout = std::chrono::seconds{secs};
+      },
+      "Seconds a connection may go without a complete request (and with "
+      "none in flight) before it is closed; its session stays valid")
+    ->default_str(std::to_string(
+      std::chrono::duration_cast<std::chrono::seconds>(conn.idle_timeout)
+        .count()))
+    ->check(CLI::Range(1u, 30u * 24 * 3600));
+  auto& penalty = boxes.throttle;
+  app
+    .add_option_function<double>(
+      "--login-penalty",
+      [&penalty](double secs) {
+        penalty.first_penalty =
+          std::chrono::milliseconds{static_cast<int64_t>(secs * 1000)};
+      },
+      "Seconds of the first brute-force penalty window: after 3 failed "
+      "LOGINs for a username (or from an untrusted address) every LOGIN for "
+      "it is refused, without hashing, as if the password were wrong; each "
+      "further failure doubles the window")
+    ->default_str("1")
+    ->check(CLI::Range(0.001, 86400.0));
+  app
+    .add_option_function<double>(
+      "--login-penalty-max",
+      [&penalty](double secs) {
+        penalty.max_penalty =
+          std::chrono::milliseconds{static_cast<int64_t>(secs * 1000)};
+      },
+      "Seconds the penalty window grows to at most")
+    ->default_str("15")
+    ->check(CLI::Range(0.001, 86400.0));
+  app
+    .add_option("--trusted-networks", opts.trusted_networks,
+                "Comma-separated networks (CIDR, IPv4 or IPv6) whose "
+                "addresses are not penalized per address (usernames still "
+                "are). Behind a proxy every client has the proxy's address: "
+                "leave the proxy out, or '' to trust none")
+    ->capture_default_str();
   app.allow_extras();
   try {
     app.parse(argc, argv);
@@ -90,7 +193,61 @@ std::optional<int> parse_command_line(int argc, char** argv, options& opts) {
       return 2;
     }
   srv.hashing.cost = *smsp::parse_pwhash_cost(opts.pwhash);
+  srv.sync = *smsp::parse_sync_mode(opts.sync);
+  auto& throttle = srv.mailboxes.throttle;
+  throttle.trusted_networks.clear();
+  std::stringstream networks{opts.trusted_networks};
+  for (std::string net; std::getline(networks, net, ',');) {
+    if (net.empty())
+      continue;
+    if (!smsp::parse_network(net)) {
+      std::cerr << "smsp-actors: --trusted-networks: '" << net
+                << "' is not a network (e.g. 10.0.0.0/8, fd00::/8, "
+                   "192.0.2.7)\n";
+      return 2;
+    }
+    throttle.trusted_networks.push_back(net);
+  }
+  if (throttle.max_penalty < throttle.first_penalty) {
+    std::cerr << "smsp-actors: --login-penalty-max is below --login-penalty\n";
+    return 2;
+  }
+  throttle.forget_after = std::max(throttle.forget_after,
+                                   std::chrono::milliseconds{
+                                     throttle.max_penalty});
+  try {
+    smsp::login_throttle check{throttle};
+  } catch (const std::invalid_argument& err) {
+    std::cerr << "smsp-actors: " << err.what() << "\n";
+    return 2;
+  }
+  // Only an fsync is worth waiting for: without one, a commit is cheap.
+  auto delay_us = opts.commit_delay_us >= 0
+                    ? opts.commit_delay_us
+                    : (srv.sync == smsp::sync_mode::full ? 1000 : 0);
+  srv.commit_delay = std::chrono::microseconds{delay_us};
   return std::nullopt;
+}
+
+/// Raises the open-file limit to its hard maximum: every connection takes a
+/// descriptor, and when they run out CAF 0.17 spins on the listening
+/// socket. Warns when --max-connections still does not fit.
+void fit_descriptor_limit(size_t max_connections) {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0)
+    return;
+  if (lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &lim);
+    ::getrlimit(RLIMIT_NOFILE, &lim);
+  }
+  // Room for the store, the listening socket, logs and CAF's own pipes.
+  constexpr size_t reserve = 64;
+  if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < max_connections + reserve)
+    smsp::log_line("warning: --max-connections " + std::to_string(max_connections)
+                   + " exceeds what the open-file limit allows ("
+                   + std::to_string(lim.rlim_cur) + " descriptors; raise "
+                   "ulimit -n or lower --max-connections)");
 }
 
 /// Blocks SIGINT and SIGTERM in this thread and, since threads inherit the
@@ -110,6 +267,7 @@ int main(int argc, char** argv) {
   options opts;
   if (auto code = parse_command_line(argc, argv, opts))
     return *code;
+  fit_descriptor_limit(opts.server.connections.max_connections);
   auto stop_signals = block_stop_signals();
   caf::actor_system_config cfg;
   cfg.load<caf::io::middleman>();
@@ -126,7 +284,14 @@ int main(int argc, char** argv) {
     return 2;
   }
   caf::actor_system sys{cfg};
-  auto srv = smsp::start_server(sys, opts.server);
+  auto started = std::chrono::steady_clock::now();
+  caf::expected<smsp::server> srv{caf::error{}};
+  try {
+    srv = smsp::start_server(sys, opts.server);
+  } catch (const smsp::store_error& err) {
+    std::cerr << "smsp-actors: " << err.what() << "\n";
+    return 1;
+  }
   if (!srv) {
     std::cerr << "smsp-actors: cannot listen on " << opts.server.host << ":"
               << opts.server.port << " (is another server using the port, "
@@ -134,8 +299,11 @@ int main(int argc, char** argv) {
               << sys.render(srv.error()) << "\n";
     return 1;
   }
-  smsp::log_line("smsp-actors started: pwhash=" + opts.pwhash + ", data dir " +
-                 opts.data_dir + " (mail is kept in memory in this version)");
+  auto startup = std::chrono::duration_cast<std::chrono::milliseconds>(
+    std::chrono::steady_clock::now() - started);
+  smsp::log_line("smsp-actors started in " + std::to_string(startup.count())
+                 + " ms: pwhash=" + opts.pwhash + ", data dir "
+                 + opts.server.data_dir + ", sync=" + opts.sync);
   std::cout << "smsp-actors listening on " << opts.server.host << ":"
             << srv->port << std::endl;
   int sig = 0;

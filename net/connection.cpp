@@ -15,6 +15,7 @@ using clock = std::chrono::steady_clock;
 constexpr auto reading_settle_time = std::chrono::milliseconds{10};
 
 void pump(broker* self);
+void write_ready(broker* self);
 
 /// Sends `x` to this broker after `delay`, anonymously. In CAF 0.17 a broker
 /// that quits while a message it sent itself is pending or queued is never
@@ -30,11 +31,11 @@ void send_self_later(broker* self, Duration delay, Atom x) {
 /// Requests whose effects later requests of the connection must see before
 /// they start. The others travel connection -> registry -> one actor, so
 /// CAF's per-sender message order already keeps them in sequence; STORE
-/// reaches the mailbox through the imq, and REGISTER/LOGIN finish after a
-/// password hash.
+/// reaches the mailbox through the imq, REGISTER/LOGIN finish after a
+/// password hash and a store lookup, and DUMP reads the store.
 bool is_barrier(command cmd) {
   return cmd == command::register_user || cmd == command::login ||
-         cmd == command::store;
+         cmd == command::store || cmd == command::dump;
 }
 
 /// Records the reply of request `seq` and writes what is ready. A reply for
@@ -98,7 +99,8 @@ void on_register(broker* self, uint64_t seq, const request& req) {
 
 // LOGIN <username> <password>
 void on_login(broker* self, uint64_t seq, const request& req) {
-  ask_registry(self, login_atom::value, req.args[0], req.args[1])
+  ask_registry(self, login_atom::value, req.args[0], req.args[1],
+               self->remote_addr(self->state.hdl))
     .then(ok_value_reply(self, seq), fail(self, seq, req.cmd()));
 }
 
@@ -141,9 +143,13 @@ void on_delmsg(broker* self, uint64_t seq, const request& req) {
 }
 
 // DUMP
-void on_dump(broker* self, uint64_t seq, const request& req) {
-  ask_registry(self, dump_atom::value)
-    .then(ok_reply(self, seq), fail(self, seq, req.cmd()));
+void on_dump(broker* self, uint64_t seq, const request&) {
+  // DUMP shows the store's committed state: it waits until every earlier
+  // request of this connection is answered, so their writes are in it (see
+  // write_ready). It is a barrier, so at most one waits.
+  self->state.dump_waiting = seq;
+  if (seq == self->state.first_seq)
+    write_ready(self);
 }
 
 void dispatch(broker* self, uint64_t seq, const request& req) {
@@ -214,8 +220,17 @@ void write_ready(broker* self) {
     st.started.pop_front();
     ++st.first_seq;
   }
+  if (st.dump_waiting && *st.dump_waiting == st.first_seq) {
+    auto seq = *st.dump_waiting;
+    st.dump_waiting.reset();
+    ask_registry(self, dump_atom::value)
+      .then(ok_reply(self, seq), fail(self, seq, command::dump));
+  }
   if (out.size() == before)
     return;
+  // Every complete request is answered, so a written reply is the request
+  // activity the idle rule looks for (see check_idle).
+  st.last_activity = clock::now();
   self->flush(st.hdl);
   // What flush could not hand to the socket yet waits in wr_buf.
   if (!st.backlogged && out.size() > st.deps.max_unsent) {
@@ -279,6 +294,43 @@ void check_deadlines(broker* self) {
   pump(self);
 }
 
+/// "600 s" or "300 ms", for the log.
+std::string to_text(std::chrono::milliseconds d) {
+  if (d.count() % 1000 == 0)
+    return std::to_string(d.count() / 1000) + " s";
+  return std::to_string(d.count()) + " ms";
+}
+
+/// The idle rule, checked when the acceptor asks (see server.cpp): closes
+/// the connection when nothing is queued, in flight or waiting to be
+/// written, and it has written no reply (so received no complete request)
+/// for idle_timeout. Bytes of an unfinished request do not count: a
+/// slowloris that trickles a line and never ends it, or sends an oversized
+/// one forever, is closed like a silent client, and until then the framer
+/// holds at most max_request of it.
+void check_idle(broker* self) {
+  auto& st = self->state;
+  auto now = clock::now();
+  if (!st.queued.empty() || !st.started.empty() || st.backlogged ||
+      !self->wr_buf(st.hdl).empty()) {
+    st.last_activity = now;
+    return;
+  }
+  if (now - st.last_activity < st.deps.idle_timeout)
+    return;
+  auto why = "connection " + self->remote_addr(st.hdl) + ":" +
+             std::to_string(self->remote_port(st.hdl)) + " closed: idle for " +
+             to_text(st.deps.idle_timeout) + " (--idle-timeout)";
+  if (auto partial = st.frames.buffered(); partial > 0)
+    why += ", dropping " + std::to_string(partial) +
+           " bytes of an unfinished request";
+  log_line(why);
+  // The registry is not told: the client's session stays valid for its next
+  // connection.
+  self->close(st.hdl);
+  self->quit();
+}
+
 } // namespace
 
 caf::behavior connection(connection_broker* self,
@@ -288,6 +340,7 @@ caf::behavior connection(connection_broker* self,
   st.hdl = hdl;
   st.frames = framer{st.deps.limits.max_request};
   self->configure_read(hdl, caf::io::receive_policy::at_most(64 * 1024));
+  st.last_activity = clock::now();
   return {
     [=](const caf::io::new_data_msg& msg) {
       auto& st = self->state;
@@ -302,10 +355,13 @@ caf::behavior connection(connection_broker* self,
       if (st.backlogged && msg.remaining <= st.deps.max_unsent / 2) {
         st.backlogged = false;
         self->ack_writes(st.hdl, false);
+        // The client read its backlog: the idle clock starts now.
+        st.last_activity = clock::now();
         pump(self);
       }
     },
     [=](caf::tick_atom) { check_deadlines(self); },
+    [=](caf::idle_atom) { check_idle(self); },
     [=](settled_atom) {
       self->state.reading_settling = false;
       update_reading(self);

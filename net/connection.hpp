@@ -1,6 +1,7 @@
 // What a connection broker needs: the registry handle, limits and waits.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 
 #include "actors/actors.hpp"
@@ -25,6 +26,16 @@ struct connection_deps {
   timeouts waits;
   /// How often a connection with requests in flight checks their deadlines.
   std::chrono::milliseconds watchdog_interval{std::chrono::seconds{1}};
+  /// A connection with no complete request and no reply written for this
+  /// long, and nothing in flight or unwritten, is closed (its session stays
+  /// valid). Bytes of an unfinished request do not count, so a client that
+  /// trickles a line and never ends it is closed too. The acceptor checks
+  /// every tenth of it, so the close comes within 1.1 times it. 600 s is
+  /// POP3's minimum autologout timer (RFC 1939).
+  std::chrono::milliseconds idle_timeout{std::chrono::seconds{600}};
+  /// Read by the acceptor, not by the connections: connections served at
+  /// once. One more gets `KO server busy` and is closed.
+  size_t max_connections = 10000;
 };
 
 } // namespace smsp

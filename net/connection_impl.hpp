@@ -33,12 +33,18 @@ struct connection_state {
   /// A started request that later ones must see completed (REGISTER,
   /// LOGIN, STORE) is unanswered: start nothing more until it is.
   bool barrier = false;
+  /// A DUMP waiting for the requests before it (see on_dump).
+  std::optional<uint64_t> dump_waiting;
   bool reading = true;
   /// The last switch of `reading` may not have taken effect yet.
   bool reading_settling = false;
   /// Waiting for the client to read its replies (see max_unsent).
   bool backlogged = false;
   bool watchdog_armed = false;
+  /// When the connection last wrote a reply (so received a complete
+  /// request), or was last seen busy: the idle clock, read when the acceptor
+  /// asks (see connection.cpp, check_idle).
+  std::chrono::steady_clock::time_point last_activity;
   static inline const char* name = "smsp.connection";
 };
 

@@ -1,6 +1,7 @@
 // Starting and stopping a whole smsp-actors server inside an actor system.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 
@@ -17,6 +18,14 @@ struct server_config {
   /// 0 picks a free port.
   uint16_t port = 5000;
   hasher_config hashing;
+  /// Durable data: created if missing, locked while the server runs.
+  std::string data_dir = "./smsp-data";
+  sync_mode sync = sync_mode::full;
+  /// Longest wait of a group commit for more writes; see spawn_store.
+  std::chrono::microseconds commit_delay{0};
+  /// Passivation, account cache and per-user limits (its waits and data
+  /// dir are filled in by start_server).
+  registry_config mailboxes;
   /// Limits and waits of every connection (its registry handle is filled in
   /// by start_server).
   connection_deps connections;
@@ -28,6 +37,8 @@ struct server {
   registry_actor registry;
   imq_actor imq;
   hasher_actor hasher;
+  store_actor writer;
+  reader_actor reader;
   /// The port actually bound.
   uint16_t port = 0;
 };
@@ -48,8 +59,10 @@ caf::expected<listener> listen(caf::actor_system& sys, connection_deps deps,
 /// they are gone.
 void stop_listening(const caf::actor& acceptor);
 
-/// Spawns the actors and binds the listening socket; fails when the address
-/// cannot be bound (e.g. the port is in use) or libsodium cannot start.
+/// Opens the data dir, recovers the IMQ, spawns the actors and binds the
+/// listening socket; fails when the address cannot be bound (e.g. the port
+/// is in use) or libsodium cannot start. Throws store_error when the data
+/// dir cannot be used (not writable, locked by another server, not ours).
 caf::expected<server> start_server(caf::actor_system& sys,
                                    const server_config& cfg);
 

@@ -2379,7 +2379,7 @@ TEST_CASE("a penalized LOGIN is answered without hashing", "[actors][throttle]")
   f.self->send_exit(slow, caf::exit_reason::user_shutdown);
 }
 
-TEST_CASE("an untrusted address is penalized across usernames; trusted ones "
+TEST_CASE("an untrusted address is penalized across usernames but trusted ones "
           "are not",
           "[actors][throttle]") {
   fixture f{throttled()};

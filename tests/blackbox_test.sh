@@ -90,12 +90,13 @@ server_log_tail() {
   tail -n 20 "$tmp/server.err" 2>/dev/null
 }
 
-# start_server: starts the server on the data directory and waits up to 20 s
-# for its "listening" line; sets server_pid, host and port.
+# start_server [OPTIONS...]: starts the server on the data directory (with
+# OPTIONS added) and waits up to 20 s for its "listening" line; sets
+# server_pid, host and port.
 start_server() {
   : >"$tmp/server.out"
   : >"$tmp/server.err"
-  "$server_bin" --port 0 --pwhash min --data-dir "$tmp/data" \
+  "$server_bin" --port 0 --pwhash min --data-dir "$tmp/data" "$@" \
     >"$tmp/server.out" 2>"$tmp/server.err" &
   server_pid=$!
   local line='' deadline=$((SECONDS + 20))
@@ -351,26 +352,20 @@ stop_server "first run"
 check_client "connection refused exits with status 2" $'count\n' 2 "" \
   "smsp-client: cannot connect to $host:$old_port: Connection refused"
 
-# PROTOCOL.md section 5 wants acknowledged data to survive a restart; a
-# server whose --help says it keeps mail in memory is not there yet, and
-# the check is skipped (loudly) rather than failed until it is.
-if "$server_bin" --help 2>&1 | grep -qi 'in memory'; then
-  durable=0
-else
-  durable=1
-fi
+# PROTOCOL.md section 5: acknowledged data survives a restart.
 if start_server; then
-  if ((durable)); then
-    check_client "accounts and mail survive a restart" \
-      $'login bob pw-bob\ncount\nget\n' 0 \
-      $'logged in as bob\n1\nkept for later'
-    check_client "a wrong password still fails after a restart" \
-      $'login bob pw-alice\n' 1 "" \
-      "smsp-client: line 1 (login): KO wrong username or password"
-  else
-    echo "SKIP: accounts and mail survive a restart" \
-         "(the server's --help says it keeps mail in memory)"
-  fi
+  check_client "accounts and mail survive a restart" \
+    $'login bob pw-bob\ncount\nget\n' 0 \
+    $'logged in as bob\n1\nkept for later'
+  check_client "a wrong password still fails after a restart" \
+    $'login bob pw-alice\n' 1 "" \
+    "smsp-client: line 1 (login): KO wrong username or password"
+  out=$(timeout 10 "$server_bin" --port 0 --data-dir "$tmp/data" 2>&1 \
+          </dev/null)
+  status=$?
+  check_match "a second server on a data dir in use exits non-zero, saying why" \
+    "^[1-9][0-9]*\|smsp-actors: data dir $tmp/data is in use by another running smsp-actors \(pid $server_pid\)" \
+    "$status|$out"
   if [[ -n ${carol-} ]]; then
     reply=$(printf 'MESSAGE hi %s\n' "$carol" \
               | timeout 20 nc -w1 "$host" "$port")
@@ -390,7 +385,8 @@ for option in --host --port --data-dir --pwhash 0.0.0.0; do
   [[ $out == *"$option"* ]] || missing+=" $option"
 done
 check_eq "server --help names every option and 0.0.0.0" "" "$missing"
-for bad in "--port 70000" "--pwhash weak" "--bogus=1" "stray"; do
+for bad in "--port 70000" "--pwhash weak" "--bogus=1" "stray" "--sync sometimes" \
+           "--data-dir /proc/smsp" "--mailbox-idle 0"; do
   # shellcheck disable=SC2086 # split the options on purpose
   out=$(timeout 10 "$server_bin" $bad --port 0 2>&1 </dev/null)
   status=$?
@@ -398,13 +394,159 @@ for bad in "--port 70000" "--pwhash weak" "--bogus=1" "stray"; do
     '^[1-9][0-9]*\|.+' "$status|$out"
 done
 start_server && {
-  out=$(timeout 10 "$server_bin" --port "$port" 2>&1 </dev/null)
+  out=$(timeout 10 "$server_bin" --port "$port" --data-dir "$tmp/data2" \
+          2>&1 </dev/null)
   status=$?
   check_match "a second server on a port in use exits non-zero, saying why" \
     "^[1-9][0-9]*\|smsp-actors: cannot listen on 127.0.0.1:$port" \
     "$status|$out"
   stop_server "third run"
 }
+
+# --- Connection limits: --max-connections, --idle-timeout ------------------
+
+out=$("$server_bin" --help 2>&1)
+missing=
+for option in --max-connections --idle-timeout; do
+  [[ $out == *"$option"* ]] || missing+=" $option"
+done
+check_eq "server --help names the connection limits" "" "$missing"
+for bad in "--max-connections 0" "--idle-timeout 0" "--idle-timeout soon"; do
+  # shellcheck disable=SC2086 # split the options on purpose
+  out=$(timeout 10 "$server_bin" $bad --port 0 2>&1 </dev/null)
+  status=$?
+  check_match "server refuses '$bad' with a message and a non-zero status" \
+    '^[1-9][0-9]*\|.+' "$status|$out"
+done
+
+# line_from FD: one reply line read from FD within 5 s, "<eof>" when the
+# server closed the connection, "<timeout>" when nothing came.
+line_from() {
+  local line
+  if IFS= read -r -t 5 -u "$1" line; then
+    printf '%s' "$line"
+  elif (($? > 128)); then
+    printf '<timeout>'
+  else
+    printf '<eof>'
+  fi
+}
+
+now_ms() {
+  echo $(($(date +%s%N) / 1000000))
+}
+
+if start_server --max-connections 1 --idle-timeout 1; then
+  exec 3<>"/dev/tcp/$host/$port"
+  printf 'NOPE\n' >&3
+  check_eq "limits: the first connection is served" "KO unknown command" \
+    "$(line_from 3)"
+  exec 4<>"/dev/tcp/$host/$port"
+  reply="$(line_from 4)|$(line_from 4)"
+  exec 4<&-
+  check_eq "limits: --max-connections 1: a second connection gets KO server busy, then EOF" \
+    "KO server busy|<eof>" "$reply"
+  printf 'NOPE\n' >&3
+  check_eq "limits: the first connection is unaffected" "KO unknown command" \
+    "$(line_from 3)"
+  started=$(now_ms)
+  reply=$(line_from 3)
+  waited=$(($(now_ms) - started))
+  exec 3<&-
+  check_match "limits: --idle-timeout 1 closes an idle connection ($waited ms)" \
+    '^<eof> (9[0-9]{2}|[1-2][0-9]{3})$' "$reply $waited"
+  check_match "limits: the idle close is logged" \
+    'closed: idle for 1 s \(--idle-timeout\)' "$(cat "$tmp/server.err")"
+  # The server sees the close a moment after the client: retry for 2 s.
+  reply='<none>'
+  for _ in $(seq 20); do
+    exec 5<>"/dev/tcp/$host/$port"
+    printf 'NOPE\n' >&5 2>/dev/null
+    reply=$(line_from 5)
+    exec 5<&-
+    [[ $reply == "KO unknown command" ]] && break
+    sleep 0.1
+  done
+  check_eq "limits: the freed slot serves a new connection" \
+    "KO unknown command" "$reply"
+  stop_server "limits run"
+fi
+
+# --- Brute-force throttling: --login-penalty, --trusted-networks ------------
+
+# With no trusted network, loopback is an outside address: three failed
+# LOGINs from it (for three names) penalize it for every name.
+if command -v nc >/dev/null \
+   && start_server --trusted-networks '' --login-penalty 0.5 \
+        --login-penalty-max 1; then
+  printf 'REGISTER victim right1\n' | timeout 20 nc -w1 "$host" "$port" \
+    >/dev/null
+  replies=$(printf 'LOGIN a wrong\nLOGIN b wrong\nLOGIN victim wrong\nLOGIN victim right1\n' \
+              | timeout 20 nc -w1 "$host" "$port" | tr '\n' '|')
+  check_eq "throttle: after 3 failures from one address the right password gets the wrong password's reply" \
+    "KO wrong username or password|KO wrong username or password|KO wrong username or password|KO wrong username or password|" \
+    "$replies"
+  sleep 0.7
+  reply=$(printf 'LOGIN victim right1\n' | timeout 20 nc -w1 "$host" "$port")
+  check_match "throttle: the right password gets in once the window is over" \
+    '^OK [0-9a-f]{32}$' "$reply"
+  stop_server "throttle run"
+fi
+out=$(timeout 10 "$server_bin" --port 0 --trusted-networks 10.0.0.1/8 2>&1 \
+        </dev/null)
+status=$?
+check_match "throttle: a bad --trusted-networks is refused, saying why" \
+  "^2\|smsp-actors: --trusted-networks: '10.0.0.1/8' is not a network" \
+  "$status|$out"
+
+# --- Passivation: --mailbox-idle ------------------------------------------
+
+# The DUMP line of the registry, e.g. "3 active mailbox(es) (5 activated, 2
+# passivated)", from the server log's last DUMP.
+last_dump_counts() {
+  grep -o '[0-9]* active mailbox(es) ([0-9]* activated, [0-9]* passivated)' \
+    "$tmp/server.err" | tail -n 1
+}
+
+if command -v nc >/dev/null && start_server --mailbox-idle 0.3; then
+  requests=''
+  for i in $(seq 1 20); do
+    requests+="REGISTER idle$i pw-idle$i"$'\n'
+  done
+  mapfile -t cookies < <(printf '%s' "$requests" \
+                           | timeout 20 nc -w1 "$host" "$port" | cut -c4-)
+  if ((${#cookies[@]} == 20)); then
+    requests="MESSAGE kept while asleep ${cookies[1]}"$'\n'
+    requests+="STORE idle1 ${cookies[1]}"$'\n'
+    for i in $(seq 1 20); do
+      requests+="COUNT idle$i ${cookies[i - 1]}"$'\n'
+    done
+    requests+=$'DUMP\n'
+    replies=$(printf '%s' "$requests" | timeout 20 nc -w1 "$host" "$port" \
+                | tr '\n' ' ')
+    check_eq "passivation: 20 mailboxes in use" \
+      "OK OK COUNTED 1 $(printf 'COUNTED 0 %.0s' $(seq 2 20))OK " "$replies"
+    check_match "passivation: DUMP counts 20 active mailboxes" \
+      '^20 active mailbox\(es\) \(20 activated, [0-9]+ passivated\)$' \
+      "$(last_dump_counts)"
+    sleep 1.5
+    printf 'DUMP\n' | timeout 20 nc -w1 "$host" "$port" >/dev/null
+    check_match "passivation: after --mailbox-idle none is active" \
+      '^0 active mailbox\(es\) \(20 activated, (2[0-9]) passivated\)$' \
+      "$(last_dump_counts)"
+    replies=$(printf 'GETMSG idle1 %s\nCOUNT idle2 %s\nDUMP\n' \
+                "${cookies[0]}" "${cookies[1]}" \
+                | timeout 20 nc -w1 "$host" "$port" | tr '\n' ' ')
+    check_eq "passivation: mail is intact on the next request" \
+      "OK kept while asleep COUNTED 0 OK " "$replies"
+    check_match "passivation: the next request activates the mailbox again" \
+      '^2 active mailbox\(es\) \(22 activated, [0-9]+ passivated\)$' \
+      "$(last_dump_counts)"
+  else
+    fail "passivation: register 20 users" "got ${#cookies[@]} cookies"
+  fi
+  stop_server "passivation run"
+fi
 
 echo "$passed passed, $failed failed"
 ((failed == 0))

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -190,7 +191,7 @@ TEST_CASE("concurrent writers share commits", "[durability]") {
   }
 }
 
-TEST_CASE("accounts, the IMQ and mailboxes outlive the server; sessions do "
+TEST_CASE("accounts, the IMQ and mailboxes outlive the server but sessions do "
           "not",
           "[durability]") {
   temp_dir dir;
@@ -243,4 +244,54 @@ TEST_CASE("one server per data dir", "[durability]") {
   }
   auto c = first.connect();
   CHECK(cookie_of(c->call("REGISTER erin pw-e")).size() == 32);
+}
+
+namespace {
+
+/// Sends this process's stderr (the server log) to a file while alive.
+class captured_log {
+public:
+  captured_log() : file_(std::tmpfile()), saved_(::dup(STDERR_FILENO)) {
+    std::fflush(stderr);
+    ::dup2(::fileno(file_), STDERR_FILENO);
+  }
+  ~captured_log() {
+    std::fflush(stderr);
+    ::dup2(saved_, STDERR_FILENO);
+    ::close(saved_);
+    std::fclose(file_);
+  }
+  std::string text() {
+    std::fflush(stderr);
+    std::string result;
+    std::rewind(file_);
+    char buf[4096];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof(buf), file_)) > 0)
+      result.append(buf, n);
+    return result;
+  }
+
+private:
+  std::FILE* file_;
+  int saved_;
+};
+
+} // namespace
+
+TEST_CASE("a pipelined DUMP shows the writes sent before it", "[durability]") {
+  temp_dir dir;
+  running_server server{dir.path, smsp::sync_mode::full,
+                        std::chrono::microseconds{2000}};
+  auto c = server.connect();
+  auto me = cookie_of(c->call("REGISTER frank pw-f"));
+  captured_log log;
+  // One write: nothing waits for the MESSAGEs' commits but the DUMP.
+  c->send_raw("MESSAGE one " + me + "\nMESSAGE two " + me + "\nSTORE frank "
+              + me + "\nDUMP\n");
+  for (auto expected : {"OK", "OK", "OK", "OK"})
+    CHECK(c->read_reply() == std::string{expected});
+  auto text = log.text();
+  CHECK_THAT(text, Catch::Contains("DUMP imq: 1 message(s) [frank: one]"));
+  CHECK_THAT(text, Catch::Contains("DUMP mailbox frank: 1 message(s) [two]"));
 }

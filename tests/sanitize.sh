@@ -13,7 +13,16 @@ cmake -S . -B "$build" -DCMAKE_CXX_COMPILER=clang++ -DSMSP_SANITIZE=ON \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build "$build" -j2
 
-export ASAN_OPTIONS=detect_leaks=1:check_initialization_order=1:strict_init_order=1:detect_stack_use_after_return=1
+asan=detect_leaks=1:check_initialization_order=1:strict_init_order=1:detect_stack_use_after_return=1
 export LSAN_OPTIONS=suppressions=$supp/lsan.supp:print_suppressions=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-ctest --test-dir "$build" --output-on-failure -j2 "$@"
+status=0
+ASAN_OPTIONS=$asan ctest --test-dir "$build" --output-on-failure -j2 \
+  -E memory "$@" || status=1
+# The tests that bound the process's RSS (by convention "memory" is in their
+# names) run without ASan's quarantine, which keeps up to 256 MiB of freed
+# memory resident and would count as growth. They still run under ASan, UBSan
+# and LeakSanitizer; only use-after-free is caught in a shorter window.
+ASAN_OPTIONS=$asan:quarantine_size_mb=0 ctest --test-dir "$build" \
+  --output-on-failure -j2 -R memory "$@" || status=1
+exit $status

@@ -24,12 +24,15 @@
 #include <unistd.h>
 
 #include "actors/actors.hpp"
+#include "tests/test_support.hpp"
 #include "actors/credentials.hpp"
 #include "actors/messages.hpp"
 #include "actors/store.hpp"
 #include "caf/all.hpp"
 
 using namespace smsp;
+using smsp::testing::stderr_capture;
+using smsp::testing::temp_dir;
 using namespace std::string_literals;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
@@ -151,26 +154,6 @@ std::vector<std::string> texts_of(const std::vector<stored_mail>& mails) {
   return result;
 }
 
-/// A fresh directory under the system's temp dir, removed afterwards.
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    std::random_device rd;
-    path = fs::temp_directory_path() /
-           ("smsp-actor-test-" + std::to_string(::getpid()) + "-" +
-            std::to_string(rd()));
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string str() const {
-    return path.string();
-  }
-};
-
 /// Holds the database's write lock from a connection of its own, as another
 /// program could: the writer's next BEGIN waits for it (SQLite's busy
 /// timeout, 5 s in the store) and fails when it is not released in time.
@@ -197,57 +180,6 @@ public:
 
 private:
   sqlite3* db_ = nullptr;
-};
-
-/// Redirects file descriptor 2 (where log_line writes) into a temporary file
-/// for as long as it lives.
-class stderr_capture {
-public:
-  stderr_capture() {
-    file_ = std::tmpfile();
-    REQUIRE(file_ != nullptr);
-    std::fflush(stderr);
-    saved_ = ::dup(STDERR_FILENO);
-    REQUIRE(saved_ >= 0);
-    REQUIRE(::dup2(::fileno(file_), STDERR_FILENO) >= 0);
-  }
-
-  stderr_capture(const stderr_capture&) = delete;
-  stderr_capture& operator=(const stderr_capture&) = delete;
-
-  ~stderr_capture() {
-    restore();
-    if (file_ != nullptr)
-      std::fclose(file_);
-  }
-
-  /// Everything written to stderr so far.
-  std::string text() const {
-    std::string out;
-    char buf[4096];
-    off_t offset = 0;
-    for (;;) {
-      auto n = ::pread(::fileno(file_), buf, sizeof(buf), offset);
-      if (n <= 0)
-        break;
-      out.append(buf, static_cast<size_t>(n));
-      offset += n;
-    }
-    return out;
-  }
-
-  void restore() {
-    if (saved_ < 0)
-      return;
-    std::fflush(stderr);
-    ::dup2(saved_, STDERR_FILENO);
-    ::close(saved_);
-    saved_ = -1;
-  }
-
-private:
-  std::FILE* file_ = nullptr;
-  int saved_ = -1;
 };
 
 /// The registry's figures (stats_atom).

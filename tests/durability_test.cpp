@@ -17,26 +17,14 @@
 #include "caf/all.hpp"
 #include "caf/io/all.hpp"
 #include "net/server.hpp"
+#include "tests/test_support.hpp"
 
 using smsp::line_client;
+using smsp::testing::stderr_capture;
+using smsp::testing::temp_dir;
 using namespace std::string_literals;
 
 namespace {
-
-struct temp_dir {
-  std::string path;
-  temp_dir() {
-    static int counter = 0;
-    path = (std::filesystem::temp_directory_path()
-            / ("smsp-durability-test-" + std::to_string(::getpid()) + "-"
-               + std::to_string(++counter)))
-             .string();
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-};
 
 /// A server on `data_dir` in an actor system of its own; stopping it (the
 /// destructor) closes the store.
@@ -120,12 +108,12 @@ TEST_CASE("every OK to a write is already committed when it arrives",
           "[durability]") {
   temp_dir dir;
   // A commit delay widens the gap a premature OK would fall into.
-  running_server server{dir.path, smsp::sync_mode::full,
+  running_server server{dir.str(), smsp::sync_mode::full,
                         std::chrono::microseconds{2000}};
   auto alice = server.connect();
   auto bob = server.connect();
   auto a = cookie_of(alice->call("REGISTER alice pw-a"));
-  snapshot committed{dir.path};
+  snapshot committed{dir.str()};
   CHECK(committed.db.password_hash("alice"));
   auto b = cookie_of(bob->call("REGISTER bob pw-b"));
   CHECK(committed.db.password_hash("bob"));
@@ -148,7 +136,7 @@ TEST_CASE("every OK to a write is already committed when it arrives",
 
 TEST_CASE("concurrent writers share commits", "[durability]") {
   temp_dir dir;
-  running_server server{dir.path, smsp::sync_mode::full};
+  running_server server{dir.str(), smsp::sync_mode::full};
   constexpr int clients = 20;
   constexpr int messages = 30;
   std::vector<std::string> cookies;
@@ -182,7 +170,7 @@ TEST_CASE("concurrent writers share commits", "[durability]") {
   INFO(writes << " writes in " << commits << " commits");
   // One commit per write would be the same as no grouping at all.
   CHECK(commits * 2 <= writes);
-  snapshot committed{dir.path};
+  snapshot committed{dir.str()};
   for (int i = 0; i < clients; ++i) {
     auto texts = committed.mailbox("w" + std::to_string(i));
     REQUIRE(texts.size() == size_t{messages});
@@ -197,7 +185,7 @@ TEST_CASE("accounts, the IMQ and mailboxes outlive the server but sessions do "
   temp_dir dir;
   std::string old_cookie;
   {
-    running_server server{dir.path, smsp::sync_mode::normal};
+    running_server server{dir.str(), smsp::sync_mode::normal};
     auto c = server.connect();
     old_cookie = cookie_of(c->call("REGISTER carol pw-c"));
     cookie_of(c->call("REGISTER dave pw-d"));
@@ -205,7 +193,7 @@ TEST_CASE("accounts, the IMQ and mailboxes outlive the server but sessions do "
       REQUIRE(c->call("MESSAGE "s + text + " " + old_cookie) == "OK");
     REQUIRE(c->call("STORE dave " + old_cookie) == "OK");
   }
-  running_server server{dir.path, smsp::sync_mode::full};
+  running_server server{dir.str(), smsp::sync_mode::full};
   auto c = server.connect();
   CHECK(c->call("COUNT carol " + old_cookie) == "KO not logged in");
   CHECK(c->call("LOGIN carol wrong") == "KO wrong username or password");
@@ -226,13 +214,13 @@ TEST_CASE("accounts, the IMQ and mailboxes outlive the server but sessions do "
 
 TEST_CASE("one server per data dir", "[durability]") {
   temp_dir dir;
-  running_server first{dir.path, smsp::sync_mode::full};
+  running_server first{dir.str(), smsp::sync_mode::full};
   caf::actor_system_config cfg;
   cfg.load<caf::io::middleman>();
   caf::actor_system sys{cfg};
   smsp::server_config conf;
   conf.port = 0;
-  conf.data_dir = dir.path;
+  conf.data_dir = dir.str();
   try {
     auto second = smsp::start_server(sys, conf);
     if (second)
@@ -246,46 +234,13 @@ TEST_CASE("one server per data dir", "[durability]") {
   CHECK(cookie_of(c->call("REGISTER erin pw-e")).size() == 32);
 }
 
-namespace {
-
-/// Sends this process's stderr (the server log) to a file while alive.
-class captured_log {
-public:
-  captured_log() : file_(std::tmpfile()), saved_(::dup(STDERR_FILENO)) {
-    std::fflush(stderr);
-    ::dup2(::fileno(file_), STDERR_FILENO);
-  }
-  ~captured_log() {
-    std::fflush(stderr);
-    ::dup2(saved_, STDERR_FILENO);
-    ::close(saved_);
-    std::fclose(file_);
-  }
-  std::string text() {
-    std::fflush(stderr);
-    std::string result;
-    std::rewind(file_);
-    char buf[4096];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof(buf), file_)) > 0)
-      result.append(buf, n);
-    return result;
-  }
-
-private:
-  std::FILE* file_;
-  int saved_;
-};
-
-} // namespace
-
 TEST_CASE("a pipelined DUMP shows the writes sent before it", "[durability]") {
   temp_dir dir;
-  running_server server{dir.path, smsp::sync_mode::full,
+  running_server server{dir.str(), smsp::sync_mode::full,
                         std::chrono::microseconds{2000}};
   auto c = server.connect();
   auto me = cookie_of(c->call("REGISTER frank pw-f"));
-  captured_log log;
+  stderr_capture log;
   // One write: nothing waits for the MESSAGEs' commits but the DUMP.
   c->send_raw("MESSAGE one " + me + "\nMESSAGE two " + me + "\nSTORE frank "
               + me + "\nDUMP\n");

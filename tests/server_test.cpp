@@ -18,32 +18,17 @@
 #include "caf/all.hpp"
 #include "caf/io/all.hpp"
 #include "net/server.hpp"
+#include "tests/test_support.hpp"
 
 using smsp::line_client;
 using namespace std::string_literals;
 
 namespace {
 
-/// A fresh data directory under the system's temp dir, removed afterwards.
-struct temp_data_dir {
-  std::string path;
-  temp_data_dir() {
-    static int counter = 0;
-    path = (std::filesystem::temp_directory_path()
-            / ("smsp-server-test-" + std::to_string(::getpid()) + "-"
-               + std::to_string(++counter)))
-             .string();
-  }
-  ~temp_data_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-};
-
 /// A whole server in this process, listening on 127.0.0.1 and a free port,
 /// with a data dir of its own (unless the config names one).
 struct test_server {
-  temp_data_dir data;
+  smsp::testing::temp_dir data;
   caf::actor_system_config cfg;
   std::unique_ptr<caf::actor_system> sys;
   smsp::server srv;
@@ -51,7 +36,7 @@ struct test_server {
   explicit test_server(smsp::server_config conf = {},
                        smsp::pwhash_cost cost = smsp::pwhash_cost::min) {
     if (conf.data_dir == smsp::server_config{}.data_dir)
-      conf.data_dir = data.path;
+      conf.data_dir = data.str();
     cfg.load<caf::io::middleman>();
     cfg.set("scheduler.max-threads", 2);
     sys = std::make_unique<caf::actor_system>(cfg);
@@ -462,8 +447,8 @@ TEST_CASE("a second server on a port in use fails to start", "[server]") {
   smsp::server_config conf;
   conf.port = first.srv.port;
   conf.hashing.cost = smsp::pwhash_cost::min;
-  temp_data_dir data;
-  conf.data_dir = data.path;
+  smsp::testing::temp_dir data;
+  conf.data_dir = data.str();
   auto second = smsp::start_server(sys, conf);
   CHECK_FALSE(second);
   auto c = first.connect();

@@ -10,29 +10,13 @@
 #include <unistd.h>
 
 #include "actors/store.hpp"
+#include "tests/test_support.hpp"
 
 using namespace smsp;
+using smsp::testing::temp_dir;
 namespace fs = std::filesystem;
 
 namespace {
-
-/// A fresh directory under the system's temp dir, removed afterwards.
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    std::random_device rd;
-    path = fs::temp_directory_path()
-           / ("smsp-store-test-" + std::to_string(::getpid()) + "-"
-              + std::to_string(rd()));
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string str() const {
-    return path.string();
-  }
-};
 
 std::vector<std::string> texts_of(const std::vector<stored_mail>& mails) {
   std::vector<std::string> result;

@@ -1,0 +1,88 @@
+// Helpers shared by the test programs: temp data dirs and a captured log.
+#pragma once
+
+#include <catch2/catch.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <random>
+#include <string>
+
+#include <unistd.h>
+
+namespace smsp::testing {
+
+/// A fresh directory name under the system's temp dir (created by whoever
+/// uses it), removed with everything in it afterwards.
+class temp_dir {
+public:
+  explicit temp_dir(const std::string& prefix = "smsp-test") {
+    std::random_device rd;
+    path = std::filesystem::temp_directory_path()
+           / (prefix + "-" + std::to_string(::getpid()) + "-"
+              + std::to_string(rd()));
+  }
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  ~temp_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  std::string str() const {
+    return path.string();
+  }
+
+  std::filesystem::path path;
+};
+
+/// Redirects file descriptor 2 (where log_line writes) into a temporary file
+/// for as long as it lives.
+class stderr_capture {
+public:
+  stderr_capture() {
+    file_ = std::tmpfile();
+    REQUIRE(file_ != nullptr);
+    std::fflush(stderr);
+    saved_ = ::dup(STDERR_FILENO);
+    REQUIRE(saved_ >= 0);
+    REQUIRE(::dup2(::fileno(file_), STDERR_FILENO) >= 0);
+  }
+  stderr_capture(const stderr_capture&) = delete;
+  stderr_capture& operator=(const stderr_capture&) = delete;
+  ~stderr_capture() {
+    restore();
+    if (file_ != nullptr)
+      std::fclose(file_);
+  }
+
+  /// Everything written to stderr so far.
+  std::string text() const {
+    std::string out;
+    char buf[4096];
+    off_t offset = 0;
+    for (;;) {
+      auto n = ::pread(::fileno(file_), buf, sizeof(buf), offset);
+      if (n <= 0)
+        break;
+      out.append(buf, static_cast<size_t>(n));
+      offset += n;
+    }
+    return out;
+  }
+
+  /// Sends stderr back where it went before.
+  void restore() {
+    if (saved_ < 0)
+      return;
+    std::fflush(stderr);
+    ::dup2(saved_, STDERR_FILENO);
+    ::close(saved_);
+    saved_ = -1;
+  }
+
+private:
+  std::FILE* file_ = nullptr;
+  int saved_ = -1;
+};
+
+} // namespace smsp::testing

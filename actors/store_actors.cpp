@@ -1,4 +1,6 @@
 // The store's writer (group commit) and reader actors.
+#include <algorithm>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <vector>
@@ -31,6 +33,8 @@ struct writer_state {
   /// The open group's commit is already requested.
   bool commit_requested = false;
   size_t last_group_size = 0;
+  /// How long the last commit took (its fsync, mostly).
+  std::chrono::microseconds last_commit_time{0};
   uint64_t commits = 0;
   uint64_t writes = 0;
   static inline const char* name = "smsp.store";
@@ -45,8 +49,11 @@ void commit_group(writer_pointer self) {
     return;
   auto group = std::move(st.group);
   st.group.clear();
+  auto started = std::chrono::steady_clock::now();
   try {
     st.db->commit();
+    st.last_commit_time = std::chrono::duration_cast<std::chrono::microseconds>(
+      std::chrono::steady_clock::now() - started);
   } catch (const store_error& err) {
     log_line(std::string{"store: commit failed, group of "}
              + std::to_string(group.size()) + " undone: " + err.what());
@@ -76,14 +83,16 @@ caf::typed_response_promise<Ts...> group_write(writer_pointer self,
       st.db->begin();
       ++st.group_number;
       st.commit_requested = false;
-      if (st.commit_delay.count() > 0 && st.last_group_size > 1) {
+      // Never wait longer than a commit takes: with a fast disk, waiting
+      // would cost more than the fsync it saves.
+      auto delay = std::min(st.commit_delay, st.last_commit_time);
+      if (delay.count() > 0 && st.last_group_size > 1) {
         // Many clients are writing: the ones just answered are about to
         // send their next writes. Waiting a moment for them lets one fsync
         // carry them all, instead of alternating between two half groups
         // (measured: docs/BENCHMARKS.md). The wait ends early once as many
         // writes as in the last group are in.
-        self->delayed_send(self, st.commit_delay, commit_atom::value,
-                           st.group_number);
+        self->delayed_send(self, delay, commit_atom::value, st.group_number);
       } else {
         // Queued behind every write already waiting: they join this group.
         self->send(self, commit_atom::value, st.group_number);

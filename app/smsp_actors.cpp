@@ -64,7 +64,7 @@ std::optional<int> parse_command_line(int argc, char** argv, options& opts) {
       "--commit-delay",
       [&opts](int64_t us) { opts.commit_delay_us = us; },
       "Microseconds a group commit may wait for more writes while many "
-      "clients write (-1: 1000 with --sync=full, 0 otherwise)")
+      "clients write (-1: 10000 with --sync=full, 0 otherwise); never longer than the last commit took")
     ->default_str("-1")
     ->check(CLI::Range(int64_t{-1}, int64_t{100000}));
   auto& boxes = srv.mailboxes;
@@ -224,7 +224,7 @@ std::optional<int> parse_command_line(int argc, char** argv, options& opts) {
   // Only an fsync is worth waiting for: without one, a commit is cheap.
   auto delay_us = opts.commit_delay_us >= 0
                     ? opts.commit_delay_us
-                    : (srv.sync == smsp::sync_mode::full ? 1000 : 0);
+                    : (srv.sync == smsp::sync_mode::full ? 10000 : 0);
   srv.commit_delay = std::chrono::microseconds{delay_us};
   return std::nullopt;
 }

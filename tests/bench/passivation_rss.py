@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Memory with many users: RSS before and after their mailboxes passivate.
 
-Usage: passivation_rss.py SERVER_BIN [USERS] [MESSAGES_PER_USER] [IDLE_S]
+Usage: passivation_rss.py SERVER_BIN [USERS] [MESSAGES_PER_USER] [IDLE_S] [--login-only]
 
 Builds a data dir with USERS accounts of MESSAGES_PER_USER messages each
 (written with Python's sqlite3 straight into the server's schema, after the
@@ -9,14 +9,17 @@ server itself created the file and one account whose hash every account
 shares), then starts the server on it and reports: the time from start to
 its "listening" line, its RSS at start, after every user logged in and
 counted its mailbox (all mailboxes active), and after --mailbox-idle
-passivated them, with the registry's DUMP counts at each point.
+passivated them, with the registry's DUMP counts at each point. With
+--login-only the users log in but touch no mailbox: what the sessions alone
+cost.
 """
 import os, re, shutil, socket, sqlite3, subprocess, sys, tempfile, time
 
 server_bin = sys.argv[1]
 users = int(sys.argv[2]) if len(sys.argv) > 2 else 100000
 per_user = int(sys.argv[3]) if len(sys.argv) > 3 else 10
-idle = float(sys.argv[4]) if len(sys.argv) > 4 else 20.0
+idle = float(sys.argv[4]) if len(sys.argv) > 4 else 60.0
+login_only = "--login-only" in sys.argv
 data = tempfile.mkdtemp(prefix="smsp-rss-")
 log_path = os.path.join(data, "server.log")
 
@@ -90,13 +93,16 @@ batch = 500
 for first in range(0, users, batch):
     names = [f"u{i}" for i in range(first, min(users, first + batch))]
     cookies = [rep[3:] for rep in call_many(s, r, [f"LOGIN {n} pw" for n in names])]
+    if login_only:
+        continue
     counts = call_many(s, r, [f"COUNT {n} {c}" for n, c in zip(names, cookies)])
     bad = [c for c in counts if c != f"COUNTED {per_user}"]
     if bad:
         sys.exit(f"unexpected COUNT replies: {bad[:3]}")
 s.close()
 touched = time.monotonic() - t0
-print(f"all {users} users logged in and counted {per_user} messages in "
+print(f"all {users} users logged in"
+      + ("" if login_only else f" and counted {per_user} messages") + " in "
       f"{touched:.1f} s; RSS {rss_mib(proc.pid):.1f} MiB; {dump_counts(port)}")
 deadline = time.monotonic() + idle * 3 + 10
 while time.monotonic() < deadline:

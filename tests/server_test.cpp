@@ -630,7 +630,10 @@ TEST_CASE("closed connections leave no memory behind", "[server][limits]") {
   churn();
   auto growth_kib = rss_kib() - rss_before;
   INFO("RSS growth over 8000 closed connections: " << growth_kib << " KiB");
-  CHECK(growth_kib < 4 * 1024);
+  // The leak this guards against grows 8000 x 1.8 KiB = 14 MiB; without it
+  // the growth is noise (under 0.1 MiB here, about 4 MiB under ASan, whose
+  // allocator keeps more): half the leak tells the two apart.
+  CHECK(growth_kib < 7 * 1024);
 }
 
 TEST_CASE("a slowloris is closed by the idle rule and delays no one",

@@ -472,6 +472,22 @@ if start_server --max-connections 1 --idle-timeout 1; then
   stop_server "limits run"
 fi
 
+# --- Per-user limits: --max-mailbox, --max-imq-per-user --------------------
+
+if command -v nc >/dev/null \
+   && start_server --max-mailbox 1 --max-imq-per-user 2; then
+  cookie=$(printf 'REGISTER capped pw\n' | timeout 20 nc -w1 "$host" "$port" \
+             | cut -c4-)
+  replies=$(printf 'MESSAGE m1 %s\nMESSAGE m2 %s\nMESSAGE m3 %s\nSTORE capped %s\nSTORE capped %s\nCOUNT capped %s\nDELMSG capped %s\nSTORE capped %s\nGETMSG capped %s\n' \
+              "$cookie" "$cookie" "$cookie" "$cookie" "$cookie" "$cookie" \
+              "$cookie" "$cookie" "$cookie" \
+              | timeout 20 nc -w1 "$host" "$port" | tr '\n' '|')
+  check_eq "limits: --max-imq-per-user 2 and --max-mailbox 1 answer KO and keep the message" \
+    "OK|OK|KO too many unstored messages|OK|KO mailbox full|COUNTED 1|OK|OK|OK m1|" \
+    "$replies"
+  stop_server "per-user limits run"
+fi
+
 # --- Brute-force throttling: --login-penalty, --trusted-networks ------------
 
 # With no trusted network, loopback is an outside address: three failed

@@ -50,8 +50,8 @@ store_actor spawn_store(caf::actor_system& sys, store db,
 
 /// A reader of the store in `data_dir` on a thread and connection of its
 /// own. Throws store_error when the database cannot be opened.
-reader_actor spawn_reader(caf::actor_system& sys, const std::string& data_dir,
-                          timeouts limits = {});
+reader_actor spawn_reader(caf::actor_system& sys,
+                          const std::string& data_dir);
 
 /// What a mailbox actor talks to.
 struct mailbox_deps {

@@ -218,8 +218,8 @@ store_actor spawn_store(caf::actor_system& sys, store db,
     writer, std::make_shared<store>(std::move(db)), commit_delay);
 }
 
-reader_actor spawn_reader(caf::actor_system& sys, const std::string& data_dir,
-                          timeouts) {
+reader_actor spawn_reader(caf::actor_system& sys,
+                          const std::string& data_dir) {
   return sys.spawn<caf::detached>(
     reader, std::make_shared<store>(store::open_reader(data_dir)));
 }

@@ -28,6 +28,26 @@ struct options {
   std::vector<std::string> caf_args;
 };
 
+/// An option given in seconds, fractions allowed, that sets `target`; its
+/// default shown in --help is `target`'s value.
+void add_seconds_option(CLI::App& app, const std::string& name,
+                        std::chrono::milliseconds& target,
+                        const std::string& help, double min_secs,
+                        double max_secs) {
+  std::ostringstream shown;
+  shown << target.count() / 1000.0;
+  app
+    .add_option_function<double>(
+      name,
+      [&target](double secs) {
+        target =
+          std::chrono::milliseconds{static_cast<int64_t>(secs * 1000)};
+      },
+      help)
+    ->default_str(shown.str())
+    ->check(CLI::Range(min_secs, max_secs));
+}
+
 /// Parses the command line with CLI11, which accepts both `--port 5000` and
 /// `--port=5000` (CAF 0.17's parser knows only the second form). Returns an
 /// exit code when the program should stop right away (--help, bad option).
@@ -68,17 +88,11 @@ std::optional<int> parse_command_line(int argc, char** argv, options& opts) {
     ->default_str("-1")
     ->check(CLI::Range(int64_t{-1}, int64_t{100000}));
   auto& boxes = srv.mailboxes;
-  app
-    .add_option_function<double>(
-      "--mailbox-idle",
-      [&boxes](double secs) {
-        boxes.mailbox_idle = std::chrono::milliseconds{
-          static_cast<int64_t>(secs * 1000)};
-      },
-      "Seconds without requests after which a user's mailbox leaves memory "
-      "(its mail stays on disk and is loaded again on the next request)")
-    ->default_str("60")
-    ->check(CLI::Range(0.01, 30.0 * 24 * 3600));
+  add_seconds_option(
+    app, "--mailbox-idle", boxes.mailbox_idle,
+    "Seconds without requests after which a user's mailbox leaves memory "
+    "(its mail stays on disk and is loaded again on the next request)",
+    0.01, 30.0 * 24 * 3600);
   app
     .add_option("--account-cache", boxes.account_cache,
                 "Password hashes kept in memory (most recently used); the "
@@ -149,29 +163,16 @@ std::optional<int> parse_command_line(int argc, char** argv, options& opts) {
         .count()))
     ->check(CLI::Range(1u, 30u * 24 * 3600));
   auto& penalty = boxes.throttle;
-  app
-    .add_option_function<double>(
-      "--login-penalty",
-      [&penalty](double secs) {
-        penalty.first_penalty =
-          std::chrono::milliseconds{static_cast<int64_t>(secs * 1000)};
-      },
-      "Seconds of the first brute-force penalty window: after 3 failed "
-      "LOGINs for a username (or from an untrusted address) every LOGIN for "
-      "it is refused, without hashing, as if the password were wrong; each "
-      "further failure doubles the window")
-    ->default_str("1")
-    ->check(CLI::Range(0.001, 86400.0));
-  app
-    .add_option_function<double>(
-      "--login-penalty-max",
-      [&penalty](double secs) {
-        penalty.max_penalty =
-          std::chrono::milliseconds{static_cast<int64_t>(secs * 1000)};
-      },
-      "Seconds the penalty window grows to at most")
-    ->default_str("15")
-    ->check(CLI::Range(0.001, 86400.0));
+  add_seconds_option(
+    app, "--login-penalty", penalty.first_penalty,
+    "Seconds of the first brute-force penalty window: after 3 failed "
+    "LOGINs for a username (or from an untrusted address) every LOGIN for "
+    "it is refused, without hashing, as if the password were wrong; each "
+    "further failure doubles the window",
+    0.001, 86400.0);
+  add_seconds_option(app, "--login-penalty-max", penalty.max_penalty,
+                     "Seconds the penalty window grows to at most", 0.001,
+                     86400.0);
   app
     .add_option("--trusted-networks", opts.trusted_networks,
                 "Comma-separated networks (CIDR, IPv4 or IPv6) whose "

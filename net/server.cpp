@@ -163,7 +163,7 @@ caf::expected<server> start_server(caf::actor_system& sys,
   auto queued = db.imq();
   srv.writer = spawn_store(sys, std::move(db), cfg.commit_delay);
   try {
-    srv.reader = spawn_reader(sys, cfg.data_dir, cfg.connections.waits);
+    srv.reader = spawn_reader(sys, cfg.data_dir);
   } catch (...) {
     stop_server(srv);
     throw;

@@ -3,7 +3,7 @@
 #include <functional>
 #include <vector>
 
-#include "actors/actors.hpp"
+#include "actors/spawn.hpp"
 #include "caf/all.hpp"
 
 namespace smsp {

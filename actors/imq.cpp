@@ -2,7 +2,7 @@
 #include <set>
 #include <unordered_map>
 
-#include "actors/actors.hpp"
+#include "actors/spawn.hpp"
 #include "caf/all.hpp"
 
 namespace smsp {

@@ -1,7 +1,7 @@
 // Mailbox actor: one active user's FIFO, a cache of the store's committed mail.
 #include <deque>
 
-#include "actors/actors.hpp"
+#include "actors/spawn.hpp"
 #include "actors/log.hpp"
 #include "caf/all.hpp"
 

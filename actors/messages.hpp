@@ -11,7 +11,7 @@
 #include "caf/replies_to.hpp"
 #include "caf/typed_actor.hpp"
 
-#include "actors/store.hpp"
+#include "actors/store/store.hpp"
 
 namespace smsp {
 

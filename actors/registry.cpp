@@ -8,9 +8,9 @@
 #include <unordered_set>
 #include <utility>
 
-#include "actors/actors.hpp"
+#include "actors/spawn.hpp"
 #include "actors/log.hpp"
-#include "actors/lru.hpp"
+#include "actors/logic/lru.hpp"
 #include "caf/all.hpp"
 
 namespace smsp {

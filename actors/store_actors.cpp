@@ -5,7 +5,7 @@
 #include <memory>
 #include <vector>
 
-#include "actors/actors.hpp"
+#include "actors/spawn.hpp"
 #include "actors/log.hpp"
 #include "caf/all.hpp"
 

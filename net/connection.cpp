@@ -1,5 +1,5 @@
 // Connection broker: framing, one handler per command, replies in order.
-#include "net/connection_impl.hpp"
+#include "net/connection_state.hpp"
 
 #include "actors/log.hpp"
 #include "caf/all.hpp"

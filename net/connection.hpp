@@ -4,8 +4,8 @@
 #include <chrono>
 #include <cstddef>
 
-#include "actors/actors.hpp"
-#include "net/codec.hpp"
+#include "actors/spawn.hpp"
+#include "net/wire/codec.hpp"
 
 namespace smsp {
 

@@ -7,7 +7,7 @@
 #include "actors/log.hpp"
 #include "caf/all.hpp"
 #include "caf/io/all.hpp"
-#include "net/connection_impl.hpp"
+#include "net/connection_state.hpp"
 
 namespace smsp {
 

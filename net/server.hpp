@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string>
 
-#include "actors/actors.hpp"
+#include "actors/spawn.hpp"
 #include "caf/actor.hpp"
 #include "caf/expected.hpp"
 #include "net/connection.hpp"

@@ -11,7 +11,7 @@
 // A violated invariant calls __builtin_trap(), which libFuzzer reports as a
 // crash and saves as a crash-* file. Built without libFuzzer (replay_main.cpp)
 // the same checks run over the committed corpus as an ordinary test.
-#include "net/codec.hpp"
+#include "net/wire/codec.hpp"
 
 #include <algorithm>
 #include <cstddef>

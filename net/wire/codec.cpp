@@ -1,5 +1,5 @@
 // Pure SMSP wire codec: framing, the command table, parsing and reply encoding.
-#include "net/codec.hpp"
+#include "net/wire/codec.hpp"
 
 #include <algorithm>
 #include <cctype>

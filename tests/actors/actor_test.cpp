@@ -23,11 +23,11 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#include "actors/actors.hpp"
+#include "actors/spawn.hpp"
 #include "tests/test_support.hpp"
-#include "actors/credentials.hpp"
+#include "actors/logic/credentials.hpp"
 #include "actors/messages.hpp"
-#include "actors/store.hpp"
+#include "actors/store/store.hpp"
 #include "caf/all.hpp"
 
 using namespace smsp;

@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "actors/credentials.hpp"
+#include "actors/logic/credentials.hpp"
 #include "actors/messages.hpp"
-#include "actors/throttle.hpp"
+#include "actors/logic/throttle.hpp"
 #include "caf/fwd.hpp"
 
 namespace smsp {

@@ -1,7 +1,7 @@
 // Catch2 tests of the LOGIN throttle (actors/throttle): windows, keys, CIDR.
 #include <catch2/catch.hpp>
 
-#include "actors/throttle.hpp"
+#include "actors/logic/throttle.hpp"
 
 #include <algorithm>
 #include <chrono>

@@ -1,7 +1,7 @@
 // Catch2 tests of the pure SMSP wire codec (net/codec) against PROTOCOL.md.
 #include <catch2/catch.hpp>
 
-#include "net/codec.hpp"
+#include "net/wire/codec.hpp"
 
 #include <algorithm>
 #include <cstdint>

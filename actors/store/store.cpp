@@ -1,5 +1,5 @@
 // The durable store over SQLite: schema, lock, prepared statements.
-#include "actors/store.hpp"
+#include "actors/store/store.hpp"
 
 #include <cerrno>
 #include <cstring>

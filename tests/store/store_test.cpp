@@ -9,7 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "actors/store.hpp"
+#include "actors/store/store.hpp"
 #include "tests/test_support.hpp"
 
 using namespace smsp;

@@ -1,5 +1,5 @@
 // Username and password rules, cookies from the CSPRNG, Argon2id via libsodium.
-#include "actors/credentials.hpp"
+#include "actors/logic/credentials.hpp"
 
 #include <algorithm>
 

@@ -1,5 +1,5 @@
 // Brute-force throttling of LOGIN: CIDR matching and the penalty tables.
-#include "actors/throttle.hpp"
+#include "actors/logic/throttle.hpp"
 
 #include <algorithm>
 #include <arpa/inet.h>

@@ -12,7 +12,7 @@
 
 #include <unistd.h>
 
-#include "actors/store.hpp"
+#include "actors/store/store.hpp"
 #include "app/line_client.hpp"
 #include "caf/all.hpp"
 #include "caf/io/all.hpp"

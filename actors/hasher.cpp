@@ -49,7 +49,7 @@ void release(pool_pointer self, hasher_actor worker) {
   job(std::move(worker));
 }
 
-template<class Result, class... Ts>
+template <class Result, class... Ts>
 caf::result<Result> submit(pool_pointer self, Ts... args) {
   auto& st = self->state;
   if (st.idle.empty() && st.waiting.size() >= st.max_queue)

@@ -18,8 +18,8 @@ struct poster_queue {
   size_t posting = 0;
   size_t storing = 0;
   /// STOREs that arrived while posts were waiting for their commit.
-  std::vector<std::pair<std::string, caf::typed_response_promise<
-                                        uint64_t, std::string>>>
+  std::vector<
+    std::pair<std::string, caf::typed_response_promise<uint64_t, std::string>>>
     waiting;
 
   size_t total() const {
@@ -42,7 +42,8 @@ using store_promise = caf::typed_response_promise<uint64_t, std::string>;
 
 void forget_if_empty(imq_pointer self, const std::string& poster) {
   auto& posters = self->state.posters;
-  if (auto i = posters.find(poster); i != posters.end() && i->second.total() == 0)
+  if (auto i = posters.find(poster);
+      i != posters.end() && i->second.total() == 0)
     posters.erase(i);
 }
 

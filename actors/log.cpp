@@ -13,8 +13,8 @@ void log_line(std::string_view line) {
   using namespace std::chrono;
   auto now = system_clock::now();
   auto secs = system_clock::to_time_t(now);
-  auto millis =
-    duration_cast<milliseconds>(now.time_since_epoch()).count() % 1000;
+  auto millis = duration_cast<milliseconds>(now.time_since_epoch()).count()
+                % 1000;
   std::tm tm{};
   gmtime_r(&secs, &tm);
   char stamp[40];

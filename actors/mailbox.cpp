@@ -1,8 +1,8 @@
 // Mailbox actor: one active user's FIFO, a cache of the store's committed mail.
 #include <deque>
 
-#include "actors/spawn.hpp"
 #include "actors/log.hpp"
+#include "actors/spawn.hpp"
 #include "caf/all.hpp"
 
 namespace smsp {

@@ -164,8 +164,8 @@ using registry_actor = caf::typed_actor<
 /// A one-off helper of the registry's DUMP, on a thread of its own with its
 /// own read connection: it logs the IMQ and every mailbox from one snapshot
 /// of the store, then answers.
-using dumper_actor =
-  caf::typed_actor<caf::replies_to<dump_atom>::with<caf::ok_atom>>;
+using dumper_actor
+  = caf::typed_actor<caf::replies_to<dump_atom>::with<caf::ok_atom>>;
 
 /// Argon2id password hashing, run off the registry's thread.
 using hasher_actor = caf::typed_actor<

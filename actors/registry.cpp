@@ -8,9 +8,9 @@
 #include <unordered_set>
 #include <utility>
 
-#include "actors/spawn.hpp"
 #include "actors/log.hpp"
 #include "actors/logic/lru.hpp"
+#include "actors/spawn.hpp"
 #include "caf/all.hpp"
 
 namespace smsp {
@@ -94,10 +94,10 @@ mailbox_actor mailbox_of(registry_pointer self, const std::string& user) {
   mailbox_actor predecessor;
   if (auto old = st.retiring.find(user); old != st.retiring.end())
     predecessor = old->second;
-  auto handle = spawn_mailbox(
-    self->system(), user,
-    mailbox_deps{st.reader, st.imq, st.writer, st.cfg.limits, st.cfg.mail},
-    predecessor);
+  auto handle = spawn_mailbox(self->system(), user,
+                              mailbox_deps{st.reader, st.imq, st.writer,
+                                           st.cfg.limits, st.cfg.mail},
+                              predecessor);
   self->monitor(handle);
   st.owner_by_address.emplace(handle.address(), user);
   st.mailboxes.put(user, active_mailbox{handle, now});
@@ -120,7 +120,8 @@ void passivate_idle(registry_pointer self) {
     st.trim_due = true;
     auto forget = [=] {
       auto& retiring = self->state.retiring;
-      if (auto i = retiring.find(user); i != retiring.end() && i->second == handle)
+      if (auto i = retiring.find(user);
+          i != retiring.end() && i->second == handle)
         retiring.erase(i);
     };
     self->request(handle, caf::infinite, retire_atom::value)
@@ -130,8 +131,7 @@ void passivate_idle(registry_pointer self) {
 
 std::chrono::milliseconds sweep_interval(const registry_config& cfg) {
   using std::chrono::milliseconds;
-  return std::clamp(cfg.mailbox_idle / 4, milliseconds{10},
-                    milliseconds{1000});
+  return std::clamp(cfg.mailbox_idle / 4, milliseconds{10}, milliseconds{1000});
 }
 
 /// The user of a live session, or nullptr.
@@ -246,10 +246,9 @@ dump_store(dumper_actor::stateful_pointer<dumper_state> self,
   };
 }
 
-registry_actor::behavior_type registry(registry_pointer self,
-                                       hasher_actor hasher, imq_actor imq,
-                                       store_actor writer, reader_actor reader,
-                                       registry_config cfg) {
+registry_actor::behavior_type
+registry(registry_pointer self, hasher_actor hasher, imq_actor imq,
+         store_actor writer, reader_actor reader, registry_config cfg) {
   auto& st = self->state;
   st.hasher = hasher;
   st.imq = std::move(imq);
@@ -353,7 +352,8 @@ registry_actor::behavior_type registry(registry_pointer self,
         return rp;
       }
       with_account(
-        self, user, [=](const std::string& hash) mutable { verify(hash, true); },
+        self, user,
+        [=](const std::string& hash) mutable { verify(hash, true); },
         [=](caf::error& err) mutable {
           if (is_no_such_user(err))
             verify(self->state.decoy_hash, false);
@@ -435,9 +435,9 @@ registry_actor::behavior_type registry(registry_pointer self,
             auto per_commit = commits == 0 ? 0.0 : double(writes) / commits;
             char avg[32];
             std::snprintf(avg, sizeof(avg), "%.1f", per_commit);
-            log_line("DUMP store: " + std::to_string(commits)
-                     + " commit(s) of " + std::to_string(writes)
-                     + " write(s) since start, " + avg + " per commit");
+            log_line("DUMP store: " + std::to_string(commits) + " commit(s) of "
+                     + std::to_string(writes) + " write(s) since start, " + avg
+                     + " per commit");
           },
           [](caf::error& err) {
             log_line("DUMP store: no figures: " + to_string(err));

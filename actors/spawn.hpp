@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "actors/logic/credentials.hpp"
-#include "actors/messages.hpp"
 #include "actors/logic/throttle.hpp"
+#include "actors/messages.hpp"
 #include "caf/fwd.hpp"
 
 namespace smsp {
@@ -50,8 +50,7 @@ store_actor spawn_store(caf::actor_system& sys, store db,
 
 /// A reader of the store in `data_dir` on a thread and connection of its
 /// own. Throws store_error when the database cannot be opened.
-reader_actor spawn_reader(caf::actor_system& sys,
-                          const std::string& data_dir);
+reader_actor spawn_reader(caf::actor_system& sys, const std::string& data_dir);
 
 /// What a mailbox actor talks to.
 struct mailbox_deps {
@@ -66,8 +65,7 @@ struct mailbox_deps {
 /// mailbox of the same owner) it first waits for that one to finish its
 /// writes, so that it loads them.
 mailbox_actor spawn_mailbox(caf::actor_system& sys, std::string owner,
-                            mailbox_deps deps,
-                            mailbox_actor predecessor = {});
+                            mailbox_deps deps, mailbox_actor predecessor = {});
 
 /// The incoming message queue, starting with `queued` (from store::imq()).
 imq_actor spawn_imq(caf::actor_system& sys, store_actor writer,

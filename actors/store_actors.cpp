@@ -5,8 +5,8 @@
 #include <memory>
 #include <vector>
 
-#include "actors/spawn.hpp"
 #include "actors/log.hpp"
+#include "actors/spawn.hpp"
 #include "caf/all.hpp"
 
 namespace smsp {
@@ -74,8 +74,8 @@ void commit_group(writer_pointer self) {
 /// what to deliver after the commit. A write that throws undoes the whole
 /// group: SQLite may already have rolled the transaction back.
 template <class... Ts, class Apply>
-caf::typed_response_promise<Ts...> group_write(writer_pointer self,
-                                               Apply apply) {
+caf::typed_response_promise<Ts...>
+group_write(writer_pointer self, Apply apply) {
   auto& st = self->state;
   auto rp = self->template make_response_promise<Ts...>();
   try {
@@ -202,8 +202,7 @@ reader(reader_actor::stateful_pointer<reader_state> self,
       try {
         return self->state.db->mailbox(owner);
       } catch (const store_error& err) {
-        log_line(std::string{"store: loading a mailbox failed: "}
-                 + err.what());
+        log_line(std::string{"store: loading a mailbox failed: "} + err.what());
         return make_error(errc::storage_failed);
       }
     },
@@ -218,8 +217,7 @@ store_actor spawn_store(caf::actor_system& sys, store db,
     writer, std::make_shared<store>(std::move(db)), commit_delay);
 }
 
-reader_actor spawn_reader(caf::actor_system& sys,
-                          const std::string& data_dir) {
+reader_actor spawn_reader(caf::actor_system& sys, const std::string& data_dir) {
   return sys.spawn<caf::detached>(
     reader, std::make_shared<store>(store::open_reader(data_dir)));
 }

@@ -24,15 +24,15 @@ std::runtime_error sys_error(const std::string& what) {
 
 line_client::line_client(const std::string& host, uint16_t port,
                          std::chrono::milliseconds timeout)
-    : timeout_(timeout) {
+  : timeout_(timeout) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* found = nullptr;
   auto service = std::to_string(port);
   if (auto rc = getaddrinfo(host.c_str(), service.c_str(), &hints, &found))
-    throw std::runtime_error("cannot resolve " + host + ": " +
-                             gai_strerror(rc));
+    throw std::runtime_error("cannot resolve " + host + ": "
+                             + gai_strerror(rc));
   std::string last_error = "no address";
   for (auto ai = found; ai != nullptr; ai = ai->ai_next) {
     int fd = ::socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
@@ -49,8 +49,8 @@ line_client::line_client(const std::string& host, uint16_t port,
   }
   freeaddrinfo(found);
   if (fd_ < 0)
-    throw std::runtime_error("cannot connect to " + host + ":" + service +
-                             ": " + last_error);
+    throw std::runtime_error("cannot connect to " + host + ":" + service + ": "
+                             + last_error);
   int one = 1;
   ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
@@ -90,8 +90,8 @@ std::optional<std::string> line_client::read_reply(char term) {
       throw sys_error("poll");
     }
     if (rc == 0)
-      throw std::runtime_error("no reply from the server within " +
-                               std::to_string(timeout_.count()) + " ms");
+      throw std::runtime_error("no reply from the server within "
+                               + std::to_string(timeout_.count()) + " ms");
     char buf[65536];
     auto n = ::recv(fd_, buf, sizeof(buf), 0);
     if (n < 0) {

@@ -40,8 +40,7 @@ void add_seconds_option(CLI::App& app, const std::string& name,
     .add_option_function<double>(
       name,
       [&target](double secs) {
-        target =
-          std::chrono::milliseconds{static_cast<int64_t>(secs * 1000)};
+        target = std::chrono::milliseconds{static_cast<int64_t>(secs * 1000)};
       },
       help)
     ->default_str(shown.str())
@@ -81,10 +80,10 @@ std::optional<int> parse_command_line(int argc, char** argv, options& opts) {
     ->capture_default_str();
   app
     .add_option_function<int64_t>(
-      "--commit-delay",
-      [&opts](int64_t us) { opts.commit_delay_us = us; },
+      "--commit-delay", [&opts](int64_t us) { opts.commit_delay_us = us; },
       "Microseconds a group commit may wait for more writes while many "
-      "clients write (-1: 10000 with --sync=full, 0 otherwise); never longer than the last commit took")
+      "clients write (-1: 10000 with --sync=full, 0 otherwise); never longer "
+      "than the last commit took")
     ->default_str("-1")
     ->check(CLI::Range(int64_t{-1}, int64_t{100000}));
   auto& boxes = srv.mailboxes;
@@ -213,9 +212,8 @@ std::optional<int> parse_command_line(int argc, char** argv, options& opts) {
     std::cerr << "smsp-actors: --login-penalty-max is below --login-penalty\n";
     return 2;
   }
-  throttle.forget_after = std::max(throttle.forget_after,
-                                   std::chrono::milliseconds{
-                                     throttle.max_penalty});
+  throttle.forget_after = std::max(
+    throttle.forget_after, std::chrono::milliseconds{throttle.max_penalty});
   try {
     smsp::login_throttle check{throttle};
   } catch (const std::invalid_argument& err) {
@@ -245,10 +243,12 @@ void fit_descriptor_limit(size_t max_connections) {
   // Room for the store, the listening socket, logs and CAF's own pipes.
   constexpr size_t reserve = 64;
   if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < max_connections + reserve)
-    smsp::log_line("warning: --max-connections " + std::to_string(max_connections)
+    smsp::log_line("warning: --max-connections "
+                   + std::to_string(max_connections)
                    + " exceeds what the open-file limit allows ("
-                   + std::to_string(lim.rlim_cur) + " descriptors; raise "
-                   "ulimit -n or lower --max-connections)");
+                   + std::to_string(lim.rlim_cur)
+                   + " descriptors; raise "
+                     "ulimit -n or lower --max-connections)");
 }
 
 /// Blocks SIGINT and SIGTERM in this thread and, since threads inherit the
@@ -309,8 +309,8 @@ int main(int argc, char** argv) {
             << srv->port << std::endl;
   int sig = 0;
   sigwait(&stop_signals, &sig);
-  smsp::log_line(std::string{"smsp-actors stopping on "} +
-                 (sig == SIGINT ? "SIGINT" : "SIGTERM"));
+  smsp::log_line(std::string{"smsp-actors stopping on "}
+                 + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
   smsp::stop_server(*srv);
   return 0;
 }

@@ -101,8 +101,8 @@ public:
   static constexpr int per_octave = 128;
   static constexpr size_t bucket_count = exact + 56 * per_octave;
 
-  histogram()
-      : buckets_(bucket_count, 0) {}
+  histogram() : buckets_(bucket_count, 0) {
+  }
 
   void record(uint64_t ns) {
     ++buckets_[index_of(ns)];
@@ -130,8 +130,8 @@ public:
   uint64_t quantile(double q) const {
     if (count_ == 0)
       return 0;
-    auto rank =
-      static_cast<uint64_t>(std::ceil(q * static_cast<double>(count_)));
+    auto rank
+      = static_cast<uint64_t>(std::ceil(q * static_cast<double>(count_)));
     rank = std::clamp<uint64_t>(rank, 1, count_);
     uint64_t seen = 0;
     for (size_t i = 0; i < bucket_count; ++i) {
@@ -150,8 +150,8 @@ private:
       return static_cast<size_t>(v);
     int msb = 63 - __builtin_clzll(v);
     int shift = msb - 7;
-    return exact + static_cast<size_t>(shift - 1) * per_octave +
-           static_cast<size_t>((v >> shift) - per_octave);
+    return exact + static_cast<size_t>(shift - 1) * per_octave
+           + static_cast<size_t>((v >> shift) - per_octave);
   }
 
   static std::pair<uint64_t, uint64_t> bounds_of(size_t i) {
@@ -214,9 +214,9 @@ void prepare_user(smsp::line_client& lc, bench_user& u, workload kind) {
   if (!is_cookie_reply(reply)) {
     auto login = lc.call("LOGIN " + u.name + " " + u.password);
     if (!is_cookie_reply(login))
-      throw std::runtime_error("REGISTER " + u.name + " got '" +
-                               printable(reply) + "', LOGIN got '" +
-                               printable(login) + "'");
+      throw std::runtime_error("REGISTER " + u.name + " got '"
+                               + printable(reply) + "', LOGIN got '"
+                               + printable(login) + "'");
     reply = login;
   }
   u.cookie = reply.substr(3);
@@ -226,14 +226,14 @@ void prepare_user(smsp::line_client& lc, bench_user& u, workload kind) {
   // stored: mail left by an interrupted earlier run must go first.
   auto count = lc.call("COUNT " + u.name + " " + u.cookie);
   if (!is_counted_reply(count))
-    throw std::runtime_error("COUNT " + u.name + " got '" + printable(count) +
-                             "'");
+    throw std::runtime_error("COUNT " + u.name + " got '" + printable(count)
+                             + "'");
   auto n = std::stoull(count.substr(8));
   for (uint64_t i = 0; i < n; ++i) {
     auto del = lc.call("DELMSG " + u.name + " " + u.cookie);
     if (del != "OK")
-      throw std::runtime_error("DELMSG " + u.name + " got '" + printable(del) +
-                               "'");
+      throw std::runtime_error("DELMSG " + u.name + " got '" + printable(del)
+                               + "'");
   }
 }
 
@@ -300,16 +300,15 @@ struct worker_result {
 double thread_cpu_seconds() {
   rusage ru{};
   getrusage(RUSAGE_THREAD, &ru);
-  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec)
+         + static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 class worker {
 public:
   worker(const options& opt, std::vector<connection*> conns)
-      : opt_(opt)
-      , conns_(std::move(conns))
-      , scratch_(64 * 1024) {}
+    : opt_(opt), conns_(std::move(conns)), scratch_(64 * 1024) {
+  }
 
   ~worker() {
     if (epfd_ >= 0)
@@ -321,15 +320,15 @@ public:
     measure_from_ = measure_from;
     epfd_ = epoll_create1(EPOLL_CLOEXEC);
     if (epfd_ < 0)
-      throw std::runtime_error(std::string{"epoll_create1: "} +
-                               std::strerror(errno));
+      throw std::runtime_error(std::string{"epoll_create1: "}
+                               + std::strerror(errno));
     for (auto* c : conns_) {
       epoll_event ev{};
       ev.events = EPOLLIN;
       ev.data.ptr = c;
       if (epoll_ctl(epfd_, EPOLL_CTL_ADD, c->fd, &ev) < 0)
-        throw std::runtime_error(std::string{"epoll_ctl: "} +
-                                 std::strerror(errno));
+        throw std::runtime_error(std::string{"epoll_ctl: "}
+                                 + std::strerror(errno));
     }
     open_ = conns_.size();
     std::this_thread::sleep_until(start);
@@ -353,15 +352,15 @@ public:
       // Wake up at the window edges even when the server goes silent.
       auto edge = measuring ? stop_ : measure_from_;
       auto wait = std::chrono::ceil<std::chrono::milliseconds>(edge - now);
-      auto timeout =
-        static_cast<int>(std::clamp<int64_t>(wait.count(), 0, 100));
+      auto timeout
+        = static_cast<int>(std::clamp<int64_t>(wait.count(), 0, 100));
       auto n = epoll_wait(epfd_, events.data(), static_cast<int>(events.size()),
                           timeout);
       if (n < 0) {
         if (errno == EINTR)
           continue;
-        throw std::runtime_error(std::string{"epoll_wait: "} +
-                                 std::strerror(errno));
+        throw std::runtime_error(std::string{"epoll_wait: "}
+                                 + std::strerror(errno));
       }
       for (int i = 0; i < n; ++i) {
         auto* c = static_cast<connection*>(events[i].data.ptr);
@@ -375,9 +374,9 @@ public:
     }
     if (measuring) {
       result_.cpu_seconds = thread_cpu_seconds() - cpu_start;
-      result_.cpu_window =
-        std::chrono::duration<double>(clock_type::now() - measure_from_)
-          .count();
+      result_.cpu_window
+        = std::chrono::duration<double>(clock_type::now() - measure_from_)
+            .count();
     }
     for (auto* c : conns_) {
       if (c->fd >= 0) {
@@ -418,31 +417,31 @@ private:
   void issue(connection& c, time_point now) {
     auto seq = c.sent_seq++;
     switch (opt_.kind) {
-    case workload::count:
-    case workload::login:
-      c.out += c.fixed_a;
-      break;
-    case workload::message_store:
-      if (seq % 2 == 0)
-        append_message(c, seq / 2);
-      else
-        c.out += c.fixed_a;
-      break;
-    case workload::mailbox:
-      switch (seq % 4) {
-      case 0:
-        append_message(c, seq / 4);
-        break;
-      case 1:
+      case workload::count:
+      case workload::login:
         c.out += c.fixed_a;
         break;
-      case 2:
-        c.out += c.fixed_b;
+      case workload::message_store:
+        if (seq % 2 == 0)
+          append_message(c, seq / 2);
+        else
+          c.out += c.fixed_a;
         break;
-      default:
-        c.out += c.fixed_c;
-      }
-      break;
+      case workload::mailbox:
+        switch (seq % 4) {
+          case 0:
+            append_message(c, seq / 4);
+            break;
+          case 1:
+            c.out += c.fixed_a;
+            break;
+          case 2:
+            c.out += c.fixed_b;
+            break;
+          default:
+            c.out += c.fixed_c;
+        }
+        break;
     }
     c.sent[(c.sent_head + c.in_flight) % c.sent.size()] = now;
     ++c.in_flight;
@@ -450,14 +449,14 @@ private:
 
   const char* request_name(uint64_t seq) const {
     switch (opt_.kind) {
-    case workload::count:
-      return "COUNT";
-    case workload::login:
-      return "LOGIN";
-    case workload::message_store:
-      return seq % 2 == 0 ? "MESSAGE" : "STORE";
-    case workload::mailbox:
-      break;
+      case workload::count:
+        return "COUNT";
+      case workload::login:
+        return "LOGIN";
+      case workload::message_store:
+        return seq % 2 == 0 ? "MESSAGE" : "STORE";
+      case workload::mailbox:
+        break;
     }
     static constexpr const char* names[] = {"MESSAGE", "STORE", "GETMSG",
                                             "DELMSG"};
@@ -466,19 +465,19 @@ private:
 
   bool check(const connection& c, uint64_t seq, std::string_view reply) {
     switch (opt_.kind) {
-    case workload::count:
-      return is_counted_reply(reply);
-    case workload::login:
-      return is_cookie_reply(reply);
-    case workload::message_store:
-      return reply == "OK";
-    case workload::mailbox:
-      if (seq % 4 != 2)
+      case workload::count:
+        return is_counted_reply(reply);
+      case workload::login:
+        return is_cookie_reply(reply);
+      case workload::message_store:
         return reply == "OK";
-      if (!starts_with(reply, "OK "))
-        return false;
-      make_text(c, seq / 4, text_);
-      return reply.substr(3) == text_;
+      case workload::mailbox:
+        if (seq % 4 != 2)
+          return reply == "OK";
+        if (!starts_with(reply, "OK "))
+          return false;
+        make_text(c, seq / 4, text_);
+        return reply.substr(3) == text_;
     }
     return false;
   }
@@ -488,8 +487,8 @@ private:
       reply.remove_suffix(1);
     if (c.in_flight == 0) {
       ++result_.errors;
-      report_problem("connection " + std::to_string(c.index) +
-                     ": reply without a request: '" + printable(reply) + "'");
+      report_problem("connection " + std::to_string(c.index)
+                     + ": reply without a request: '" + printable(reply) + "'");
       return;
     }
     auto sent_at = c.sent[c.sent_head];
@@ -498,9 +497,9 @@ private:
     auto seq = c.reply_seq++;
     if (!check(c, seq, reply)) {
       ++result_.errors;
-      report_problem("connection " + std::to_string(c.index) + ", request " +
-                     std::to_string(seq) + " (" + request_name(seq) +
-                     "): unexpected reply '" + printable(reply) + "'");
+      report_problem("connection " + std::to_string(c.index) + ", request "
+                     + std::to_string(seq) + " (" + request_name(seq)
+                     + "): unexpected reply '" + printable(reply) + "'");
     }
     if (now >= measure_from_ && now < stop_) {
       ++result_.requests;
@@ -516,9 +515,9 @@ private:
     if (clock_type::now() >= stop_)
       return;
     ++result_.dropped;
-    report_problem("connection " + std::to_string(c.index) +
-                   " dropped: " + why + " (" + std::to_string(c.in_flight) +
-                   " requests unanswered)");
+    report_problem("connection " + std::to_string(c.index) + " dropped: " + why
+                   + " (" + std::to_string(c.in_flight)
+                   + " requests unanswered)");
     c.open = false;
     --open_;
     epoll_ctl(epfd_, EPOLL_CTL_DEL, c.fd, nullptr);
@@ -563,8 +562,8 @@ private:
     // No valid reply is longer than a request; a server that never sends a
     // terminator must not make the bench buffer without bound.
     if (c.in.size() > max_reply_bytes + opt_.text_bytes) {
-      drop(c, "reply longer than " + std::to_string(c.in.size()) +
-                " bytes without a terminator");
+      drop(c, "reply longer than " + std::to_string(c.in.size())
+                + " bytes without a terminator");
       return;
     }
     flush(c);
@@ -613,8 +612,8 @@ private:
 };
 
 int open_connection(const addrinfo& ai) {
-  int fd =
-    ::socket(ai.ai_family, ai.ai_socktype | SOCK_CLOEXEC, ai.ai_protocol);
+  int fd = ::socket(ai.ai_family, ai.ai_socktype | SOCK_CLOEXEC,
+                    ai.ai_protocol);
   if (fd < 0)
     throw std::runtime_error(std::string{"socket: "} + std::strerror(errno));
   if (::connect(fd, ai.ai_addr, ai.ai_addrlen) < 0) {
@@ -638,8 +637,8 @@ void ensure_fd_limit(size_t needed) {
   setrlimit(RLIMIT_NOFILE, &rl);
   if (rl.rlim_cur < needed)
     throw std::runtime_error(
-      "--connections needs about " + std::to_string(needed) +
-      " file descriptors, the limit is " + std::to_string(rl.rlim_max));
+      "--connections needs about " + std::to_string(needed)
+      + " file descriptors, the limit is " + std::to_string(rl.rlim_max));
 }
 
 /// CPU seconds (user + system) of another process, from /proc.
@@ -662,8 +661,8 @@ std::optional<double> process_cpu_seconds(int pid) {
     else if (i == 15)
       stime = std::stoull(field);
   }
-  return static_cast<double>(utime + stime) /
-         static_cast<double>(sysconf(_SC_CLK_TCK));
+  return static_cast<double>(utime + stime)
+         / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 std::string json_string(std::string_view s) {
@@ -718,8 +717,8 @@ int run(const options& opt) {
   ensure_fd_limit(opt.connections + opt.setup_connections + 32);
   auto setup_start = clock_type::now();
   setup_users(opt, users);
-  auto setup_secs =
-    std::chrono::duration<double>(clock_type::now() - setup_start).count();
+  auto setup_secs
+    = std::chrono::duration<double>(clock_type::now() - setup_start).count();
   std::fprintf(stderr, "smsp-bench: set up %zu users (b%su0..) in %.2f s\n",
                users.size(), prefix.c_str(), setup_secs);
   if (setup_secs / static_cast<double>(users.size()) > 0.05)
@@ -733,8 +732,8 @@ int run(const options& opt) {
   addrinfo* found = nullptr;
   auto service = std::to_string(opt.port);
   if (auto rc = getaddrinfo(opt.host.c_str(), service.c_str(), &hints, &found))
-    throw std::runtime_error("cannot resolve " + opt.host + ": " +
-                             gai_strerror(rc));
+    throw std::runtime_error("cannot resolve " + opt.host + ": "
+                             + gai_strerror(rc));
   std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> guard{found, freeaddrinfo};
   std::vector<connection> conns(opt.connections);
   for (size_t i = 0; i < conns.size(); ++i) {
@@ -745,20 +744,20 @@ int run(const options& opt) {
     const auto& me = users[i];
     const auto& peer = users[(i + 1) % users.size()];
     switch (opt.kind) {
-    case workload::count:
-      c.fixed_a = "COUNT " + me.name + " " + me.cookie + "\n";
-      break;
-    case workload::login:
-      c.fixed_a = "LOGIN " + me.name + " " + me.password + "\n";
-      break;
-    case workload::message_store:
-      c.fixed_a = "STORE " + peer.name + " " + me.cookie + "\n";
-      break;
-    case workload::mailbox:
-      c.fixed_a = "STORE " + me.name + " " + me.cookie + "\n";
-      c.fixed_b = "GETMSG " + me.name + " " + me.cookie + "\n";
-      c.fixed_c = "DELMSG " + me.name + " " + me.cookie + "\n";
-      break;
+      case workload::count:
+        c.fixed_a = "COUNT " + me.name + " " + me.cookie + "\n";
+        break;
+      case workload::login:
+        c.fixed_a = "LOGIN " + me.name + " " + me.password + "\n";
+        break;
+      case workload::message_store:
+        c.fixed_a = "STORE " + peer.name + " " + me.cookie + "\n";
+        break;
+      case workload::mailbox:
+        c.fixed_a = "STORE " + me.name + " " + me.cookie + "\n";
+        c.fixed_b = "GETMSG " + me.name + " " + me.cookie + "\n";
+        c.fixed_c = "DELMSG " + me.name + " " + me.cookie + "\n";
+        break;
     }
     try {
       c.fd = open_connection(*found);
@@ -766,9 +765,9 @@ int run(const options& opt) {
       for (auto& other : conns)
         if (other.fd >= 0)
           ::close(other.fd);
-      throw std::runtime_error("cannot open bench connection " +
-                               std::to_string(i) + " to " + opt.host + ":" +
-                               service + ": " + e.what());
+      throw std::runtime_error("cannot open bench connection "
+                               + std::to_string(i) + " to " + opt.host + ":"
+                               + service + ": " + e.what());
     }
   }
 
@@ -783,10 +782,12 @@ int run(const options& opt) {
   using fsecs = std::chrono::duration<double>;
   // Leaves the threads time to register their sockets with epoll first.
   auto start = clock_type::now() + std::chrono::milliseconds{20};
-  auto measure_from =
-    start + std::chrono::duration_cast<clock_type::duration>(fsecs{opt.warmup});
-  auto stop = measure_from + std::chrono::duration_cast<clock_type::duration>(
-                               fsecs{opt.duration});
+  auto measure_from
+    = start
+      + std::chrono::duration_cast<clock_type::duration>(fsecs{opt.warmup});
+  auto stop
+    = measure_from
+      + std::chrono::duration_cast<clock_type::duration>(fsecs{opt.duration});
   std::vector<std::string> failures(opt.threads);
   std::vector<std::thread> threads;
   std::atomic<size_t> finished{0};
@@ -940,9 +941,9 @@ int main(int argc, char** argv) {
     .add_option("--user-prefix", opt.user_prefix,
                 "user name prefix (a-zA-Z0-9; default: random per run)")
     ->check([](const std::string& s) {
-      if (s.empty() || s.size() > 20 ||
-          !std::all_of(s.begin(), s.end(),
-                       [](unsigned char c) { return std::isalnum(c); }))
+      if (s.empty() || s.size() > 20
+          || !std::all_of(s.begin(), s.end(),
+                          [](unsigned char c) { return std::isalnum(c); }))
         return std::string{"must be 1-20 characters of a-zA-Z0-9"};
       return std::string{};
     });

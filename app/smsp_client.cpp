@@ -1,4 +1,5 @@
-// smsp-client: interactive (libedit) or scripted command-line client for an SMSP server.
+// smsp-client: interactive (libedit) or scripted command-line client for an
+// SMSP server.
 #include "app/line_client.hpp"
 
 #include <algorithm>
@@ -42,7 +43,8 @@ std::string_view trim(std::string_view str) {
 
 // Splits off the first blank-separated word; the rest keeps its inner
 // spacing (message texts are sent exactly as typed).
-std::pair<std::string_view, std::string_view> split_first(std::string_view str) {
+std::pair<std::string_view, std::string_view>
+split_first(std::string_view str) {
   str = trim(str);
   auto end = str.find_first_of(blanks);
   if (end == std::string_view::npos)
@@ -83,23 +85,26 @@ struct server_refused : command_error {
   using command_error::command_error;
 };
 
-const char* help_text =
-  "Commands (case-insensitive):\n"
-  "  register <user> <password>  create an account and log in\n"
-  "  login <user> <password>     log in (replaces any previous session)\n"
-  "  logout                      end the session\n"
-  "  message <text...>           post a text to the incoming queue (MESSAGE)\n"
-  "  store <user>                deliver your latest posted text to <user> "
-  "(STORE)\n"
-  "  send <user> <text...>       message + store in one step\n"
-  "  count                       number of messages in your mailbox\n"
-  "  get                         print the oldest message in your mailbox\n"
-  "  del                         delete the oldest message in your mailbox\n"
-  "  dump                        ask the server to dump its state to its log\n"
-  "  raw <protocol line>         send a protocol line as-is, print the reply\n"
-  "  whoami                      print the session's user and cookie\n"
-  "  help                        this text\n"
-  "  quit, exit                  leave\n";
+const char* help_text
+  = "Commands (case-insensitive):\n"
+    "  register <user> <password>  create an account and log in\n"
+    "  login <user> <password>     log in (replaces any previous session)\n"
+    "  logout                      end the session\n"
+    "  message <text...>           post a text to the incoming queue "
+    "(MESSAGE)\n"
+    "  store <user>                deliver your latest posted text to <user> "
+    "(STORE)\n"
+    "  send <user> <text...>       message + store in one step\n"
+    "  count                       number of messages in your mailbox\n"
+    "  get                         print the oldest message in your mailbox\n"
+    "  del                         delete the oldest message in your mailbox\n"
+    "  dump                        ask the server to dump its state to its "
+    "log\n"
+    "  raw <protocol line>         send a protocol line as-is, print the "
+    "reply\n"
+    "  whoami                      print the session's user and cookie\n"
+    "  help                        this text\n"
+    "  quit, exit                  leave\n";
 
 class shell {
 public:
@@ -145,8 +150,7 @@ public:
     }
     if (cmd == "register" || cmd == "login") {
       expect_args(args, 2, cmd + " <user> <password>");
-      auto reply = call(uppercase(cmd) + " " + args[0] + " "
-                        + args[1]);
+      auto reply = call(uppercase(cmd) + " " + args[0] + " " + args[1]);
       auto cookie = expect_ok(reply);
       if (cookie.empty() || cookie.find(' ') != std::string::npos)
         throw command_error("unexpected reply from the server: " + reply);
@@ -187,8 +191,9 @@ public:
       auto reply = call("STORE " + std::string{to} + " " + cookie_);
       if (first_word(reply) != "OK")
         // STORE failures leave the text on the queue; say how to retry.
-        throw server_refused(reply + " (the message stays queued: "
-                                    "store <user> delivers it)");
+        throw server_refused(reply
+                             + " (the message stays queued: "
+                               "store <user> delivers it)");
       return "sent to " + std::string{to};
     }
     if (cmd == "count") {
@@ -198,9 +203,9 @@ public:
       auto [status, n] = split_first(reply);
       if (status != "COUNTED")
         throw server_refused(reply);
-      if (n.empty()
-          || !std::all_of(n.begin(), n.end(),
-                          [](char c) { return c >= '0' && c <= '9'; }))
+      if (n.empty() || !std::all_of(n.begin(), n.end(), [](char c) {
+            return c >= '0' && c <= '9';
+          }))
         throw command_error("unexpected reply from the server: " + reply);
       return std::string{n};
     }
@@ -415,7 +420,8 @@ int main(int argc, char** argv) {
   app.add_option("--port", port, "server port")
     ->check(CLI::Range(1, 65535))
     ->capture_default_str();
-  app.add_option("--timeout", timeout_s, "seconds to wait for a reply")
+  app
+    .add_option("--timeout", timeout_s, "seconds to wait for a reply")
     // poll() takes an int of milliseconds: a day is plenty.
     ->check(CLI::Range(0.001, 86400.0))
     ->capture_default_str();

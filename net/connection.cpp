@@ -21,7 +21,7 @@ void write_ready(broker* self);
 /// that quits while a message it sent itself is pending or queued is never
 /// freed (measured: about 1.8 KiB per connection that closed with a deadline
 /// check pending); without a sender there is no such leak.
-template<class Duration, class Atom>
+template <class Duration, class Atom>
 void send_self_later(broker* self, Duration delay, Atom x) {
   caf::delayed_anon_send(caf::actor_cast<caf::actor>(self), delay, x);
 }
@@ -34,8 +34,8 @@ void send_self_later(broker* self, Duration delay, Atom x) {
 /// reaches the mailbox through the imq, REGISTER/LOGIN finish after a
 /// password hash and a store lookup, and DUMP reads the store.
 bool is_barrier(command cmd) {
-  return cmd == command::register_user || cmd == command::login ||
-         cmd == command::store || cmd == command::dump;
+  return cmd == command::register_user || cmd == command::login
+         || cmd == command::store || cmd == command::dump;
 }
 
 /// Records the reply of request `seq` and writes what is ready. A reply for
@@ -73,7 +73,7 @@ auto fail(broker* self, uint64_t seq, command cmd) {
 /// connection's watchdog rather than by a CAF request timeout: those cost a
 /// timer on CAF's clock thread per request (measured: a third of the
 /// throughput).
-template<class... Ts>
+template <class... Ts>
 auto ask_registry(broker* self, Ts&&... xs) {
   return self->request(self->state.deps.registry, caf::infinite,
                        std::forward<Ts>(xs)...);
@@ -154,24 +154,24 @@ void on_dump(broker* self, uint64_t seq, const request&) {
 
 void dispatch(broker* self, uint64_t seq, const request& req) {
   switch (req.cmd()) {
-  case command::register_user:
-    return on_register(self, seq, req);
-  case command::login:
-    return on_login(self, seq, req);
-  case command::logout:
-    return on_logout(self, seq, req);
-  case command::message:
-    return on_message(self, seq, req);
-  case command::store:
-    return on_store(self, seq, req);
-  case command::count:
-    return on_count(self, seq, req);
-  case command::getmsg:
-    return on_getmsg(self, seq, req);
-  case command::delmsg:
-    return on_delmsg(self, seq, req);
-  case command::dump:
-    return on_dump(self, seq, req);
+    case command::register_user:
+      return on_register(self, seq, req);
+    case command::login:
+      return on_login(self, seq, req);
+    case command::logout:
+      return on_logout(self, seq, req);
+    case command::message:
+      return on_message(self, seq, req);
+    case command::store:
+      return on_store(self, seq, req);
+    case command::count:
+      return on_count(self, seq, req);
+    case command::getmsg:
+      return on_getmsg(self, seq, req);
+    case command::delmsg:
+      return on_delmsg(self, seq, req);
+    case command::dump:
+      return on_dump(self, seq, req);
   }
 }
 
@@ -184,8 +184,8 @@ clock::duration wait_for(const connection_deps& deps, command cmd) {
 }
 
 bool can_start(const connection_state& st) {
-  return !st.barrier && !st.backlogged && !st.queued.empty() &&
-         st.started.size() < st.deps.max_in_flight;
+  return !st.barrier && !st.backlogged && !st.queued.empty()
+         && st.started.size() < st.deps.max_in_flight;
 }
 
 /// Starts the next queued request; a malformed one is answered at once.
@@ -285,8 +285,8 @@ void check_deadlines(broker* self) {
   auto now = clock::now();
   for (auto& req : st.started)
     if (!req.reply && req.deadline <= now) {
-      log_line("connection: no answer in time to a " +
-               std::string{spec_of(req.cmd).name} + " request");
+      log_line("connection: no answer in time to a "
+               + std::string{spec_of(req.cmd).name} + " request");
       req.reply = "KO internal error";
       if (is_barrier(req.cmd))
         st.barrier = false;
@@ -311,19 +311,19 @@ std::string to_text(std::chrono::milliseconds d) {
 void check_idle(broker* self) {
   auto& st = self->state;
   auto now = clock::now();
-  if (!st.queued.empty() || !st.started.empty() || st.backlogged ||
-      !self->wr_buf(st.hdl).empty()) {
+  if (!st.queued.empty() || !st.started.empty() || st.backlogged
+      || !self->wr_buf(st.hdl).empty()) {
     st.last_activity = now;
     return;
   }
   if (now - st.last_activity < st.deps.idle_timeout)
     return;
-  auto why = "connection " + self->remote_addr(st.hdl) + ":" +
-             std::to_string(self->remote_port(st.hdl)) + " closed: idle for " +
-             to_text(st.deps.idle_timeout) + " (--idle-timeout)";
+  auto why = "connection " + self->remote_addr(st.hdl) + ":"
+             + std::to_string(self->remote_port(st.hdl)) + " closed: idle for "
+             + to_text(st.deps.idle_timeout) + " (--idle-timeout)";
   if (auto partial = st.frames.buffered(); partial > 0)
-    why += ", dropping " + std::to_string(partial) +
-           " bytes of an unfinished request";
+    why += ", dropping " + std::to_string(partial)
+           + " bytes of an unfinished request";
   log_line(why);
   // The registry is not told: the client's session stays valid for its next
   // connection.

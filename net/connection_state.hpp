@@ -48,8 +48,8 @@ struct connection_state {
   static inline const char* name = "smsp.connection";
 };
 
-using connection_broker =
-  caf::stateful_actor<connection_state, caf::io::broker>;
+using connection_broker
+  = caf::stateful_actor<connection_state, caf::io::broker>;
 
 caf::behavior connection(connection_broker* self,
                          caf::io::connection_handle hdl, connection_deps deps);

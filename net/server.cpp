@@ -36,9 +36,9 @@ using acceptor_broker = caf::stateful_actor<acceptor_state, caf::io::broker>;
 void refuse(acceptor_broker* self, caf::io::connection_handle hdl) {
   auto& st = self->state;
   if (st.refused++ == 0)
-    log_line("server: " + std::to_string(st.connections.size()) +
-             " connections, the --max-connections limit: refusing new ones "
-             "with 'KO server busy'");
+    log_line("server: " + std::to_string(st.connections.size())
+             + " connections, the --max-connections limit: refusing new ones "
+               "with 'KO server busy'");
   encode_reply(error_reply(errc::server_busy), terminator::lf,
                self->wr_buf(hdl));
   self->flush(hdl);
@@ -58,8 +58,8 @@ void sweep_later(acceptor_broker* self) {
   if (st.sweeping || st.stopping || st.connections.empty())
     return;
   st.sweeping = true;
-  auto interval =
-    std::max(st.deps.idle_timeout / 10, std::chrono::milliseconds{10});
+  auto interval = std::max(st.deps.idle_timeout / 10,
+                           std::chrono::milliseconds{10});
   caf::delayed_anon_send(caf::actor_cast<caf::actor>(self), interval,
                          caf::idle_atom::value);
 }
@@ -105,8 +105,8 @@ caf::behavior acceptor(acceptor_broker* self, connection_deps deps) {
       if (st.connections.size() >= st.deps.max_connections)
         return refuse(self, msg.handle);
       if (st.refused > 0) {
-        log_line("server: accepting connections again, after refusing " +
-                 std::to_string(st.refused));
+        log_line("server: accepting connections again, after refusing "
+                 + std::to_string(st.refused));
         st.refused = 0;
       }
       auto conn = self->fork(connection, msg.handle, st.deps);
@@ -146,10 +146,11 @@ void stop_listening(const caf::actor& acceptor) {
   caf::scoped_actor self{acceptor.home_system()};
   self->monitor(acceptor);
   self->send_exit(acceptor, caf::exit_reason::user_shutdown);
-  self->receive(
-    [](caf::down_msg&) {},
-    caf::after(std::chrono::seconds{10}) >>
-      [] { log_line("server: connections did not stop within 10 s"); });
+  self->receive([](caf::down_msg&) {},
+                caf::after(std::chrono::seconds{10}) >>
+                  [] {
+                    log_line("server: connections did not stop within 10 s");
+                  });
 }
 
 caf::expected<server> start_server(caf::actor_system& sys,
@@ -173,8 +174,8 @@ caf::expected<server> start_server(caf::actor_system& sys,
   auto reg_cfg = cfg.mailboxes;
   reg_cfg.limits = cfg.connections.waits;
   reg_cfg.data_dir = cfg.data_dir;
-  srv.registry =
-    spawn_registry(sys, srv.hasher, srv.imq, srv.writer, srv.reader, reg_cfg);
+  srv.registry = spawn_registry(sys, srv.hasher, srv.imq, srv.writer,
+                                srv.reader, reg_cfg);
   auto deps = cfg.connections;
   deps.registry = srv.registry;
   auto bound = listen(sys, std::move(deps), cfg.host, cfg.port);

@@ -9,17 +9,17 @@ namespace smsp {
 
 bool valid_username(std::string_view name) {
   auto alnum = [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           (c >= '0' && c <= '9');
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+           || (c >= '0' && c <= '9');
   };
-  return !name.empty() && name.size() <= 32 &&
-         std::all_of(name.begin(), name.end(), alnum);
+  return !name.empty() && name.size() <= 32
+         && std::all_of(name.begin(), name.end(), alnum);
 }
 
 bool valid_password(std::string_view password) {
   auto printable = [](char c) { return c >= 0x21 && c <= 0x7e; };
-  return !password.empty() && password.size() <= 128 &&
-         std::all_of(password.begin(), password.end(), printable);
+  return !password.empty() && password.size() <= 128
+         && std::all_of(password.begin(), password.end(), printable);
 }
 
 bool init_crypto() {
@@ -46,12 +46,12 @@ std::optional<pwhash_cost> parse_pwhash_cost(std::string_view name) {
 
 std::string_view to_string(pwhash_cost cost) {
   switch (cost) {
-  case pwhash_cost::moderate:
-    return "moderate";
-  case pwhash_cost::min:
-    return "min";
-  default:
-    return "interactive";
+    case pwhash_cost::moderate:
+      return "moderate";
+    case pwhash_cost::min:
+      return "min";
+    default:
+      return "interactive";
   }
 }
 
@@ -68,7 +68,8 @@ std::optional<std::string> hash_password(std::string_view password,
   }
   char out[crypto_pwhash_STRBYTES];
   if (crypto_pwhash_str_alg(out, password.data(), password.size(), ops, mem,
-                            crypto_pwhash_ALG_ARGON2ID13) != 0)
+                            crypto_pwhash_ALG_ARGON2ID13)
+      != 0)
     return std::nullopt;
   return std::string{out};
 }
@@ -76,7 +77,8 @@ std::optional<std::string> hash_password(std::string_view password,
 bool verify_password(const std::string& encoded_hash,
                      std::string_view password) {
   return crypto_pwhash_str_verify(encoded_hash.c_str(), password.data(),
-                                  password.size()) == 0;
+                                  password.size())
+         == 0;
 }
 
 } // namespace smsp

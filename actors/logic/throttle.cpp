@@ -47,8 +47,8 @@ std::optional<ip_address> parse_address(std::string_view text) {
       pct != std::string_view::npos && text.find(':') < pct)
     text = text.substr(0, pct);
   // inet_pton stops at a NUL, which would let "1.2.3.4\0junk" through.
-  if (text.empty() || text.size() >= INET6_ADDRSTRLEN ||
-      text.find('\0') != std::string_view::npos)
+  if (text.empty() || text.size() >= INET6_ADDRSTRLEN
+      || text.find('\0') != std::string_view::npos)
     return std::nullopt;
   std::string buf{text};
   ip_address result{};
@@ -79,9 +79,9 @@ std::optional<ip_network> parse_network(std::string_view text) {
   unsigned len = max_len;
   if (slash != std::string_view::npos) {
     auto digits = text.substr(slash + 1);
-    if (digits.empty() || digits.size() > 3 ||
-        !std::all_of(digits.begin(), digits.end(),
-                     [](char c) { return c >= '0' && c <= '9'; }))
+    if (digits.empty() || digits.size() > 3
+        || !std::all_of(digits.begin(), digits.end(),
+                        [](char c) { return c >= '0' && c <= '9'; }))
       return std::nullopt;
     len = 0;
     for (char c : digits)
@@ -103,18 +103,18 @@ bool in_network(const ip_address& addr, const ip_network& net) {
 
 bool in_networks(std::string_view text, const std::vector<ip_network>& nets) {
   auto addr = parse_address(text);
-  return addr &&
-         std::any_of(nets.begin(), nets.end(), [&](const ip_network& net) {
-           return in_network(*addr, net);
-         });
+  return addr
+         && std::any_of(nets.begin(), nets.end(), [&](const ip_network& net) {
+              return in_network(*addr, net);
+            });
 }
 
 // -- table --------------------------------------------------------------------
 
-template<class Key>
-template<class K>
-login_throttle::record& login_throttle::table<Key>::touch(const K& key,
-                                                          time_point now) {
+template <class Key>
+template <class K>
+login_throttle::record&
+login_throttle::table<Key>::touch(const K& key, time_point now) {
   if (auto i = index_.find(key); i != index_.end()) {
     auto pos = *i;
     // Splicing keeps iterators valid, so the index needs no update.
@@ -133,8 +133,8 @@ login_throttle::record& login_throttle::table<Key>::touch(const K& key,
   return pos->rec;
 }
 
-template<class Key>
-template<class K>
+template <class Key>
+template <class K>
 void login_throttle::table<Key>::erase(const K& key) {
   if (auto i = index_.find(key); i != index_.end()) {
     auto pos = *i;
@@ -143,7 +143,7 @@ void login_throttle::table<Key>::erase(const K& key) {
   }
 }
 
-template<class Key>
+template <class Key>
 void login_throttle::table<Key>::expire(time_point now,
                                         std::chrono::milliseconds keep) {
   while (!order_.empty() && now - order_.front().rec.last_failure >= keep) {
@@ -155,9 +155,9 @@ void login_throttle::table<Key>::expire(time_point now,
 // -- login_throttle -----------------------------------------------------------
 
 login_throttle::login_throttle(throttle_config cfg)
-    : cfg_(std::move(cfg))
-    , users_(cfg_.max_tracked)
-    , addresses_(cfg_.max_tracked) {
+  : cfg_(std::move(cfg)),
+    users_(cfg_.max_tracked),
+    addresses_(cfg_.max_tracked) {
   using std::invalid_argument;
   if (cfg_.first_penalty.count() <= 0)
     throw invalid_argument("throttle: the first penalty must be positive");

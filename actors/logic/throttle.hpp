@@ -162,7 +162,7 @@ private:
 
   /// Records in a list sorted by last failure (expiry and eviction pop the
   /// front) plus a set of list iterators sorted by key for lookup.
-  template<class Key>
+  template <class Key>
   class table {
   public:
     struct entry {
@@ -172,12 +172,11 @@ private:
     using list_type = std::list<entry>;
     using iterator = typename list_type::iterator;
 
-    explicit table(std::size_t max)
-        : max_(max) {
+    explicit table(std::size_t max) : max_(max) {
       // nop
     }
 
-    template<class K>
+    template <class K>
     record* find(const K& key) {
       auto i = index_.find(key);
       return i == index_.end() ? nullptr : &(*i)->rec;
@@ -185,10 +184,10 @@ private:
 
     /// The record of `key`, created (evicting the longest idle when full) if
     /// needed, and moved to the back as failed at `now`.
-    template<class K>
+    template <class K>
     record& touch(const K& key, time_point now);
 
-    template<class K>
+    template <class K>
     void erase(const K& key);
 
     /// Drops records whose last failure is `keep` or more before `now`.
@@ -204,11 +203,11 @@ private:
       bool operator()(iterator a, iterator b) const {
         return a->key < b->key;
       }
-      template<class K>
+      template <class K>
       bool operator()(iterator a, const K& b) const {
         return a->key < b;
       }
-      template<class K>
+      template <class K>
       bool operator()(const K& a, iterator b) const {
         return a < b->key;
       }

@@ -86,25 +86,26 @@ void check_schema(sqlite3* db, const std::string& file, bool writable) {
       throw store_error{file + " has no smsp-actors data yet"};
     exec(db, "BEGIN IMMEDIATE");
     exec(db, schema_sql);
-    exec(db, ("PRAGMA application_id = " + std::to_string(application_id) +
-              "; PRAGMA user_version = " +
-              std::to_string(store::schema_version))
-               .c_str());
+    exec(db,
+         ("PRAGMA application_id = " + std::to_string(application_id)
+          + "; PRAGMA user_version = " + std::to_string(store::schema_version))
+           .c_str());
     exec(db, "COMMIT");
     return;
   }
   if (app != application_id)
-    throw store_error{file + " is not an smsp-actors database (another "
-                             "program's file?); move it away or choose "
-                             "another --data-dir"};
+    throw store_error{file
+                      + " is not an smsp-actors database (another "
+                        "program's file?); move it away or choose "
+                        "another --data-dir"};
   if (version > store::schema_version)
-    throw store_error{file + " has schema version " + std::to_string(version) +
-                      ", written by a newer smsp-actors; this one reads "
-                      "version " +
-                      std::to_string(store::schema_version)};
+    throw store_error{file + " has schema version " + std::to_string(version)
+                      + ", written by a newer smsp-actors; this one reads "
+                        "version "
+                      + std::to_string(store::schema_version)};
   if (version != store::schema_version)
-    throw store_error{file + " has unknown schema version " +
-                      std::to_string(version)};
+    throw store_error{file + " has unknown schema version "
+                      + std::to_string(version)};
 }
 
 /// Takes the directory's lock for this process, or explains who holds it.
@@ -112,19 +113,19 @@ int lock_data_dir(const std::string& dir) {
   auto file = (std::filesystem::path{dir} / "LOCK").string();
   int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0)
-    throw store_error{"cannot write to data dir " + dir + ": " +
-                      std::strerror(errno)};
+    throw store_error{"cannot write to data dir " + dir + ": "
+                      + std::strerror(errno)};
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     auto err = errno;
     char pid[32] = {};
     auto n = ::pread(fd, pid, sizeof(pid) - 1, 0);
     ::close(fd);
     if (err == EWOULDBLOCK)
-      throw store_error{"data dir " + dir +
-                        " is in use by another running smsp-actors" +
-                        (n > 0 ? std::string{" (pid "} + pid + ")" : "")};
-    throw store_error{"cannot lock data dir " + dir + ": " +
-                      std::strerror(err)};
+      throw store_error{"data dir " + dir
+                        + " is in use by another running smsp-actors"
+                        + (n > 0 ? std::string{" (pid "} + pid + ")" : "")};
+    throw store_error{"cannot lock data dir " + dir + ": "
+                      + std::strerror(err)};
   }
   auto pid = std::to_string(::getpid());
   if (::ftruncate(fd, 0) != 0
@@ -132,8 +133,8 @@ int lock_data_dir(const std::string& dir) {
            != static_cast<ssize_t>(pid.size())) {
     auto err = errno;
     ::close(fd);
-    throw store_error{"cannot write to data dir " + dir + ": " +
-                      std::strerror(err)};
+    throw store_error{"cannot write to data dir " + dir + ": "
+                      + std::strerror(err)};
   }
   return fd;
 }
@@ -431,8 +432,7 @@ std::vector<queued_message> store::imq() {
 }
 
 uint64_t store::account_count() {
-  return static_cast<uint64_t>(
-    query_int(db_, "SELECT count(*) FROM accounts"));
+  return static_cast<uint64_t>(query_int(db_, "SELECT count(*) FROM accounts"));
 }
 
 void store::dump(const dump_sink& sink, size_t texts) {
@@ -471,8 +471,8 @@ void store::dump(const dump_sink& sink, size_t texts) {
       }
       std::vector<std::string> first;
       if (count > 0) {
-        auto query =
-          mail_first.use().text(1, owner).integer(2, static_cast<int64_t>(texts));
+        auto query = mail_first.use().text(1, owner).integer(
+          2, static_cast<int64_t>(texts));
         while (query.step())
           first.emplace_back(column_bytes(query.raw(), 0));
       }

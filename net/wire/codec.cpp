@@ -20,8 +20,7 @@ constexpr size_t retained_capacity = 4096;
 
 // -- framer -------------------------------------------------------------------
 
-framer::framer(size_t max_request)
-    : max_request_(max_request) {
+framer::framer(size_t max_request) : max_request_(max_request) {
   // A request needs at least one byte of terminator.
   if (max_request_ < 2)
     max_request_ = 2;
@@ -129,8 +128,8 @@ const command_spec* find_command(std::string_view word) {
     return std::toupper(static_cast<unsigned char>(a)) == b;
   };
   for (auto& spec : command_table())
-    if (word.size() == spec.name.size() &&
-        std::equal(word.begin(), word.end(), spec.name.begin(), same))
+    if (word.size() == spec.name.size()
+        && std::equal(word.begin(), word.end(), spec.name.begin(), same))
       return &spec;
   return nullptr;
 }
@@ -204,16 +203,16 @@ parse_result parse(const frame& f, const wire_limits& limits) {
 
 std::string error_reply(const parse_error& err) {
   switch (err.code) {
-  case parse_errc::empty_request:
-    return "KO empty request";
-  case parse_errc::request_too_long:
-    return "KO request too long";
-  case parse_errc::unknown_command:
-    return "KO unknown command";
-  case parse_errc::wrong_arity:
-    return "KO usage: " + std::string{err.spec->usage};
-  case parse_errc::text_too_long:
-    return "KO message text too long";
+    case parse_errc::empty_request:
+      return "KO empty request";
+    case parse_errc::request_too_long:
+      return "KO request too long";
+    case parse_errc::unknown_command:
+      return "KO unknown command";
+    case parse_errc::wrong_arity:
+      return "KO usage: " + std::string{err.spec->usage};
+    case parse_errc::text_too_long:
+      return "KO message text too long";
   }
   return "KO internal error";
 }
@@ -222,12 +221,12 @@ std::string error_reply(const parse_error& err) {
 
 std::string_view terminator_bytes(terminator term) {
   switch (term) {
-  case terminator::crlf:
-    return {"\r\n", 2};
-  case terminator::nul:
-    return {"\0", 1};
-  default:
-    return {"\n", 1};
+    case terminator::crlf:
+      return {"\r\n", 2};
+    case terminator::nul:
+      return {"\0", 1};
+    default:
+      return {"\n", 1};
   }
 }
 

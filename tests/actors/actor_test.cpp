@@ -23,12 +23,12 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#include "actors/spawn.hpp"
-#include "tests/test_support.hpp"
 #include "actors/logic/credentials.hpp"
 #include "actors/messages.hpp"
+#include "actors/spawn.hpp"
 #include "actors/store/store.hpp"
 #include "caf/all.hpp"
+#include "tests/test_support.hpp"
 
 using namespace smsp;
 using smsp::testing::stderr_capture;
@@ -73,7 +73,7 @@ std::string outcome_of(const caf::error& err) {
   return "caf error: " + caf::to_string(err);
 }
 
-template<class T>
+template <class T>
 std::string outcome(const caf::expected<T>& result) {
   return result ? std::string{"OK"} : outcome_of(result.error());
 }
@@ -83,7 +83,7 @@ std::string ko(errc code) {
 }
 
 /// The value of a request that must succeed.
-template<class T>
+template <class T>
 T must(caf::expected<T> result) {
   REQUIRE(outcome(result) == "OK");
   return std::move(*result);
@@ -91,14 +91,14 @@ T must(caf::expected<T> result) {
 
 /// The handler that catches a reply of type T into an optional; replies of
 /// several values arrive as a std::tuple.
-template<class T>
+template <class T>
 struct reply_catcher {
   static auto make(std::optional<T>& out) {
     return [&out](T x) { out = std::move(x); };
   }
 };
 
-template<class... Ts>
+template <class... Ts>
 struct reply_catcher<std::tuple<Ts...>> {
   static auto make(std::optional<std::tuple<Ts...>>& out) {
     return [&out](Ts... xs) { out = std::make_tuple(std::move(xs)...); };
@@ -107,7 +107,7 @@ struct reply_catcher<std::tuple<Ts...>> {
 
 /// Waits for the reply to a request sent earlier, so that a test can send
 /// several requests before it reads the first reply (pipelining).
-template<class T, class Handle>
+template <class T, class Handle>
 caf::expected<T> await_reply(Handle& pending) {
   std::optional<T> value;
   caf::error err;
@@ -121,7 +121,7 @@ caf::expected<T> await_reply(Handle& pending) {
 }
 
 /// Sends one request and waits up to `timeout` for its reply.
-template<class T, class Handle, class... Ts>
+template <class T, class Handle, class... Ts>
 caf::expected<T> ask_within(caf::scoped_actor& self, caf::duration timeout,
                             const Handle& dest, Ts&&... xs) {
   auto pending = self->request(dest, timeout, std::forward<Ts>(xs)...);
@@ -129,7 +129,7 @@ caf::expected<T> ask_within(caf::scoped_actor& self, caf::duration timeout,
 }
 
 /// Sends one request and waits for its reply.
-template<class T, class Handle, class... Ts>
+template <class T, class Handle, class... Ts>
 caf::expected<T> ask(caf::scoped_actor& self, const Handle& dest, Ts&&... xs) {
   return ask_within<T>(self, caf::duration{request_timeout}, dest,
                        std::forward<Ts>(xs)...);
@@ -160,10 +160,10 @@ std::vector<std::string> texts_of(const std::vector<stored_mail>& mails) {
 class write_lock {
 public:
   explicit write_lock(const std::string& file) {
-    REQUIRE(sqlite3_open_v2(file.c_str(), &db_, SQLITE_OPEN_READWRITE,
-                            nullptr) == SQLITE_OK);
-    REQUIRE(sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) ==
-            SQLITE_OK);
+    REQUIRE(sqlite3_open_v2(file.c_str(), &db_, SQLITE_OPEN_READWRITE, nullptr)
+            == SQLITE_OK);
+    REQUIRE(sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr)
+            == SQLITE_OK);
   }
   write_lock(const write_lock&) = delete;
   write_lock& operator=(const write_lock&) = delete;
@@ -219,9 +219,7 @@ struct fixture {
   std::vector<mailbox_actor> boxes;
 
   explicit fixture(options o = {})
-      : opts{std::move(o)}
-      , sys{cfg.set("scheduler.max-threads", 2)}
-      , self{sys} {
+    : opts{std::move(o)}, sys{cfg.set("scheduler.max-threads", 2)}, self{sys} {
     REQUIRE(crypto_ready);
     try {
       start();
@@ -277,7 +275,7 @@ struct fixture {
   }
 
   /// Sends `handle` an exit and waits until it is down; clears the handle.
-  template<class Handle>
+  template <class Handle>
   bool stop_actor(Handle& handle) {
     if (!handle)
       return true;
@@ -289,7 +287,7 @@ struct fixture {
   }
 
   /// Kills `handle` (no exit handler runs) and waits until it is down.
-  template<class Handle>
+  template <class Handle>
   void kill_and_wait(const Handle& handle) {
     self->monitor(handle);
     self->send_exit(handle, caf::exit_reason::kill);
@@ -350,8 +348,8 @@ struct fixture {
 
   registry_stats stats() {
     using figures = std::tuple<uint64_t, uint64_t, uint64_t, uint64_t>;
-    auto [active, activations, passivations, cached] =
-      must(ask<figures>(self, registry, stats_atom::value));
+    auto [active, activations, passivations, cached]
+      = must(ask<figures>(self, registry, stats_atom::value));
     return {active, activations, passivations, cached};
   }
 
@@ -434,8 +432,8 @@ struct fixture {
   void expect_not_logged_in(const std::string& cookie,
                             const std::string& user) {
     INFO("expected a dead cookie, user " << user);
-    CHECK(outcome(reg_post(cookie, "from a dead cookie")) ==
-          ko(errc::not_logged_in));
+    CHECK(outcome(reg_post(cookie, "from a dead cookie"))
+          == ko(errc::not_logged_in));
     CHECK(outcome(reg_store(cookie, user)) == ko(errc::not_logged_in));
     CHECK(outcome(reg_count(cookie, user)) == ko(errc::not_logged_in));
     CHECK(outcome(reg_get(cookie, user)) == ko(errc::not_logged_in));
@@ -648,8 +646,8 @@ TEST_CASE("REGISTER rejects bad names and bad passwords", "[actors]") {
          {std::string{}, std::string(129, 'p'), std::string{"pass word"},
           std::string{"pass\x7f"}, std::string{"pass\n"}}) {
       INFO("password: '" << password << "'");
-      CHECK(outcome(f.register_user("bob", password)) ==
-            ko(errc::bad_password));
+      CHECK(outcome(f.register_user("bob", password))
+            == ko(errc::bad_password));
     }
     // The rejected attempts did not reserve the name.
     auto cookie = f.register_user("bob", std::string(128, 'p'));
@@ -666,10 +664,10 @@ TEST_CASE("concurrent REGISTERs of one name: exactly one succeeds",
   for (int i = 0; i < n; ++i)
     clients.emplace_back(std::make_unique<caf::scoped_actor>(f.sys));
   // Every request is on its way before the first reply is read.
-  using handle_type =
-    decltype((*clients[0])
-               ->request(f.registry, request_timeout, register_atom::value,
-                         std::string{}, std::string{}));
+  using handle_type
+    = decltype((*clients[0])
+                 ->request(f.registry, request_timeout, register_atom::value,
+                           std::string{}, std::string{}));
   std::vector<handle_type> pending;
   for (int i = 0; i < n; ++i)
     pending.emplace_back((*clients[i])
@@ -698,8 +696,8 @@ TEST_CASE("concurrent REGISTERs of one name: exactly one succeeds",
   // The winner's password is carol's password; nobody else's is.
   auto winner = winners.front();
   CHECK(outcome(f.login("carol", "pw" + std::to_string(winner))) == "OK");
-  CHECK(outcome(f.login("carol", "pw" + std::to_string((winner + 1) % n))) ==
-        ko(errc::login_failed));
+  CHECK(outcome(f.login("carol", "pw" + std::to_string((winner + 1) % n)))
+        == ko(errc::login_failed));
 }
 
 // -- registry: LOGIN, LOGOUT and sessions -------------------------------------
@@ -748,8 +746,8 @@ TEST_CASE("one live session per user: a new LOGIN ends the old cookie",
   CHECK(must(f.reg_count(*second, "alice")) == 1u);
   CHECK(must(f.reg_get(*second, "alice")) == "kept");
   REQUIRE(outcome(f.reg_store(*second, "alice")) == "OK");
-  CHECK(f.drain(*second, "alice") ==
-        std::vector<std::string>{"kept", "queued"});
+  CHECK(f.drain(*second, "alice")
+        == std::vector<std::string>{"kept", "queued"});
   CHECK(f.nothing_queued_for("alice"));
   f.expect_session(*second, "alice");
   // And once more: the third cookie replaces the second.
@@ -844,8 +842,8 @@ TEST_CASE("routed requests keep texts byte for byte", "[actors]") {
     REQUIRE(outcome(f.reg_post(alice, text)) == "OK");
     REQUIRE(outcome(f.reg_store(alice, "alice")) == "OK");
   }
-  CHECK(f.drain(alice, "alice") ==
-        std::vector<std::string>(std::begin(texts), std::end(texts)));
+  CHECK(f.drain(alice, "alice")
+        == std::vector<std::string>(std::begin(texts), std::end(texts)));
 }
 
 TEST_CASE("unknown cookies get not_logged_in for every routed request",
@@ -948,8 +946,8 @@ TEST_CASE("STORE through the registry delivers to the named user and into "
   // Storing into one's own mailbox appends behind what others sent.
   REQUIRE(outcome(f.reg_post(alice, "memo")) == "OK");
   REQUIRE(outcome(f.reg_store(alice, "alice")) == "OK");
-  CHECK(f.drain(alice, "alice") ==
-        std::vector<std::string>{"hi alice", "memo"});
+  CHECK(f.drain(alice, "alice")
+        == std::vector<std::string>{"hi alice", "memo"});
   CHECK(f.drain(bob, "bob") == std::vector<std::string>{"hi bob"});
   CHECK(outcome(f.reg_store(alice, "bob")) == ko(errc::nothing_to_store));
   CHECK(outcome(f.reg_store(bob, "alice")) == ko(errc::nothing_to_store));
@@ -1024,8 +1022,8 @@ TEST_CASE("STORE through the registry takes the most recent message first",
   REQUIRE(outcome(f.reg_store(alice, "bob")) == "OK");
   REQUIRE(outcome(f.reg_store(alice, "bob")) == "OK");
   CHECK(outcome(f.reg_store(alice, "bob")) == ko(errc::nothing_to_store));
-  CHECK(f.drain(bob, "bob") ==
-        std::vector<std::string>{"A3", "A4", "A2", "A1"});
+  CHECK(f.drain(bob, "bob")
+        == std::vector<std::string>{"A3", "A4", "A2", "A1"});
   // Bob's own posts waited all along.
   REQUIRE(outcome(f.reg_store(bob, "bob")) == "OK");
   REQUIRE(outcome(f.reg_store(bob, "alice")) == "OK");
@@ -1057,8 +1055,8 @@ TEST_CASE("a mailbox is the same before and after its owner logs in again",
   REQUIRE(outcome(again) == "OK");
   f.expect_not_logged_in(bob_first, "bob");
   f.expect_not_logged_in(*bob, "bob");
-  CHECK(f.drain(*again, "bob") ==
-        std::vector<std::string>{"second mail", "self note"});
+  CHECK(f.drain(*again, "bob")
+        == std::vector<std::string>{"second mail", "self note"});
   // alice's own empty mailbox was never confused with bob's.
   CHECK(must(f.reg_count(alice, "alice")) == 0u);
 }
@@ -1078,25 +1076,25 @@ TEST_CASE("pipelined requests from one client are answered in order",
   // pipelined.
   // Stage 1: POST POST STORE sent at once. The STORE sees both POSTs and
   // takes the second.
-  auto p1 =
-    self->request(reg, request_timeout, post_atom::value, alice, "one"s);
-  auto p2 =
-    self->request(reg, request_timeout, post_atom::value, alice, "two"s);
-  auto s1 =
-    self->request(reg, request_timeout, store_atom::value, alice, "bob"s);
+  auto p1 = self->request(reg, request_timeout, post_atom::value, alice,
+                          "one"s);
+  auto p2 = self->request(reg, request_timeout, post_atom::value, alice,
+                          "two"s);
+  auto s1 = self->request(reg, request_timeout, store_atom::value, alice,
+                          "bob"s);
   CHECK(outcome(await_reply<caf::ok_atom>(p1)) == "OK");
   CHECK(outcome(await_reply<caf::ok_atom>(s1)) == "OK");
   CHECK(outcome(await_reply<caf::ok_atom>(p2)) == "OK");
   // Stage 2: the COUNT is on alice's own mailbox, which the STORE before
   // did not touch and the STORE after has not touched yet.
-  auto c1 =
-    self->request(reg, request_timeout, count_atom::value, alice, "alice"s);
-  auto bad =
-    self->request(reg, request_timeout, count_atom::value, alice, "bob"s);
+  auto c1 = self->request(reg, request_timeout, count_atom::value, alice,
+                          "alice"s);
+  auto bad = self->request(reg, request_timeout, count_atom::value, alice,
+                           "bob"s);
   auto dead = self->request(reg, request_timeout, post_atom::value,
                             new_cookie(), "lost"s);
-  auto s2 =
-    self->request(reg, request_timeout, store_atom::value, alice, "alice"s);
+  auto s2 = self->request(reg, request_timeout, store_atom::value, alice,
+                          "alice"s);
   CHECK(outcome(await_reply<caf::ok_atom>(s2)) == "OK");
   auto c1_value = await_reply<uint64_t>(c1);
   REQUIRE(outcome(c1_value) == "OK");
@@ -1105,23 +1103,23 @@ TEST_CASE("pipelined requests from one client are answered in order",
   CHECK(outcome(await_reply<caf::ok_atom>(dead)) == ko(errc::not_logged_in));
   CHECK(outcome(f.reg_store(alice, "alice")) == ko(errc::nothing_to_store));
   // Stage 3, after the STOREs answered: reads and deletes sent at once.
-  auto g1 =
-    self->request(reg, request_timeout, caf::get_atom::value, bob, "bob"s);
-  auto d1 =
-    self->request(reg, request_timeout, caf::delete_atom::value, bob, "bob"s);
-  auto g2 =
-    self->request(reg, request_timeout, caf::get_atom::value, bob, "bob"s);
-  auto d2 =
-    self->request(reg, request_timeout, caf::delete_atom::value, bob, "bob"s);
+  auto g1 = self->request(reg, request_timeout, caf::get_atom::value, bob,
+                          "bob"s);
+  auto d1 = self->request(reg, request_timeout, caf::delete_atom::value, bob,
+                          "bob"s);
+  auto g2 = self->request(reg, request_timeout, caf::get_atom::value, bob,
+                          "bob"s);
+  auto d2 = self->request(reg, request_timeout, caf::delete_atom::value, bob,
+                          "bob"s);
   auto c2 = self->request(reg, request_timeout, count_atom::value, bob, "bob"s);
-  auto g3 =
-    self->request(reg, request_timeout, caf::get_atom::value, alice, "alice"s);
-  auto c3 =
-    self->request(reg, request_timeout, count_atom::value, alice, "alice"s);
+  auto g3 = self->request(reg, request_timeout, caf::get_atom::value, alice,
+                          "alice"s);
+  auto c3 = self->request(reg, request_timeout, count_atom::value, alice,
+                          "alice"s);
   auto d3 = self->request(reg, request_timeout, caf::delete_atom::value, alice,
                           "alice"s);
-  auto c4 =
-    self->request(reg, request_timeout, count_atom::value, alice, "alice"s);
+  auto c4 = self->request(reg, request_timeout, count_atom::value, alice,
+                          "alice"s);
   auto g1_value = await_reply<std::string>(g1);
   REQUIRE(outcome(g1_value) == "OK");
   CHECK(*g1_value == "two");
@@ -1159,14 +1157,14 @@ TEST_CASE("long pipelines of POST then STORE then GET and DELETE keep order",
   for (int i = 0; i < n; ++i)
     stores.emplace_back(
       self->request(reg, request_timeout, store_atom::value, alice, "bob"s));
-  auto extra =
-    self->request(reg, request_timeout, store_atom::value, alice, "bob"s);
+  auto extra = self->request(reg, request_timeout, store_atom::value, alice,
+                             "bob"s);
   for (auto& h : posts)
     CHECK(outcome(await_reply<caf::ok_atom>(h)) == "OK");
   for (auto& h : stores)
     CHECK(outcome(await_reply<caf::ok_atom>(h)) == "OK");
-  CHECK(outcome(await_reply<caf::ok_atom>(extra)) ==
-        ko(errc::nothing_to_store));
+  CHECK(outcome(await_reply<caf::ok_atom>(extra))
+        == ko(errc::nothing_to_store));
   // Then GET DELETE pairs and a final GET, all sent at once: each STORE
   // took the most recent message left, so bob reads m49 down to m0.
   std::vector<text_handle> gets;
@@ -1204,10 +1202,10 @@ TEST_CASE("concurrent clients posting and storing to one user lose nothing",
   std::vector<std::unique_ptr<caf::scoped_actor>> clients;
   for (int u = 0; u < users; ++u)
     clients.emplace_back(std::make_unique<caf::scoped_actor>(f.sys));
-  using ok_handle =
-    decltype((*clients[0])
-               ->request(f.registry, request_timeout, post_atom::value,
-                         std::string{}, std::string{}));
+  using ok_handle
+    = decltype((*clients[0])
+                 ->request(f.registry, request_timeout, post_atom::value,
+                           std::string{}, std::string{}));
   // Every client pipelines its POSTs then its STOREs to bob; all clients
   // send before any reply is read.
   std::vector<std::vector<ok_handle>> pending(users);
@@ -1383,8 +1381,8 @@ TEST_CASE("a retiring mailbox answers after its writes and its successor "
   // would show "a" again or miss "c".
   auto& self = f.self;
   write_lock lock{f.db_file()};
-  auto stored =
-    self->request(old, request_timeout, store_atom::value, "sender"s);
+  auto stored = self->request(old, request_timeout, store_atom::value,
+                              "sender"s);
   auto deleted = self->request(old, request_timeout, caf::delete_atom::value);
   auto retired = self->request(old, request_timeout, retire_atom::value);
   auto next = f.spawn_box("alice", old);
@@ -1555,16 +1553,16 @@ TEST_CASE("STORE through the registry delivers between users", "[actors]") {
   // store through the registry: the registry and the test share the IMQ.
   REQUIRE(outcome(f.post("alice", "via the imq")) == "OK");
   REQUIRE(outcome(f.reg_store(alice, "bob")) == "OK");
-  CHECK(f.drain(bob, "bob") ==
-        std::vector<std::string>{"lunch at noon?", "via the imq"});
+  CHECK(f.drain(bob, "bob")
+        == std::vector<std::string>{"lunch at noon?", "via the imq"});
 }
 
 // -- hasher pool --------------------------------------------------------------
 
 TEST_CASE("hasher returns verifiable hashes and verifies them", "[actors]") {
   fixture f;
-  auto hash =
-    ask<std::string>(f.self, f.hasher, hash_atom::value, std::string{"s3cret"});
+  auto hash = ask<std::string>(f.self, f.hasher, hash_atom::value,
+                               std::string{"s3cret"});
   REQUIRE(outcome(hash) == "OK");
   CHECK(hash->rfind("$argon2id$", 0) == 0);
   CHECK(verify_password(*hash, "s3cret"));
@@ -1612,8 +1610,8 @@ TEST_CASE("a full hasher queue answers server_busy", "[actors]") {
   CHECK(accepted >= 3);
   CHECK(busy >= 1);
   // Once the queue drained, the pool accepts work again.
-  auto later =
-    ask<std::string>(f.self, pool, hash_atom::value, std::string{"later"});
+  auto later = ask<std::string>(f.self, pool, hash_atom::value,
+                                std::string{"later"});
   REQUIRE(outcome(later) == "OK");
   CHECK(verify_password(*later, "later"));
   f.self->send_exit(pool, caf::exit_reason::user_shutdown);
@@ -1671,13 +1669,12 @@ TEST_CASE("DUMP through the registry logs its figures and the IMQ and every "
   INFO("log:\n" << log);
   CHECK(outcome(dumped) == "OK");
   CHECK(log.find("DUMP registry: 2 live session(s), 1 active mailbox(es) "
-                 "(1 activated, 0 passivated), 3 cached account(s)") !=
-        std::string::npos);
-  CHECK(
-    log.find("DUMP imq: 12 message(s) [alice: queued 0] [alice: queued 1]") !=
-    std::string::npos);
-  CHECK(log.find("DUMP mailbox alice: 1 message(s) [kept]") !=
-        std::string::npos);
+                 "(1 activated, 0 passivated), 3 cached account(s)")
+        != std::string::npos);
+  CHECK(log.find("DUMP imq: 12 message(s) [alice: queued 0] [alice: queued 1]")
+        != std::string::npos);
+  CHECK(log.find("DUMP mailbox alice: 1 message(s) [kept]")
+        != std::string::npos);
   CHECK(log.find("DUMP mailbox bob: 0 message(s)") != std::string::npos);
   CHECK(log.find("DUMP mailbox carol: 0 message(s)") != std::string::npos);
   // At most the first 10 texts of a queue, so a large one cannot stall it.
@@ -1700,8 +1697,8 @@ TEST_CASE("DUMP after passivation lists every mailbox from the store",
     for (int k = 0; k < u; ++k) {
       auto text = "for u" + std::to_string(u) + " #" + std::to_string(k);
       REQUIRE(outcome(f.reg_post(cookies[u], text)) == "OK");
-      REQUIRE(outcome(f.reg_store(cookies[u], "u" + std::to_string(u))) ==
-              "OK");
+      REQUIRE(outcome(f.reg_store(cookies[u], "u" + std::to_string(u)))
+              == "OK");
     }
   REQUIRE(wait_until([&] { return f.stats().active == 0; }));
   auto before = f.stats();
@@ -1718,20 +1715,22 @@ TEST_CASE("DUMP after passivation lists every mailbox from the store",
   // Four mailboxes were touched; a slow machine may have passivated one
   // between two of its STOREs, so the figures come from the stats.
   CHECK(before.activations >= static_cast<uint64_t>(n - 1));
-  CHECK(log.find("DUMP registry: 5 live session(s), 0 active mailbox(es) (" +
-                 std::to_string(before.activations) + " activated, " +
-                 std::to_string(before.passivations) +
-                 " passivated), 5 cached account(s)") != std::string::npos);
+  CHECK(log.find("DUMP registry: 5 live session(s), 0 active mailbox(es) ("
+                 + std::to_string(before.activations) + " activated, "
+                 + std::to_string(before.passivations)
+                 + " passivated), 5 cached account(s)")
+        != std::string::npos);
   CHECK(log.find("DUMP imq: 0 message(s)") != std::string::npos);
   CHECK(log.find("DUMP mailbox u0: 0 message(s)") != std::string::npos);
-  CHECK(log.find("DUMP mailbox u1: 1 message(s) [for u1 #0]") !=
-        std::string::npos);
-  CHECK(log.find("DUMP mailbox u2: 2 message(s) [for u2 #0] [for u2 #1]") !=
-        std::string::npos);
+  CHECK(log.find("DUMP mailbox u1: 1 message(s) [for u1 #0]")
+        != std::string::npos);
+  CHECK(log.find("DUMP mailbox u2: 2 message(s) [for u2 #0] [for u2 #1]")
+        != std::string::npos);
   CHECK(log.find("DUMP mailbox u3: 3 message(s) [for u3 #0] [for u3 #1] "
-                 "[for u3 #2]") != std::string::npos);
-  CHECK(log.find("DUMP mailbox u4: 4 message(s) [for u4 #0]") !=
-        std::string::npos);
+                 "[for u3 #2]")
+        != std::string::npos);
+  CHECK(log.find("DUMP mailbox u4: 4 message(s) [for u4 #0]")
+        != std::string::npos);
   // DUMP read the store: it woke no mailbox.
   auto after = f.stats();
   CHECK(after.active == 0u);
@@ -1790,16 +1789,16 @@ TEST_CASE("the writer commits concurrent writes in groups and acknowledges "
           for (size_t i = deleted; i < out.moved.size(); ++i)
             want_mailed.insert(out.moved[i].id);
           if (queued != want_queued || mailed != want_mailed)
-            out.failures.push_back(std::string{"acknowledged "} + stage +
-                                   " not in the store");
+            out.failures.push_back(std::string{"acknowledged "} + stage
+                                   + " not in the store");
         } catch (const store_error& err) {
           out.failures.push_back(err.what());
         }
       };
       // Each stage is pipelined: all its requests before the first reply.
-      using post_handle =
-        decltype(self->request(f.writer, request_timeout, post_atom::value,
-                               std::string{}, std::string{}));
+      using post_handle
+        = decltype(self->request(f.writer, request_timeout, post_atom::value,
+                                 std::string{}, std::string{}));
       std::vector<post_handle> pending_posts;
       for (int i = 0; i < posts; ++i)
         pending_posts.emplace_back(self->request(
@@ -1814,9 +1813,9 @@ TEST_CASE("the writer commits concurrent writes in groups and acknowledges "
       if (out.imq_ids.size() != static_cast<size_t>(posts))
         return;
       check_visible("posts", 0);
-      using move_handle =
-        decltype(self->request(f.writer, request_timeout, move_atom::value,
-                               uint64_t{0}, std::string{}));
+      using move_handle
+        = decltype(self->request(f.writer, request_timeout, move_atom::value,
+                                 uint64_t{0}, std::string{}));
       std::vector<move_handle> pending_moves;
       for (int i = 0; i < moves; ++i)
         pending_moves.emplace_back(self->request(f.writer, request_timeout,
@@ -1969,9 +1968,9 @@ TEST_CASE("idle mailboxes are passivated and load their mail on the next "
   for (uint64_t u = 0; u < n; ++u)
     cookies.push_back(f.must_register(name(u), "pw"));
   auto& self = f.self;
-  using ok_handle =
-    decltype(self->request(f.registry, request_timeout, post_atom::value,
-                           std::string{}, std::string{}));
+  using ok_handle
+    = decltype(self->request(f.registry, request_timeout, post_atom::value,
+                             std::string{}, std::string{}));
   // Posting touches no mailbox; each user's STORE activates its own one.
   std::vector<ok_handle> pending;
   for (uint64_t u = 0; u < n; ++u)
@@ -2001,12 +2000,12 @@ TEST_CASE("idle mailboxes are passivated and load their mail on the next "
   for (uint64_t u = 0; u < n; ++u)
     CHECK(f.stored_mailbox(name(u)) == std::vector<std::string>{text(u)});
   // The next requests find the mail intact.
-  using count_handle =
-    decltype(self->request(f.registry, request_timeout, count_atom::value,
-                           std::string{}, std::string{}));
-  using text_handle =
-    decltype(self->request(f.registry, request_timeout, caf::get_atom::value,
-                           std::string{}, std::string{}));
+  using count_handle
+    = decltype(self->request(f.registry, request_timeout, count_atom::value,
+                             std::string{}, std::string{}));
+  using text_handle
+    = decltype(self->request(f.registry, request_timeout, caf::get_atom::value,
+                             std::string{}, std::string{}));
   std::vector<count_handle> counts;
   std::vector<text_handle> texts;
   for (uint64_t u = 0; u < n; ++u) {
@@ -2038,8 +2037,8 @@ TEST_CASE("requests racing passivations lose and duplicate no message",
   std::deque<std::string> model;
   auto check_model = [&](int round) {
     INFO("round " << round);
-    auto counted =
-      self->request(reg, request_timeout, count_atom::value, alice, "alice"s);
+    auto counted = self->request(reg, request_timeout, count_atom::value, alice,
+                                 "alice"s);
     auto first = self->request(reg, request_timeout, caf::get_atom::value,
                                alice, "alice"s);
     CHECK(must(await_reply<uint64_t>(counted)) == model.size());
@@ -2071,8 +2070,8 @@ TEST_CASE("requests racing passivations lose and duplicate no message",
       // is of the mailbox that has this write under way.
       auto before = f.stats().passivations;
       REQUIRE(wait_until([&] { return f.stats().passivations > before; }, 2s));
-      auto counted =
-        self->request(reg, request_timeout, count_atom::value, alice, "alice"s);
+      auto counted = self->request(reg, request_timeout, count_atom::value,
+                                   alice, "alice"s);
       auto first = self->request(reg, request_timeout, caf::get_atom::value,
                                  alice, "alice"s);
       std::this_thread::sleep_for(10ms);
@@ -2140,10 +2139,10 @@ TEST_CASE("the account cache is bounded and accounts are looked up in the "
   std::vector<std::string> cookies;
   for (int u = 0; u < n; ++u) {
     INFO("user " << name(u));
-    CHECK(outcome(f.login(name(u), password(u) + "x")) ==
-          ko(errc::login_failed));
-    CHECK(outcome(f.login(name(u), password((u + 1) % n))) ==
-          ko(errc::login_failed));
+    CHECK(outcome(f.login(name(u), password(u) + "x"))
+          == ko(errc::login_failed));
+    CHECK(outcome(f.login(name(u), password((u + 1) % n)))
+          == ko(errc::login_failed));
     cookies.push_back(must(f.login(name(u), password(u))));
   }
   CHECK(f.stats().cached <= 5u);
@@ -2189,9 +2188,9 @@ TEST_CASE("a full mailbox refuses STORE and the message stays on the IMQ",
   for (auto text : {"p1", "p2", "p3", "p4", "p5"})
     REQUIRE(outcome(f.reg_post(alice, text)) == "OK");
   auto& self = f.self;
-  using ok_handle =
-    decltype(self->request(f.registry, request_timeout, store_atom::value,
-                           std::string{}, std::string{}));
+  using ok_handle
+    = decltype(self->request(f.registry, request_timeout, store_atom::value,
+                             std::string{}, std::string{}));
   std::vector<ok_handle> pending;
   for (int i = 0; i < 5; ++i)
     pending.emplace_back(self->request(f.registry, request_timeout,
@@ -2230,9 +2229,9 @@ TEST_CASE("too many unstored messages of one poster are refused while "
   CHECK(must(f.reg_get(bob, "bob")) == "x2");
   // Posts under way count: of three pipelined, two are accepted.
   auto& self = f.self;
-  using ok_handle =
-    decltype(self->request(f.registry, request_timeout, post_atom::value,
-                           std::string{}, std::string{}));
+  using ok_handle
+    = decltype(self->request(f.registry, request_timeout, post_atom::value,
+                             std::string{}, std::string{}));
   std::vector<ok_handle> pending;
   for (int i = 0; i < 3; ++i)
     pending.emplace_back(self->request(f.registry, request_timeout,
@@ -2295,7 +2294,8 @@ TEST_CASE("after 3 failed LOGINs the right password is refused like a wrong "
   CHECK(outcome(f.login("alice", "right")) == "OK");
 }
 
-TEST_CASE("a penalized LOGIN is answered without hashing", "[actors][throttle]") {
+TEST_CASE("a penalized LOGIN is answered without hashing",
+          "[actors][throttle]") {
   // The registry's one hash worker at the real cost: a hashed LOGIN takes
   // tens of milliseconds, so 20 of them could not come back quickly.
   auto opts = throttled();
@@ -2311,14 +2311,12 @@ TEST_CASE("a penalized LOGIN is answered without hashing", "[actors][throttle]")
   for (int i = 0; i < 20; ++i)
     CHECK(outcome(f.login("bob", "right")) == ko(errc::login_failed));
   auto refusals = std::chrono::steady_clock::now() - start;
-  INFO("one hashed LOGIN: " << std::chrono::duration_cast<
-                                 std::chrono::milliseconds>(one_hash)
-                                 .count()
-                            << " ms, 20 refusals: "
-                            << std::chrono::duration_cast<
-                                 std::chrono::milliseconds>(refusals)
-                                 .count()
-                            << " ms");
+  INFO(
+    "one hashed LOGIN: "
+    << std::chrono::duration_cast<std::chrono::milliseconds>(one_hash).count()
+    << " ms, 20 refusals: "
+    << std::chrono::duration_cast<std::chrono::milliseconds>(refusals).count()
+    << " ms");
   CHECK(refusals < std::chrono::milliseconds{150});
   CHECK(refusals < one_hash);
 }
@@ -2331,11 +2329,14 @@ TEST_CASE("an untrusted address is penalized across usernames but trusted ones "
     f.must_register(name, "right");
   // Three users, one failure each, from one outside address.
   for (auto name : {"u1", "u2", "u3"})
-    CHECK(outcome(f.login(name, "wrong", "203.0.113.9")) == ko(errc::login_failed));
-  CHECK(outcome(f.login("u4", "right", "203.0.113.9")) == ko(errc::login_failed));
+    CHECK(outcome(f.login(name, "wrong", "203.0.113.9"))
+          == ko(errc::login_failed));
+  CHECK(outcome(f.login("u4", "right", "203.0.113.9"))
+        == ko(errc::login_failed));
   // Another address, and loopback, are not affected.
   CHECK(outcome(f.login("u4", "right", "198.51.100.7")) == "OK");
   for (auto name : {"u1", "u2", "u3"})
-    CHECK(outcome(f.login(name, "wrong", "127.0.0.1")) == ko(errc::login_failed));
+    CHECK(outcome(f.login(name, "wrong", "127.0.0.1"))
+          == ko(errc::login_failed));
   CHECK(outcome(f.login("u4", "right", "127.0.0.2")) == "OK");
 }

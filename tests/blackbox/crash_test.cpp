@@ -187,8 +187,8 @@ void drive(uint16_t port, client_model& m, int round, unsigned seed) {
           auto expected = m.mailbox.empty() ? std::string{"KO mailbox empty"}
                                             : "OK " + m.mailbox.front();
           if (reply != expected)
-            fail(m.sink + ": GETMSG got '" + reply + "', expected '"
-                 + expected + "'");
+            fail(m.sink + ": GETMSG got '" + reply + "', expected '" + expected
+                 + "'");
           break;
         }
         case op::delmsg: {
@@ -297,8 +297,8 @@ void verify(uint16_t port, client_model& m) {
   } else if (m.in_flight == "STORE" && !base_queued.empty()) {
     auto stored = base_mailbox;
     stored.push_back(base_queued.front());
-    allowed.emplace_back(stored, texts{base_queued.begin() + 1,
-                                       base_queued.end()});
+    allowed.emplace_back(stored,
+                         texts{base_queued.begin() + 1, base_queued.end()});
   } else if (m.in_flight == "DELMSG" && !base_mailbox.empty()) {
     allowed.emplace_back(texts{base_mailbox.begin() + 1, base_mailbox.end()},
                          base_queued);
@@ -327,8 +327,9 @@ int main(int argc, char** argv) {
   int clients = argc > 3 ? std::stoi(argv[3]) : 4;
   std::random_device rd;
   auto seed = rd();
-  note("crash_test: seed " + std::to_string(seed) + ", " + std::to_string(rounds)
-       + " rounds, " + std::to_string(clients) + " clients");
+  note("crash_test: seed " + std::to_string(seed) + ", "
+       + std::to_string(rounds) + " rounds, " + std::to_string(clients)
+       + " clients");
   std::mt19937 rng{seed};
   auto data_dir = (std::filesystem::temp_directory_path()
                    / ("smsp-crash-test-" + std::to_string(::getpid())))

@@ -135,8 +135,8 @@ void check_encoded(std::string_view reply, terminator term,
     CHECK(got == (is_term_byte(reply[i]) ? '?' : reply[i]));
   }
   CHECK(std::equal(tail.begin(), tail.end(),
-                   out.begin() + static_cast<std::ptrdiff_t>(start
-                                                             + reply.size())));
+                   out.begin()
+                     + static_cast<std::ptrdiff_t>(start + reply.size())));
 }
 
 /// Parses one frame and checks what comes out; returns the reply line a

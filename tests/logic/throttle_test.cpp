@@ -57,14 +57,14 @@ ip_address addr(const std::string& text) {
 
 namespace Catch {
 
-template<>
+template <>
 struct StringMaker<ms> {
   static std::string convert(ms d) {
     return std::to_string(d.count()) + " ms";
   }
 };
 
-template<>
+template <>
 struct StringMaker<std::vector<ms>> {
   static std::string convert(const std::vector<ms>& ds) {
     std::string out = "{";
@@ -391,9 +391,9 @@ TEST_CASE("a flood of distinct keys stays within max_tracked per table") {
   REQUIRE_FALSE(t.allows("early", "198.51.100.1", t0));
   size_t most = 0;
   for (int i = 0; i < 100000; ++i) {
-    auto address = "100." + std::to_string(i / 65536) + "." +
-                   std::to_string(i / 256 % 256) + "." +
-                   std::to_string(i % 256);
+    auto address = "100." + std::to_string(i / 65536) + "."
+                   + std::to_string(i / 256 % 256) + "."
+                   + std::to_string(i % 256);
     t.failed("user" + std::to_string(i), address, t0);
     most = std::max(most, t.tracked());
   }

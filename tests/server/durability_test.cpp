@@ -68,9 +68,11 @@ struct running_server {
     caf::scoped_actor self{*sys};
     std::pair<uint64_t, uint64_t> result;
     self->request(srv.writer, std::chrono::seconds{10}, smsp::stats_atom::value)
-      .receive([&](uint64_t commits,
-                   uint64_t writes) { result = {commits, writes}; },
-               [&](caf::error& err) { FAIL(sys->render(err)); });
+      .receive(
+        [&](uint64_t commits, uint64_t writes) {
+          result = {commits, writes};
+        },
+        [&](caf::error& err) { FAIL(sys->render(err)); });
     return result;
   }
 };
@@ -154,8 +156,7 @@ TEST_CASE("concurrent writers share commits", "[durability]") {
       auto conn = server.connect();
       auto target = "w" + std::to_string((i + 1) % clients);
       for (int k = 0; k < messages; ++k) {
-        wrong += conn->call("MESSAGE m" + std::to_string(k) + " "
-                            + cookies[i])
+        wrong += conn->call("MESSAGE m" + std::to_string(k) + " " + cookies[i])
                  != "OK";
         wrong += conn->call("STORE " + target + " " + cookies[i]) != "OK";
       }

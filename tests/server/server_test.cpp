@@ -11,8 +11,8 @@
 #include <thread>
 
 #include <poll.h>
-#include <unistd.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "app/line_client.hpp"
 #include "caf/all.hpp"
@@ -172,10 +172,10 @@ TEST_CASE("a whole mail exchange over TCP", "[server]") {
   CHECK(alice->call("STORE nobody " + a) == "KO no such user");
   CHECK(alice->call("STORE alice " + a) == "OK");
   CHECK(alice->call("GETMSG alice " + a) == "OK again");
-  CHECK(alice->call("MESSAGE hi 0123456789abcdef0123456789abcdef") ==
-        "You should log in first.");
-  CHECK(alice->call("COUNT alice 0123456789abcdef0123456789abcdef") ==
-        "KO not logged in");
+  CHECK(alice->call("MESSAGE hi 0123456789abcdef0123456789abcdef")
+        == "You should log in first.");
+  CHECK(alice->call("COUNT alice 0123456789abcdef0123456789abcdef")
+        == "KO not logged in");
   CHECK(alice->call("LOGIN alice wrong") == "KO wrong username or password");
   CHECK(alice->call("LOGIN nobody wrong") == "KO wrong username or password");
   auto a2 = cookie_of(alice->call("login alice pw-alice"));
@@ -240,17 +240,17 @@ TEST_CASE("pipelined requests take effect in the order sent", "[server]") {
   auto first = register_user(*c, "order");
   // The second LOGIN ends the first session before the COUNT is looked at;
   // the STORE lands before the COUNT and GETMSG that follow it.
-  c->send_raw("LOGIN order pw-order\nCOUNT order " + first + "\nMESSAGE m1 " +
-              first + "\n");
+  c->send_raw("LOGIN order pw-order\nCOUNT order " + first + "\nMESSAGE m1 "
+              + first + "\n");
   auto second = cookie_of(*c->read_reply());
   CHECK(c->read_reply() == std::string{"KO not logged in"});
   CHECK(c->read_reply() == std::string{"You should log in first."});
-  c->send_raw("MESSAGE m1 " + second + "\nMESSAGE m2 " + second +
-              "\nSTORE order " + second + "\nCOUNT order " + second +
-              "\nGETMSG order " + second + "\nDELMSG order " + second +
-              "\nCOUNT order " + second + "\nSTORE order " + second +
-              "\nGETMSG order " + second + "\nLOGOUT " + second +
-              "\nCOUNT order " + second + "\n");
+  c->send_raw("MESSAGE m1 " + second + "\nMESSAGE m2 " + second
+              + "\nSTORE order " + second + "\nCOUNT order " + second
+              + "\nGETMSG order " + second + "\nDELMSG order " + second
+              + "\nCOUNT order " + second + "\nSTORE order " + second
+              + "\nGETMSG order " + second + "\nLOGOUT " + second
+              + "\nCOUNT order " + second + "\n");
   for (auto expected : {"OK", "OK", "OK", "COUNTED 1", "OK m2", "OK",
                         "COUNTED 0", "OK", "OK m1", "OK", "KO not logged in"})
     CHECK(c->read_reply() == std::string{expected});
@@ -274,8 +274,8 @@ TEST_CASE("100 concurrent clients deliver every message exactly once",
         auto me = reply.substr(3);
         for (int j = 0; j < per_client; ++j) {
           auto text = name + "-" + std::to_string(j);
-          if (c.call("MESSAGE " + text + " " + me) != "OK" ||
-              c.call("STORE inbox " + me) != "OK")
+          if (c.call("MESSAGE " + text + " " + me) != "OK"
+              || c.call("STORE inbox " + me) != "OK")
             failures[i] = "request failed at " + text;
         }
       } catch (std::exception& e) {
@@ -286,8 +286,8 @@ TEST_CASE("100 concurrent clients deliver every message exactly once",
     t.join();
   for (auto& f : failures)
     CHECK(f.empty());
-  CHECK(admin->call("COUNT inbox " + inbox) ==
-        "COUNTED " + std::to_string(clients * per_client));
+  CHECK(admin->call("COUNT inbox " + inbox)
+        == "COUNTED " + std::to_string(clients * per_client));
   // Each poster's messages arrive in its own order, none twice.
   std::vector<int> next(clients, 0);
   for (int k = 0; k < clients * per_client; ++k) {
@@ -361,12 +361,12 @@ TEST_CASE("a flood of LOGINs at the real hashing cost stalls no other "
   for (int i = 0; i < 20; ++i) {
     auto sent = std::chrono::steady_clock::now();
     REQUIRE(c->call("COUNT busy " + me) == "COUNTED 0");
-    CHECK(std::chrono::steady_clock::now() - sent <
-          std::chrono::milliseconds{500});
+    CHECK(std::chrono::steady_clock::now() - sent
+          < std::chrono::milliseconds{500});
   }
   for (int i = 0; i < 30; ++i)
-    REQUIRE(flood->read_reply() ==
-            std::string{"KO wrong username or password"});
+    REQUIRE(flood->read_reply()
+            == std::string{"KO wrong username or password"});
   auto hashing = std::chrono::steady_clock::now() - started;
   INFO("30 hashes took "
        << std::chrono::duration_cast<std::chrono::milliseconds>(hashing).count()
@@ -386,8 +386,8 @@ TEST_CASE("garbage and oversized requests get errors and lose nothing",
   c->send_raw("\n");
   CHECK(c->read_reply() == std::string{"KO request too long"});
   std::string too_long_text(16 * 1024 + 1, 't');
-  CHECK(c->call("MESSAGE " + too_long_text + " " + me) ==
-        "KO message text too long");
+  CHECK(c->call("MESSAGE " + too_long_text + " " + me)
+        == "KO message text too long");
   // Random bytes: every terminator in them yields exactly one reply.
   std::mt19937 rng{42};
   std::string junk;
@@ -407,15 +407,14 @@ TEST_CASE("garbage and oversized requests get errors and lose nothing",
     auto n = ::recv(c->fd(), buf, sizeof(buf), 0);
     REQUIRE(n > 0);
     stream.append(buf, static_cast<size_t>(n));
-    if (stream.size() >= 3 &&
-        stream.compare(stream.size() - 3, 3, "OK\n") == 0 &&
-        std::count(stream.begin(), stream.end(), '\n') +
-            std::count(stream.begin(), stream.end(), '\0') ==
-          static_cast<long>(frames + 1))
+    if (stream.size() >= 3 && stream.compare(stream.size() - 3, 3, "OK\n") == 0
+        && std::count(stream.begin(), stream.end(), '\n')
+               + std::count(stream.begin(), stream.end(), '\0')
+             == static_cast<long>(frames + 1))
       break;
   }
-  auto replies = std::count(stream.begin(), stream.end(), '\n') +
-                 std::count(stream.begin(), stream.end(), '\0');
+  auto replies = std::count(stream.begin(), stream.end(), '\n')
+                 + std::count(stream.begin(), stream.end(), '\0');
   CHECK(replies == static_cast<long>(frames + 1));
   CHECK(c->call("STORE sturdy " + me) == "OK");
   CHECK(c->call("GETMSG sturdy " + me) == "OK keep me");
@@ -617,8 +616,8 @@ TEST_CASE("closed connections leave no memory behind", "[server][limits]") {
   auto churn = [&] {
     for (int i = 0; i < 4000; ++i) {
       auto c = server.connect();
-      REQUIRE(c->call("COUNT nobody 0123456789abcdef0123456789abcdef") ==
-              "KO not logged in");
+      REQUIRE(c->call("COUNT nobody 0123456789abcdef0123456789abcdef")
+              == "KO not logged in");
     }
     // Every check is due by now.
     std::this_thread::sleep_for(300ms);

@@ -29,9 +29,9 @@ std::vector<std::string> texts_of(const std::vector<stored_mail>& mails) {
 void set_pragma(const std::string& file, const std::string& pragma) {
   sqlite3* db = nullptr;
   REQUIRE(sqlite3_open(file.c_str(), &db) == SQLITE_OK);
-  REQUIRE(sqlite3_exec(db, ("PRAGMA " + pragma).c_str(), nullptr, nullptr,
-                       nullptr)
-          == SQLITE_OK);
+  REQUIRE(
+    sqlite3_exec(db, ("PRAGMA " + pragma).c_str(), nullptr, nullptr, nullptr)
+    == SQLITE_OK);
   sqlite3_close(db);
 }
 
@@ -240,8 +240,9 @@ TEST_CASE("a data dir that cannot be written is refused clearly") {
     temp_dir dir;
     fs::create_directories(dir.path);
     std::ofstream{dir.path / "file"} << "x";
-    auto err = error_of(
-      [&] { store::open((dir.path / "file" / "sub").string(), sync_mode::full); });
+    auto err = error_of([&] {
+      store::open((dir.path / "file" / "sub").string(), sync_mode::full);
+    });
     CHECK(err.find("cannot create data dir") != std::string::npos);
     return;
   }

@@ -131,13 +131,16 @@ const std::vector<expected_command>& spec_commands() {
   static const std::vector<expected_command> cmds{
     {command::register_user, "REGISTER", 2, false,
      "KO usage: REGISTER <username> <password>"},
-    {command::login, "LOGIN", 2, false, "KO usage: LOGIN <username> <password>"},
+    {command::login, "LOGIN", 2, false,
+     "KO usage: LOGIN <username> <password>"},
     {command::logout, "LOGOUT", 1, true, "KO usage: LOGOUT <cookie>"},
     {command::message, "MESSAGE", 2, true, "KO usage: MESSAGE <text> <cookie>"},
     {command::store, "STORE", 2, true, "KO usage: STORE <username> <cookie>"},
     {command::count, "COUNT", 2, true, "KO usage: COUNT <username> <cookie>"},
-    {command::getmsg, "GETMSG", 2, true, "KO usage: GETMSG <username> <cookie>"},
-    {command::delmsg, "DELMSG", 2, true, "KO usage: DELMSG <username> <cookie>"},
+    {command::getmsg, "GETMSG", 2, true,
+     "KO usage: GETMSG <username> <cookie>"},
+    {command::delmsg, "DELMSG", 2, true,
+     "KO usage: DELMSG <username> <cookie>"},
     {command::dump, "DUMP", 0, false, "KO usage: DUMP"},
   };
   return cmds;
@@ -217,16 +220,14 @@ TEST_CASE("MESSAGE parses text and cookie", "[codec]") {
   CHECK(one.args == std::vector<std::string>{"hi", "ck"});
 }
 
-TEST_CASE("STORE, COUNT, GETMSG, DELMSG parse username and cookie",
-          "[codec]") {
+TEST_CASE("STORE, COUNT, GETMSG, DELMSG parse username and cookie", "[codec]") {
   struct row {
     const char* word;
     command cmd;
   };
-  for (auto [word, cmd] : {row{"STORE", command::store},
-                           row{"COUNT", command::count},
-                           row{"GETMSG", command::getmsg},
-                           row{"DELMSG", command::delmsg}}) {
+  for (auto [word, cmd] :
+       {row{"STORE", command::store}, row{"COUNT", command::count},
+        row{"GETMSG", command::getmsg}, row{"DELMSG", command::delmsg}}) {
     INFO(word);
     auto r = parse_ok(std::string{word} + " bob 0d3a55");
     CHECK(r.cmd() == cmd);
@@ -366,7 +367,8 @@ TEST_CASE("MESSAGE text length limit", "[codec]") {
   CHECK(error_reply(*err) == "KO message text too long");
 
   std::string inner_long = "a" + repeat(' ', max_text - 1) + "b";
-  CHECK(reply_to("MESSAGE " + inner_long + " ck") == "KO message text too long");
+  CHECK(reply_to("MESSAGE " + inner_long + " ck")
+        == "KO message text too long");
 
   // A configured limit is honoured.
   wire_limits small;
@@ -377,7 +379,10 @@ TEST_CASE("MESSAGE text length limit", "[codec]") {
 }
 
 TEST_CASE("MESSAGE text keeps binary bytes exactly", "[codec]") {
-  std::string text = "a\x01" "b\xff" "c\rd\te\x7f" "f\x80";
+  std::string text = "a\x01"
+                     "b\xff"
+                     "c\rd\te\x7f"
+                     "f\x80";
   auto r = parse_ok("MESSAGE " + text + " ck");
   CHECK(r.args[0] == text);
   CHECK(r.args[1] == "ck");
@@ -520,12 +525,10 @@ struct generated_session {
 // A pipelined session of random requests: random command words and case,
 // random spacing, random terminators, binary text, empty and oversized lines.
 generated_session generate_session(std::mt19937& rng, size_t requests) {
-  auto pick = [&](size_t n) {
-    return static_cast<size_t>(rng() % n);
-  };
+  auto pick = [&](size_t n) { return static_cast<size_t>(rng() % n); };
   const std::vector<std::string> words{
-    "REGISTER", "login", "LogOut", "MESSAGE", "store", "COUNT",
-    "getmsg",   "DelMsg", "DUMP",  "FROB",    "",
+    "REGISTER", "login",  "LogOut", "MESSAGE", "store", "COUNT",
+    "getmsg",   "DelMsg", "DUMP",   "FROB",    "",
   };
   generated_session s;
   for (size_t i = 0; i < requests; ++i) {
@@ -621,19 +624,17 @@ TEST_CASE("byte-at-a-time, random chunks and one chunk give the same frames",
 TEST_CASE("request length limit: exactly 64 KiB with the terminator",
           "[codec]") {
   // A line of `n` content bytes that parses as a LOGOUT request.
-  auto content = [](size_t n) {
-    return "LOGOUT " + repeat('c', n - 7);
-  };
+  auto content = [](size_t n) { return "LOGOUT " + repeat('c', n - 7); };
   struct row {
     const char* name;
     std::string tail;
     terminator term;
     size_t max_content;
   };
-  for (auto& r : {row{"lf", "\n", terminator::lf, max_request - 1},
-                  row{"crlf", "\r\n", terminator::crlf, max_request - 2},
-                  row{"nul", std::string(1, '\0'), terminator::nul,
-                      max_request - 1}}) {
+  for (auto& r :
+       {row{"lf", "\n", terminator::lf, max_request - 1},
+        row{"crlf", "\r\n", terminator::crlf, max_request - 2},
+        row{"nul", std::string(1, '\0'), terminator::nul, max_request - 1}}) {
     for (size_t chunk : {size_t{0}, size_t{1}, size_t{4096}, size_t{65535},
                          size_t{65536}, size_t{7777}}) {
       INFO(r.name << ", chunk " << chunk);
@@ -686,9 +687,9 @@ TEST_CASE("an oversized request is skipped without buffering", "[codec]") {
     std::string tail;
     terminator term;
   };
-  for (auto& r : {row{"lf", "\n", terminator::lf},
-                  row{"crlf", "\r\n", terminator::crlf},
-                  row{"nul", std::string(1, '\0'), terminator::nul}}) {
+  for (auto& r :
+       {row{"lf", "\n", terminator::lf}, row{"crlf", "\r\n", terminator::crlf},
+        row{"nul", std::string(1, '\0'), terminator::nul}}) {
     INFO(r.name);
     framer fr;
     std::vector<frame> out;
@@ -789,9 +790,8 @@ TEST_CASE("an oversized request's terminator is recorded across chunks",
       INFO("chunk " << chunk);
       auto frames = frames_of(bytes, chunk);
       CHECK(describe(frames)
-            == std::vector<std::string>{"lf TOO_LONG [0] ",
-                                        "crlf TOO_LONG [0] ",
-                                        "nul [9] LOGOUT ck"});
+            == std::vector<std::string>{
+              "lf TOO_LONG [0] ", "crlf TOO_LONG [0] ", "nul [9] LOGOUT ck"});
     }
   }
 }
@@ -814,8 +814,8 @@ TEST_CASE("a configured request limit is honoured", "[codec]") {
   framer tiny{0};
   std::vector<frame> t;
   tiny.feed("a\nab\n\n", 6, t);
-  CHECK(describe(t) == std::vector<std::string>{"lf [1] a", "lf TOO_LONG [0] ",
-                                                "lf [0] "});
+  CHECK(describe(t)
+        == std::vector<std::string>{"lf [1] a", "lf TOO_LONG [0] ", "lf [0] "});
 }
 
 // -- empty and unknown --------------------------------------------------------
@@ -833,8 +833,8 @@ TEST_CASE("empty requests and unknown commands", "[codec]") {
     REQUIRE(frames.size() == 1);
     CHECK(reply_to(frames[0].line) == "KO empty request");
   }
-  for (std::string line : {"FROB"s, "FROB a b"s, "REG alice pw"s, "\r"s,
-                           "\t"s, "DUMPX"s, "\x01\xff"s, "QUIT"s, "HELP"s}) {
+  for (std::string line : {"FROB"s, "FROB a b"s, "REG alice pw"s, "\r"s, "\t"s,
+                           "DUMPX"s, "\x01\xff"s, "QUIT"s, "HELP"s}) {
     INFO("line: " << escape(line));
     auto res = parse_line(line);
     REQUIRE(std::holds_alternative<parse_error>(res));

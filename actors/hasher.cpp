@@ -28,7 +28,7 @@ hasher_actor::behavior_type hash_worker(hasher_actor::pointer self,
 }
 
 struct hasher_pool_state {
-  timeouts limits;
+  timeouts waits;
   size_t max_queue = 0;
   std::vector<hasher_actor> idle;
   /// Jobs waiting for a worker; each runs its request on the worker given.
@@ -56,7 +56,7 @@ caf::result<Result> submit(pool_pointer self, Ts... args) {
     return errc::server_busy;
   auto rp = self->template make_response_promise<Result>();
   auto job = [=](hasher_actor worker) mutable {
-    self->request(worker, self->state.limits.hashing, args...)
+    self->request(worker, self->state.waits.hashing, args...)
       .then(
         [=](Result& value) mutable {
           rp.deliver(std::move(value));
@@ -78,9 +78,9 @@ caf::result<Result> submit(pool_pointer self, Ts... args) {
 }
 
 hasher_actor::behavior_type hasher_pool(pool_pointer self, hasher_config cfg,
-                                        timeouts limits) {
+                                        timeouts waits) {
   auto& st = self->state;
-  st.limits = limits;
+  st.waits = waits;
   st.max_queue = cfg.max_queue;
   for (size_t i = 0; i < std::max<size_t>(cfg.workers, 1); ++i)
     st.idle.emplace_back(

@@ -28,7 +28,7 @@ struct poster_queue {
 };
 
 struct imq_state {
-  store_actor writer;
+  writer_actor writer;
   mail_limits mail;
   /// Invariant: no poster here has total() == 0.
   std::unordered_map<std::string, poster_queue> posters;
@@ -91,7 +91,7 @@ void post_done(imq_pointer self, const std::string& poster) {
   forget_if_empty(self, poster);
 }
 
-imq_actor::behavior_type imq(imq_pointer self, store_actor writer,
+imq_actor::behavior_type imq(imq_pointer self, writer_actor writer,
                              std::vector<queued_message> queued,
                              mail_limits mail) {
   auto& st = self->state;
@@ -113,7 +113,7 @@ imq_actor::behavior_type imq(imq_pointer self, store_actor writer,
       ++st.queued;
       auto rp = self->make_response_promise<caf::ok_atom>();
       // Without a timeout: the commit's outcome must be known (see
-      // store_actor); the connection bounds its client's wait.
+      // writer_actor); the connection bounds its client's wait.
       self->request(st.writer, caf::infinite, post_atom::value, poster, text)
         .then(
           [=](uint64_t id) mutable {
@@ -150,7 +150,7 @@ imq_actor::behavior_type imq(imq_pointer self, store_actor writer,
 
 } // namespace
 
-imq_actor spawn_imq(caf::actor_system& sys, store_actor writer,
+imq_actor spawn_imq(caf::actor_system& sys, writer_actor writer,
                     std::vector<queued_message> queued, mail_limits mail) {
   return sys.spawn(imq, std::move(writer), std::move(queued), mail);
 }

@@ -38,8 +38,7 @@ void load(mailbox_pointer self) {
   auto& st = self->state;
   // await: no request is served before the mailbox holds its mail.
   self
-    ->request(st.deps.reader, st.deps.limits.request, load_atom::value,
-              st.owner)
+    ->request(st.deps.reader, st.deps.waits.request, load_atom::value, st.owner)
     .await(
       [=](std::vector<stored_mail>& mails) {
         auto& messages = self->state.messages;

@@ -74,7 +74,7 @@ std::string error_reply(errc code);
 /// every write waiting in its mailbox as one group (one fsync), answering
 /// each request only after that commit. Requests to it carry no timeout on
 /// purpose: a write's outcome must be known before memory may follow it.
-using store_actor = caf::typed_actor<
+using writer_actor = caf::typed_actor<
   // (name, hash) -> false when the name is taken.
   caf::replies_to<register_atom, std::string, std::string>::with<bool>,
   // (poster, text) -> IMQ id.

@@ -27,7 +27,7 @@ struct active_mailbox {
 struct registry_state {
   hasher_actor hasher;
   imq_actor imq;
-  store_actor writer;
+  writer_actor writer;
   reader_actor reader;
   registry_config cfg;
   /// Password hashes of recently used accounts, bounded by
@@ -96,7 +96,7 @@ mailbox_actor mailbox_of(registry_pointer self, const std::string& user) {
     predecessor = old->second;
   auto handle = spawn_mailbox(self->system(), user,
                               mailbox_deps{st.reader, st.imq, st.writer,
-                                           st.cfg.limits, st.cfg.mail},
+                                           st.cfg.waits, st.cfg.mail},
                               predecessor);
   self->monitor(handle);
   st.owner_by_address.emplace(handle.address(), user);
@@ -166,7 +166,7 @@ void with_account(registry_pointer self, const std::string& user, Found found,
     found(*hash);
     return;
   }
-  self->request(st.reader, st.cfg.limits.request, lookup_atom::value, user)
+  self->request(st.reader, st.cfg.waits.request, lookup_atom::value, user)
     .then(
       [=](std::string& hash) mutable {
         remember_account(self, user, hash);
@@ -189,7 +189,7 @@ void create_account(registry_pointer self, std::string user,
     rp.deliver(std::move(err));
   };
   self
-    ->request(st.hasher, st.cfg.limits.hashing, hash_atom::value,
+    ->request(st.hasher, st.cfg.waits.hashing, hash_atom::value,
               std::move(password))
     .then(
       [=](std::string& hash) mutable {
@@ -248,7 +248,7 @@ dump_store(dumper_actor::stateful_pointer<dumper_state> self,
 
 registry_actor::behavior_type
 registry(registry_pointer self, hasher_actor hasher, imq_actor imq,
-         store_actor writer, reader_actor reader, registry_config cfg) {
+         writer_actor writer, reader_actor reader, registry_config cfg) {
   auto& st = self->state;
   st.hasher = hasher;
   st.imq = std::move(imq);
@@ -257,7 +257,7 @@ registry(registry_pointer self, hasher_actor hasher, imq_actor imq,
   st.cfg = std::move(cfg);
   st.throttle.emplace(st.cfg.throttle);
   self
-    ->request(hasher, st.cfg.limits.hashing, hash_atom::value,
+    ->request(hasher, st.cfg.waits.hashing, hash_atom::value,
               "decoy-" + new_cookie())
     .then([=](std::string& hash) { self->state.decoy_hash = std::move(hash); },
           [=](caf::error& err) {
@@ -330,7 +330,7 @@ registry(registry_pointer self, hasher_actor hasher, imq_actor imq,
           return;
         }
         self
-          ->request(st.hasher, st.cfg.limits.hashing, verify_atom::value,
+          ->request(st.hasher, st.cfg.waits.hashing, verify_atom::value,
                     std::move(hash), password)
           .then(
             [=](bool match) mutable {
@@ -429,7 +429,7 @@ registry(registry_pointer self, hasher_actor hasher, imq_actor imq,
                + " activated, " + std::to_string(st.passivations)
                + " passivated), " + std::to_string(st.accounts.size())
                + " cached account(s)");
-      self->request(st.writer, st.cfg.limits.request, stats_atom::value)
+      self->request(st.writer, st.cfg.waits.request, stats_atom::value)
         .then(
           [](uint64_t commits, uint64_t writes) {
             auto per_commit = commits == 0 ? 0.0 : double(writes) / commits;
@@ -473,7 +473,7 @@ registry(registry_pointer self, hasher_actor hasher, imq_actor imq,
 } // namespace
 
 registry_actor spawn_registry(caf::actor_system& sys, hasher_actor hasher,
-                              imq_actor imq, store_actor writer,
+                              imq_actor imq, writer_actor writer,
                               reader_actor reader, registry_config cfg) {
   return sys.spawn(registry, std::move(hasher), std::move(imq),
                    std::move(writer), std::move(reader), std::move(cfg));

@@ -45,8 +45,8 @@ struct mail_limits {
 /// The store's writer, owning `db` (an open, writable store) on a thread of
 /// its own; it commits groups of writes. Under concurrent writes a group
 /// waits up to `commit_delay` for more writes (zero: never waits).
-store_actor spawn_store(caf::actor_system& sys, store db,
-                        std::chrono::microseconds commit_delay = {});
+writer_actor spawn_writer(caf::actor_system& sys, store db,
+                          std::chrono::microseconds commit_delay = {});
 
 /// A reader of the store in `data_dir` on a thread and connection of its
 /// own. Throws store_error when the database cannot be opened.
@@ -56,8 +56,8 @@ reader_actor spawn_reader(caf::actor_system& sys, const std::string& data_dir);
 struct mailbox_deps {
   reader_actor reader;
   imq_actor imq;
-  store_actor writer;
-  timeouts limits;
+  writer_actor writer;
+  timeouts waits;
   mail_limits mail;
 };
 
@@ -68,11 +68,11 @@ mailbox_actor spawn_mailbox(caf::actor_system& sys, std::string owner,
                             mailbox_deps deps, mailbox_actor predecessor = {});
 
 /// The incoming message queue, starting with `queued` (from store::imq()).
-imq_actor spawn_imq(caf::actor_system& sys, store_actor writer,
+imq_actor spawn_imq(caf::actor_system& sys, writer_actor writer,
                     std::vector<queued_message> queued, mail_limits mail = {});
 
 struct registry_config {
-  timeouts limits;
+  timeouts waits;
   mail_limits mail;
   /// A mailbox without requests for this long is stopped; its mail stays in
   /// the store and the next request loads it again.
@@ -89,7 +89,7 @@ struct registry_config {
 /// The registry of accounts and sessions; it owns the directory of active
 /// mailboxes, passivates idle ones and stops them all when it stops.
 registry_actor spawn_registry(caf::actor_system& sys, hasher_actor hasher,
-                              imq_actor imq, store_actor writer,
+                              imq_actor imq, writer_actor writer,
                               reader_actor reader, registry_config cfg);
 
 } // namespace smsp

@@ -40,7 +40,7 @@ struct writer_state {
   static inline const char* name = "smsp.store";
 };
 
-using writer_pointer = store_actor::stateful_pointer<writer_state>;
+using writer_pointer = writer_actor::stateful_pointer<writer_state>;
 
 /// Commits the open group and answers each of its writes.
 void commit_group(writer_pointer self) {
@@ -124,9 +124,9 @@ group_write(writer_pointer self, Apply apply) {
   return rp;
 }
 
-store_actor::behavior_type writer(writer_pointer self,
-                                  std::shared_ptr<store> db,
-                                  std::chrono::microseconds commit_delay) {
+writer_actor::behavior_type writer(writer_pointer self,
+                                   std::shared_ptr<store> db,
+                                   std::chrono::microseconds commit_delay) {
   self->state.db = std::move(db);
   self->state.commit_delay = commit_delay;
   // Stopping commits what is open: those writes are done, only their
@@ -211,8 +211,8 @@ reader(reader_actor::stateful_pointer<reader_state> self,
 
 } // namespace
 
-store_actor spawn_store(caf::actor_system& sys, store db,
-                        std::chrono::microseconds commit_delay) {
+writer_actor spawn_writer(caf::actor_system& sys, store db,
+                          std::chrono::microseconds commit_delay) {
   return sys.spawn<caf::detached>(
     writer, std::make_shared<store>(std::move(db)), commit_delay);
 }

@@ -86,7 +86,7 @@ std::optional<int> parse_command_line(int argc, char** argv, options& opts) {
       "than the last commit took")
     ->default_str("-1")
     ->check(CLI::Range(int64_t{-1}, int64_t{100000}));
-  auto& boxes = srv.mailboxes;
+  auto& boxes = srv.registry;
   add_seconds_option(
     app, "--mailbox-idle", boxes.mailbox_idle,
     "Seconds without requests after which a user's mailbox leaves memory "
@@ -194,7 +194,7 @@ std::optional<int> parse_command_line(int argc, char** argv, options& opts) {
     }
   srv.hashing.cost = *smsp::parse_pwhash_cost(opts.pwhash);
   srv.sync = *smsp::parse_sync_mode(opts.sync);
-  auto& throttle = srv.mailboxes.throttle;
+  auto& throttle = srv.registry.throttle;
   throttle.trusted_networks.clear();
   std::stringstream networks{opts.trusted_networks};
   for (std::string net; std::getline(networks, net, ',');) {

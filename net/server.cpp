@@ -162,7 +162,7 @@ caf::expected<server> start_server(caf::actor_system& sys,
   // Throws store_error: a data dir that cannot be used stops the start.
   auto db = store::open(cfg.data_dir, cfg.sync);
   auto queued = db.imq();
-  srv.writer = spawn_store(sys, std::move(db), cfg.commit_delay);
+  srv.writer = spawn_writer(sys, std::move(db), cfg.commit_delay);
   try {
     srv.reader = spawn_reader(sys, cfg.data_dir);
   } catch (...) {
@@ -170,9 +170,9 @@ caf::expected<server> start_server(caf::actor_system& sys,
     throw;
   }
   srv.hasher = spawn_hasher(sys, cfg.hashing);
-  srv.imq = spawn_imq(sys, srv.writer, std::move(queued), cfg.mailboxes.mail);
-  auto reg_cfg = cfg.mailboxes;
-  reg_cfg.limits = cfg.connections.waits;
+  srv.imq = spawn_imq(sys, srv.writer, std::move(queued), cfg.registry.mail);
+  auto reg_cfg = cfg.registry;
+  reg_cfg.waits = cfg.connections.waits;
   reg_cfg.data_dir = cfg.data_dir;
   srv.registry = spawn_registry(sys, srv.hasher, srv.imq, srv.writer,
                                 srv.reader, reg_cfg);

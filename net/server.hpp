@@ -21,11 +21,11 @@ struct server_config {
   /// Durable data: created if missing, locked while the server runs.
   std::string data_dir = "./smsp-data";
   sync_mode sync = sync_mode::full;
-  /// Longest wait of a group commit for more writes; see spawn_store.
+  /// Longest wait of a group commit for more writes; see spawn_writer.
   std::chrono::microseconds commit_delay{0};
   /// Passivation, account cache and per-user limits (its waits and data
   /// dir are filled in by start_server).
-  registry_config mailboxes;
+  registry_config registry;
   /// Limits and waits of every connection (its registry handle is filled in
   /// by start_server).
   connection_deps connections;
@@ -37,7 +37,7 @@ struct server {
   registry_actor registry;
   imq_actor imq;
   hasher_actor hasher;
-  store_actor writer;
+  writer_actor writer;
   reader_actor reader;
   /// The port actually bound.
   uint16_t port = 0;

@@ -210,7 +210,7 @@ struct fixture {
   caf::actor_system_config cfg;
   caf::actor_system sys;
   caf::scoped_actor self;
-  store_actor writer;
+  writer_actor writer;
   reader_actor reader;
   imq_actor imq;
   hasher_actor hasher;
@@ -242,7 +242,7 @@ struct fixture {
   void start() {
     auto db = store::open(dir.str(), opts.sync);
     auto queued = db.imq();
-    writer = spawn_store(sys, std::move(db));
+    writer = spawn_writer(sys, std::move(db));
     reader = spawn_reader(sys, dir.str());
     imq = spawn_imq(sys, writer, std::move(queued), opts.mail);
     hasher = spawn_hasher(sys, opts.hashing);

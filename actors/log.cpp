@@ -1,15 +1,25 @@
-// The server log: timestamped lines on stderr.
+// The server log: timestamped lines, queued for one writer thread.
 #include "actors/log.hpp"
 
+#include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
+#include <deque>
+#include <mutex>
+#include <thread>
 
+#include <fcntl.h>
 #include <unistd.h>
 
 namespace smsp {
 
-void log_line(std::string_view line) {
+namespace {
+
+std::string stamped(std::string_view line) {
   using namespace std::chrono;
   auto now = system_clock::now();
   auto secs = system_clock::to_time_t(now);
@@ -22,17 +32,177 @@ void log_line(std::string_view line) {
   std::snprintf(stamp + n, sizeof(stamp) - n, ".%03dZ ",
                 static_cast<int>(millis));
   std::string out = stamp;
+  out.reserve(out.size() + line.size() + 1);
   out.append(line);
   out += '\n';
-  // One write(2) per line: atomic for pipes up to PIPE_BUF and never
-  // interleaved byte-wise with other lines.
-  auto rest = std::string_view{out};
-  while (!rest.empty()) {
-    auto written = ::write(STDERR_FILENO, rest.data(), rest.size());
+  return out;
+}
+
+/// One write(2) per line where the kernel allows (atomic for pipes up to
+/// PIPE_BUF), so lines never interleave byte-wise. False when the write
+/// failed (EPIPE with SIGPIPE ignored, EIO, a full disk).
+bool write_all(int fd, std::string_view text) {
+  while (!text.empty()) {
+    auto written = ::write(fd, text.data(), text.size());
+    if (written < 0 && errno == EINTR)
+      continue;
     if (written <= 0)
-      return;
-    rest.remove_prefix(static_cast<size_t>(written));
+      return false;
+    text.remove_prefix(static_cast<size_t>(written));
   }
+  return true;
+}
+
+// The log is the one piece of state every thread touches, also threads that
+// are no actor's (main before the actor system exists, CAF's own, the hash
+// workers) and after the actor system is gone, so it cannot be owned by an
+// actor. A queue under a mutex, drained by one writer thread, is the plain
+// way: the mutex is held only to move a string in or out, never during I/O,
+// so no caller ever waits for the log's reader.
+struct log_writer {
+  std::mutex mtx;
+  std::condition_variable wake;
+  std::deque<std::string> lines;
+  size_t queued_bytes = 0;
+  bool stopping = false;
+  /// Set by the writer thread as it returns.
+  bool done = false;
+  bool reopen = false;
+  std::string path;
+  int fd = STDERR_FILENO;
+  std::thread thread;
+};
+
+log_writer* writer = nullptr;
+std::atomic<bool> running{false};
+std::atomic<uint64_t> dropped{0};
+
+int open_log(const std::string& path) {
+  return ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+}
+
+void drain(log_writer* w) {
+  uint64_t reported = 0;
+  std::unique_lock<std::mutex> guard{w->mtx};
+  for (;;) {
+    w->wake.wait(guard,
+                 [w] { return w->stopping || w->reopen || !w->lines.empty(); });
+    if (w->reopen) {
+      w->reopen = false;
+      guard.unlock();
+      std::string note;
+      if (w->path.empty()) {
+        note = "log: SIGHUP: logging to stderr, nothing to reopen";
+      } else if (auto fd = open_log(w->path); fd >= 0) {
+        ::close(w->fd);
+        w->fd = fd;
+        note = "log: reopened " + w->path + " (SIGHUP)";
+      } else {
+        note = "log: cannot reopen " + w->path + ": " + std::strerror(errno)
+               + "; still writing to the old file";
+      }
+      write_all(w->fd, stamped(note));
+      guard.lock();
+      continue;
+    }
+    if (w->lines.empty() && w->stopping) {
+      w->done = true;
+      w->wake.notify_all();
+      return;
+    }
+    auto line = std::move(w->lines.front());
+    w->lines.pop_front();
+    w->queued_bytes -= line.size();
+    guard.unlock();
+    if (auto lost = dropped.load(); lost > reported) {
+      if (write_all(w->fd, stamped("log: " + std::to_string(lost - reported)
+                                   + " line(s) dropped: the log could not "
+                                     "keep up, or writing it failed")))
+        reported = lost;
+    }
+    if (!write_all(w->fd, line))
+      dropped.fetch_add(1);
+    guard.lock();
+  }
+}
+
+} // namespace
+
+void log_line(std::string_view line) {
+  auto text = stamped(line);
+  if (!running.load(std::memory_order_acquire)) {
+    write_all(STDERR_FILENO, text);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> guard{writer->mtx};
+    if (writer->queued_bytes + text.size() > log_queue_bytes) {
+      dropped.fetch_add(1);
+      return;
+    }
+    writer->queued_bytes += text.size();
+    writer->lines.push_back(std::move(text));
+  }
+  writer->wake.notify_one();
+}
+
+std::string log_start(const std::string& path) {
+  if (writer != nullptr)
+    return {};
+  auto w = new log_writer;
+  if (!path.empty()) {
+    w->fd = open_log(path);
+    if (w->fd < 0) {
+      auto why = "cannot open log file " + path + ": " + std::strerror(errno);
+      delete w;
+      return why;
+    }
+    w->path = path;
+  }
+  w->thread = std::thread{drain, w};
+  writer = w;
+  running.store(true, std::memory_order_release);
+  return {};
+}
+
+void log_reopen() {
+  if (writer == nullptr)
+    return;
+  {
+    std::lock_guard<std::mutex> guard{writer->mtx};
+    writer->reopen = true;
+  }
+  writer->wake.notify_one();
+}
+
+void log_stop() {
+  if (writer == nullptr)
+    return;
+  {
+    std::unique_lock<std::mutex> guard{writer->mtx};
+    writer->stopping = true;
+    writer->wake.notify_all();
+    // A write blocked on a reader that never reads must not keep the
+    // process from exiting: give up on the rest after a while.
+    if (!writer->wake.wait_for(guard, std::chrono::seconds{2},
+                               [] { return writer->done; })) {
+      running.store(false, std::memory_order_release);
+      writer->thread.detach();
+      writer = nullptr;
+      return;
+    }
+  }
+  writer->thread.join();
+  // Nothing logs any more: the actor system is gone (see main).
+  running.store(false, std::memory_order_release);
+  if (writer->fd != STDERR_FILENO)
+    ::close(writer->fd);
+  delete writer;
+  writer = nullptr;
+}
+
+uint64_t log_dropped() {
+  return dropped.load();
 }
 
 std::string printable(std::string_view text, size_t max_bytes) {

@@ -1,19 +1,40 @@
-// The server log: one line per event on stderr, safe to call from any actor.
+// The server log: one timestamped line per event, safe to call from any
+// thread, never blocking the caller on the log's reader.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
 namespace smsp {
 
-/// Writes "<UTC time> <line>\n" to stderr in one write, so lines from
-/// different threads never interleave.
+/// Logs "<UTC time> <line>". Once log_start() has run, the line is queued for
+/// the log's writer thread and the caller never waits for the log's reader:
+/// if more than log_queue_bytes wait (the reader does not keep up, or a
+/// write blocks), the line is dropped and counted, and the log later says how
+/// many were. Before log_start() (and after log_stop()) it writes to stderr
+/// directly, in one write(2) per line.
 void log_line(std::string_view line);
 
-/// Texts DUMP shows per queue (the IMQ, each mailbox), so that a large
-/// queue cannot stall it (PROTOCOL.md, DUMP).
-constexpr size_t dump_texts = 10;
+/// Bytes of lines that may wait for the writer thread.
+inline constexpr size_t log_queue_bytes = 4 * 1024 * 1024;
+
+/// Starts the writer thread, writing to `path` (appended, created with mode
+/// 0600) or to stderr when `path` is empty. Returns an error text when the
+/// file cannot be opened.
+std::string log_start(const std::string& path);
+
+/// Reopens the log file (after logrotate moved it), from the writer thread;
+/// logs that it did. With stderr, only logs that there is nothing to reopen.
+void log_reopen();
+
+/// Writes what is queued, then stops the writer thread.
+void log_stop();
+
+/// Lines dropped since log_start() because the writer could not keep up or
+/// a write failed.
+uint64_t log_dropped();
 
 /// `text` made safe for one log line: bytes outside 0x20-0x7E become \xHH and
 /// anything past `max_bytes` becomes "...".

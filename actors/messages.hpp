@@ -11,12 +11,20 @@
 #include "caf/replies_to.hpp"
 #include "caf/typed_actor.hpp"
 
+#include "actors/errc.hpp"
 #include "actors/store/store.hpp"
 
 namespace smsp {
 
-// CAF 0.17 already defines get_atom, put_atom, delete_atom and ok_atom; the
-// interfaces below reuse them.
+// Protocol commands and the atoms that carry them to the registry. The atoms
+// name the operation, not the wire word, where CAF 0.17 already has one
+// (get_atom, delete_atom, ok_atom, tick_atom, idle_atom are CAF's own):
+//
+//   REGISTER -> register_atom     STORE  -> store_atom
+//   LOGIN    -> login_atom        COUNT  -> count_atom
+//   LOGOUT   -> logout_atom       GETMSG -> caf::get_atom
+//   MESSAGE  -> post_atom         DELMSG -> caf::delete_atom
+//   DUMP     -> dump_atom
 using register_atom = caf::atom_constant<caf::atom("register")>;
 using login_atom = caf::atom_constant<caf::atom("login")>;
 using logout_atom = caf::atom_constant<caf::atom("logout")>;
@@ -24,11 +32,10 @@ using post_atom = caf::atom_constant<caf::atom("post")>;
 using store_atom = caf::atom_constant<caf::atom("store")>;
 using count_atom = caf::atom_constant<caf::atom("count")>;
 using dump_atom = caf::atom_constant<caf::atom("dump")>;
+
+// Between actors.
 using hash_atom = caf::atom_constant<caf::atom("hash")>;
 using verify_atom = caf::atom_constant<caf::atom("verify")>;
-/// A connection broker to itself: its last switch of reading took effect.
-/// (It also sends itself caf::tick_atom to check its deadlines.)
-using settled_atom = caf::atom_constant<caf::atom("settled")>;
 using move_atom = caf::atom_constant<caf::atom("move")>;
 using commit_atom = caf::atom_constant<caf::atom("commit")>;
 using stats_atom = caf::atom_constant<caf::atom("stats")>;
@@ -36,24 +43,19 @@ using lookup_atom = caf::atom_constant<caf::atom("lookup")>;
 using load_atom = caf::atom_constant<caf::atom("load")>;
 using retire_atom = caf::atom_constant<caf::atom("retire")>;
 
-/// Domain errors; they travel as caf::error values of category "smsp" and
-/// become `KO <reason>` at the connection.
-enum class errc : uint8_t {
-  not_logged_in = 1,
-  user_exists,
-  bad_username,
-  bad_password,
-  login_failed,
-  no_such_user,
-  nothing_to_store,
-  not_your_mailbox,
-  mailbox_empty,
-  server_busy,
-  mailbox_full,
-  too_many_unstored,
-  /// The store could not commit; nothing of the request was kept.
-  storage_failed,
-};
+// Between a connection broker and the acceptor, which owns the server-wide
+// budget of unsent reply bytes (net/acceptor.hpp): (grant, bytes) asks for
+// more of it and is answered once it is free; (release, bytes) gives some
+// back; (reclaim) asks a connection to give back what it holds beyond its
+// present need.
+using grant_atom = caf::atom_constant<caf::atom("grant")>;
+using release_atom = caf::atom_constant<caf::atom("release")>;
+using reclaim_atom = caf::atom_constant<caf::atom("reclaim")>;
+
+/// A connection broker to itself: its last switch of reading took effect.
+/// (It also sends itself caf::tick_atom to check its deadlines; the acceptor
+/// sends it caf::idle_atom to check the idle rule.)
+using settled_atom = caf::atom_constant<caf::atom("settled")>;
 
 /// Lets CAF turn an errc into a caf::error implicitly.
 caf::error make_error(errc code);
@@ -67,8 +69,21 @@ typename Inspector::result_type inspect(Inspector& f, stored_mail& x) {
 /// The category atom of every smsp error.
 constexpr caf::atom_value error_category = caf::atom("smsp");
 
-/// The reply line for a domain error, e.g. "KO mailbox empty".
-std::string error_reply(errc code);
+/// The registry's figures, as DUMP shows them.
+struct registry_figures {
+  uint64_t sessions = 0;
+  uint64_t active_mailboxes = 0;
+  uint64_t activations = 0;
+  uint64_t passivations = 0;
+  uint64_t cached_accounts = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, registry_figures& x) {
+  return f(caf::meta::type_name("registry_figures"), x.sessions,
+           x.active_mailboxes, x.activations, x.passivations,
+           x.cached_accounts);
+}
 
 /// The durable store's writer: it owns the writable database and commits
 /// every write waiting in its mailbox as one group (one fsync), answering
@@ -154,18 +169,21 @@ using registry_actor = caf::typed_actor<
   caf::replies_to<caf::get_atom, std::string, std::string>::with<std::string>,
   caf::replies_to<caf::delete_atom, std::string,
                   std::string>::with<caf::ok_atom>,
-  // Logs the registry's figures, then the IMQ and every mailbox as stored.
+  // Hands its figures to the dumper, which logs them and the store.
   caf::replies_to<dump_atom>::with<caf::ok_atom>,
-  // -> (active mailboxes, activations, passivations, cached accounts).
-  caf::replies_to<stats_atom>::with<uint64_t, uint64_t, uint64_t, uint64_t>,
+  // -> the registry's figures.
+  caf::replies_to<stats_atom>::with<registry_figures>,
   // To itself: passivate the mailboxes idle for too long.
   caf::reacts_to<caf::tick_atom>>;
 
-/// A one-off helper of the registry's DUMP, on a thread of its own with its
-/// own read connection: it logs the IMQ and every mailbox from one snapshot
-/// of the store, then answers.
-using dumper_actor
-  = caf::typed_actor<caf::replies_to<dump_atom>::with<caf::ok_atom>>;
+/// Runs DUMP (see dump_config in spawn.hpp): logs the registry's figures
+/// given with the request, the writer's, then the store's contents from one
+/// read snapshot. Requests arriving while a run is under way or too soon
+/// after one fold into the next run and are answered with it.
+using dumper_actor = caf::typed_actor<
+  caf::replies_to<dump_atom, registry_figures>::with<caf::ok_atom>,
+  // To itself: start the next run if one is due.
+  caf::reacts_to<caf::tick_atom>>;
 
 /// Argon2id password hashing, run off the registry's thread.
 using hasher_actor = caf::typed_actor<

@@ -1,15 +1,16 @@
-// Registry actor: sessions, the account cache and the active mailboxes.
+// Registry actor: sessions, the account cache, the login throttle and the
+// routing of every request to the actor that owns its data.
 #include <algorithm>
-#include <cstdio>
 #include <optional>
-
-#include <malloc.h>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
 
+#include <malloc.h>
+
 #include "actors/log.hpp"
 #include "actors/logic/lru.hpp"
+#include "actors/logic/mailbox_directory.hpp"
 #include "actors/spawn.hpp"
 #include "caf/all.hpp"
 
@@ -17,18 +18,8 @@ namespace smsp {
 
 namespace {
 
-using clock_type = std::chrono::steady_clock;
-
-struct active_mailbox {
-  mailbox_actor handle;
-  clock_type::time_point last_used;
-};
-
 struct registry_state {
-  hasher_actor hasher;
-  imq_actor imq;
-  writer_actor writer;
-  reader_actor reader;
+  registry_deps deps;
   registry_config cfg;
   /// Password hashes of recently used accounts, bounded by
   /// cfg.account_cache; the store has them all.
@@ -39,16 +30,9 @@ struct registry_state {
   // has at most one live cookie and each cookie names one user.
   std::unordered_map<std::string, std::string> user_by_cookie;
   std::unordered_map<std::string, std::string> cookie_by_user;
-  /// Active mailboxes, the longest unused last. Every request to a mailbox
-  /// comes from here, so a mailbox unused here is idle.
-  lru_map<std::string, active_mailbox> mailboxes;
-  /// Passivated mailboxes still finishing their writes; their successor
-  /// waits for them before it loads.
-  std::unordered_map<std::string, mailbox_actor> retiring;
-  /// Owners of the monitored mailboxes (active and retiring).
-  std::unordered_map<caf::actor_addr, std::string> owner_by_address;
-  uint64_t activations = 0;
-  uint64_t passivations = 0;
+  /// Active and retiring mailboxes. Every request to a mailbox comes from
+  /// here, so a mailbox unused here is idle.
+  mailbox_directory<mailbox_actor, caf::actor_addr> mailboxes;
   /// Mailboxes were passivated since the last return of free memory.
   bool trim_due = false;
   /// Failed LOGINs per username and per client address.
@@ -60,6 +44,10 @@ struct registry_state {
 };
 
 using registry_pointer = registry_actor::stateful_pointer<registry_state>;
+
+steady_time now(registry_pointer self) {
+  return self->state.cfg.now();
+}
 
 std::string start_session(registry_pointer self, const std::string& user) {
   auto& st = self->state;
@@ -86,47 +74,43 @@ void remember_account(registry_pointer self, const std::string& user,
 /// needed; the account must exist.
 mailbox_actor mailbox_of(registry_pointer self, const std::string& user) {
   auto& st = self->state;
-  auto now = clock_type::now();
-  if (auto active = st.mailboxes.touch(user)) {
-    active->last_used = now;
-    return active->handle;
-  }
-  mailbox_actor predecessor;
-  if (auto old = st.retiring.find(user); old != st.retiring.end())
-    predecessor = old->second;
-  auto handle = spawn_mailbox(self->system(), user,
-                              mailbox_deps{st.reader, st.imq, st.writer,
-                                           st.cfg.waits, st.cfg.mail},
-                              predecessor);
+  auto t = now(self);
+  if (auto active = st.mailboxes.touch(user, t))
+    return *active;
+  auto& d = st.deps;
+  auto handle = spawn_mailbox(
+    self->system(), user,
+    mailbox_deps{d.reader, d.imq, d.writer, st.cfg.waits, st.cfg.mail},
+    st.mailboxes.retiring(user).value_or(mailbox_actor{}));
   self->monitor(handle);
-  st.owner_by_address.emplace(handle.address(), user);
-  st.mailboxes.put(user, active_mailbox{handle, now});
-  ++st.activations;
+  st.mailboxes.activate(user, handle, handle.address(), t);
   return handle;
 }
 
 /// Stops the mailboxes unused for cfg.mailbox_idle. Their mail is in the
-/// store; the next request for one activates it again.
+/// store; the next request for one activates it again, and that one waits
+/// for this one's writes to finish.
 void passivate_idle(registry_pointer self) {
   auto& st = self->state;
-  auto cutoff = clock_type::now() - st.cfg.mailbox_idle;
-  while (!st.mailboxes.empty()
-         && st.mailboxes.oldest().second.last_used <= cutoff) {
-    auto user = st.mailboxes.oldest().first;
-    auto handle = st.mailboxes.oldest().second.handle;
-    st.mailboxes.pop_oldest();
-    st.retiring[user] = handle;
-    ++st.passivations;
+  auto cutoff = now(self) - st.cfg.mailbox_idle;
+  for (auto& [user, handle] : st.mailboxes.retire_idle(cutoff)) {
     st.trim_due = true;
-    auto forget = [=] {
-      auto& retiring = self->state.retiring;
-      if (auto i = retiring.find(user);
-          i != retiring.end() && i->second == handle)
-        retiring.erase(i);
+    auto done = [=, user = user, id = handle.address()] {
+      self->state.mailboxes.retired(user, id);
     };
     self->request(handle, caf::infinite, retire_atom::value)
-      .then([=](caf::ok_atom) { forget(); }, [=](caf::error&) { forget(); });
+      .then([=](caf::ok_atom) { done(); }, [=](caf::error&) { done(); });
   }
+}
+
+registry_figures figures_of(const registry_state& st) {
+  registry_figures f;
+  f.sessions = st.user_by_cookie.size();
+  f.active_mailboxes = st.mailboxes.active_count();
+  f.activations = st.mailboxes.activations();
+  f.passivations = st.mailboxes.passivations();
+  f.cached_accounts = st.accounts.size();
+  return f;
 }
 
 std::chrono::milliseconds sweep_interval(const registry_config& cfg) {
@@ -166,7 +150,7 @@ void with_account(registry_pointer self, const std::string& user, Found found,
     found(*hash);
     return;
   }
-  self->request(st.reader, st.cfg.waits.request, lookup_atom::value, user)
+  self->request(st.deps.reader, st.cfg.waits.request, lookup_atom::value, user)
     .then(
       [=](std::string& hash) mutable {
         remember_account(self, user, hash);
@@ -189,13 +173,13 @@ void create_account(registry_pointer self, std::string user,
     rp.deliver(std::move(err));
   };
   self
-    ->request(st.hasher, st.cfg.waits.hashing, hash_atom::value,
+    ->request(st.deps.hasher, st.cfg.waits.hashing, hash_atom::value,
               std::move(password))
     .then(
       [=](std::string& hash) mutable {
         self
-          ->request(self->state.writer, caf::infinite, register_atom::value,
-                    user, hash)
+          ->request(self->state.deps.writer, caf::infinite,
+                    register_atom::value, user, hash)
           .then(
             [=](bool added) mutable {
               self->state.registering.erase(user);
@@ -211,78 +195,27 @@ void create_account(registry_pointer self, std::string user,
       fail);
 }
 
-struct dumper_state {
-  static inline const char* name = "smsp.dumper";
-};
-
-dumper_actor::behavior_type
-dump_store(dumper_actor::stateful_pointer<dumper_state> self,
-           std::string data_dir) {
-  return {
-    [=](dump_atom) {
-      store::dump_sink sink;
-      sink.imq = [](uint64_t count, const auto& first) {
-        auto line = "DUMP imq: " + std::to_string(count) + " message(s)";
-        for (auto& [poster, text] : first)
-          line += " [" + poster + ": " + printable(text) + "]";
-        log_line(line);
-      };
-      sink.mailbox = [](const std::string& owner, uint64_t count,
-                        const std::vector<std::string>& texts) {
-        auto line = "DUMP mailbox " + owner + ": " + std::to_string(count)
-                    + " message(s)";
-        for (auto& text : texts)
-          line += " [" + printable(text) + "]";
-        log_line(line);
-      };
-      try {
-        store::open_reader(data_dir).dump(sink, dump_texts);
-      } catch (const store_error& err) {
-        log_line(std::string{"DUMP failed: "} + err.what());
-      }
-      self->quit();
-      return caf::ok_atom::value;
-    },
-  };
-}
-
 registry_actor::behavior_type
-registry(registry_pointer self, hasher_actor hasher, imq_actor imq,
-         writer_actor writer, reader_actor reader, registry_config cfg) {
+registry(registry_pointer self, registry_deps deps, registry_config cfg) {
   auto& st = self->state;
-  st.hasher = hasher;
-  st.imq = std::move(imq);
-  st.writer = std::move(writer);
-  st.reader = std::move(reader);
+  st.deps = std::move(deps);
   st.cfg = std::move(cfg);
   st.throttle.emplace(st.cfg.throttle);
   self
-    ->request(hasher, st.cfg.waits.hashing, hash_atom::value,
+    ->request(st.deps.hasher, st.cfg.waits.hashing, hash_atom::value,
               "decoy-" + new_cookie())
     .then([=](std::string& hash) { self->state.decoy_hash = std::move(hash); },
           [=](caf::error& err) {
             log_line("registry: no decoy hash: " + to_string(err));
           });
   self->set_down_handler([=](caf::down_msg& msg) {
-    auto& st = self->state;
-    auto owner = st.owner_by_address.find(msg.source);
-    if (owner == st.owner_by_address.end())
-      return;
-    auto& user = owner->second;
-    if (auto active = st.mailboxes.peek(user);
-        active && active->handle.address() == msg.source) {
-      log_line("registry: mailbox of " + user
+    if (auto user = self->state.mailboxes.stopped(msg.source))
+      log_line("registry: mailbox of " + *user
                + " stopped: " + to_string(msg.reason));
-      st.mailboxes.erase(user);
-    }
-    st.owner_by_address.erase(owner);
   });
   self->set_exit_handler([=](caf::exit_msg& msg) {
-    auto& st = self->state;
-    for (auto& entry : st.mailboxes.entries())
-      self->send_exit(entry.second.handle, msg.reason);
-    for (auto& entry : st.retiring)
-      self->send_exit(entry.second, msg.reason);
+    self->state.mailboxes.for_each(
+      [&](const mailbox_actor& box) { self->send_exit(box, msg.reason); });
     self->quit(msg.reason);
   });
   self->delayed_send(self, sweep_interval(st.cfg), caf::tick_atom::value);
@@ -319,27 +252,27 @@ registry(registry_pointer self, hasher_actor hasher, imq_actor imq,
         std::string& address) -> caf::result<std::string> {
       // Refused at once and with the wrong password's reply: a penalized
       // name or address costs no hashing, and the reply tells nothing.
-      if (!self->state.throttle->allows(user, address, clock_type::now()))
+      if (!self->state.throttle->allows(user, address, now(self)))
         return errc::login_failed;
       auto rp = self->make_response_promise<std::string>();
       auto verify = [=](std::string hash, bool known) mutable {
         auto& st = self->state;
         if (hash.empty()) {
-          st.throttle->failed(user, address, clock_type::now());
+          st.throttle->failed(user, address, now(self));
           rp.deliver(make_error(errc::login_failed));
           return;
         }
         self
-          ->request(st.hasher, st.cfg.waits.hashing, verify_atom::value,
+          ->request(st.deps.hasher, st.cfg.waits.hashing, verify_atom::value,
                     std::move(hash), password)
           .then(
             [=](bool match) mutable {
               auto& throttle = *self->state.throttle;
               if (known && match) {
-                throttle.succeeded(user, address, clock_type::now());
+                throttle.succeeded(user, address, now(self));
                 rp.deliver(start_session(self, user));
               } else {
-                throttle.failed(user, address, clock_type::now());
+                throttle.failed(user, address, now(self));
                 rp.deliver(make_error(errc::login_failed));
               }
             },
@@ -376,7 +309,7 @@ registry(registry_pointer self, hasher_actor hasher, imq_actor imq,
       auto caller = caller_of(self, cookie);
       if (caller == nullptr)
         return errc::not_logged_in;
-      return self->delegate(self->state.imq, post_atom::value, *caller,
+      return self->delegate(self->state.deps.imq, post_atom::value, *caller,
                             std::move(text));
     },
     [=](store_atom, const std::string& cookie,
@@ -385,7 +318,7 @@ registry(registry_pointer self, hasher_actor hasher, imq_actor imq,
       auto caller = caller_of(self, cookie);
       if (caller == nullptr)
         return errc::not_logged_in;
-      if (st.mailboxes.peek(target) != nullptr
+      if (st.mailboxes.is_active(target)
           || st.accounts.touch(target) != nullptr)
         return self->delegate(mailbox_of(self, target), store_atom::value,
                               *caller);
@@ -423,36 +356,9 @@ registry(registry_pointer self, hasher_actor hasher, imq_actor imq,
     },
     [=](dump_atom) -> caf::result<caf::ok_atom> {
       auto& st = self->state;
-      log_line("DUMP registry: " + std::to_string(st.user_by_cookie.size())
-               + " live session(s), " + std::to_string(st.mailboxes.size())
-               + " active mailbox(es) (" + std::to_string(st.activations)
-               + " activated, " + std::to_string(st.passivations)
-               + " passivated), " + std::to_string(st.accounts.size())
-               + " cached account(s)");
-      self->request(st.writer, st.cfg.waits.request, stats_atom::value)
-        .then(
-          [](uint64_t commits, uint64_t writes) {
-            auto per_commit = commits == 0 ? 0.0 : double(writes) / commits;
-            char avg[32];
-            std::snprintf(avg, sizeof(avg), "%.1f", per_commit);
-            log_line("DUMP store: " + std::to_string(commits) + " commit(s) of "
-                     + std::to_string(writes) + " write(s) since start, " + avg
-                     + " per commit");
-          },
-          [](caf::error& err) {
-            log_line("DUMP store: no figures: " + to_string(err));
-          });
-      // Detached, on a read connection of its own: a large store takes a
-      // while to list, and nobody waits for it meanwhile.
-      auto dumper = self->spawn<caf::detached>(dump_store, st.cfg.data_dir);
-      return self->delegate(dumper, dump_atom::value);
+      return self->delegate(st.deps.dumper, dump_atom::value, figures_of(st));
     },
-    [=](stats_atom) {
-      auto& st = self->state;
-      return std::make_tuple(static_cast<uint64_t>(st.mailboxes.size()),
-                             st.activations, st.passivations,
-                             static_cast<uint64_t>(st.accounts.size()));
-    },
+    [=](stats_atom) { return figures_of(self->state); },
     [=](caf::tick_atom) {
       auto& st = self->state;
       if (st.trim_due) {
@@ -472,11 +378,9 @@ registry(registry_pointer self, hasher_actor hasher, imq_actor imq,
 
 } // namespace
 
-registry_actor spawn_registry(caf::actor_system& sys, hasher_actor hasher,
-                              imq_actor imq, writer_actor writer,
-                              reader_actor reader, registry_config cfg) {
-  return sys.spawn(registry, std::move(hasher), std::move(imq),
-                   std::move(writer), std::move(reader), std::move(cfg));
+registry_actor spawn_registry(caf::actor_system& sys, registry_deps deps,
+                              registry_config cfg) {
+  return sys.spawn(registry, std::move(deps), std::move(cfg));
 }
 
 } // namespace smsp

@@ -3,9 +3,12 @@
 
 #include <chrono>
 #include <cstddef>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "actors/logic/clock.hpp"
 #include "actors/logic/credentials.hpp"
 #include "actors/logic/throttle.hpp"
 #include "actors/messages.hpp"
@@ -71,6 +74,51 @@ mailbox_actor spawn_mailbox(caf::actor_system& sys, std::string owner,
 imq_actor spawn_imq(caf::actor_system& sys, writer_actor writer,
                     std::vector<queued_message> queued, mail_limits mail = {});
 
+/// What DUMP writes to the log (--dump).
+enum class dump_mode {
+  /// Figures, totals, the IMQ's first texts, then the first mailboxes by name
+  /// with their first texts, then how many more there are.
+  full,
+  /// Figures and totals only: no names, no texts.
+  summary,
+  /// Nothing but one line per run saying DUMP is off.
+  off,
+};
+
+std::optional<dump_mode> parse_dump_mode(std::string_view name);
+const char* to_string(dump_mode mode);
+
+/// What one DUMP run may cost, whatever the state and however often DUMP is
+/// sent: at most one run at a time and one per min_interval (DUMPs arriving
+/// meanwhile fold into the next run and are answered with it), and a
+/// bounded listing.
+struct dump_config {
+  dump_mode mode = dump_mode::full;
+  std::chrono::milliseconds min_interval{std::chrono::seconds{1}};
+  /// Mailboxes listed by name in full mode; the rest are counted.
+  size_t max_mailboxes = 100;
+  /// Texts shown per queue (the IMQ, each listed mailbox).
+  size_t texts = 10;
+  /// Where the rate limit reads the time.
+  clock_fn now = steady_clock_fn();
+};
+
+/// The DUMP runner, on a thread of its own with a read connection of its own
+/// to the store in `data_dir`, opened here so that a DUMP never needs a new
+/// file descriptor. It asks `writer` for its figures. Throws store_error
+/// when the database cannot be opened.
+dumper_actor spawn_dumper(caf::actor_system& sys, const std::string& data_dir,
+                          writer_actor writer, dump_config cfg);
+
+/// The actors the registry talks to.
+struct registry_deps {
+  hasher_actor hasher;
+  imq_actor imq;
+  writer_actor writer;
+  reader_actor reader;
+  dumper_actor dumper;
+};
+
 struct registry_config {
   timeouts waits;
   mail_limits mail;
@@ -79,17 +127,16 @@ struct registry_config {
   std::chrono::milliseconds mailbox_idle{std::chrono::seconds{60}};
   /// Password hashes kept in memory, most recently used first.
   size_t account_cache = 10000;
-  /// Where DUMP's helper opens its own read connection.
-  std::string data_dir;
   /// The brute-force penalty on LOGIN (validated by the caller: a bad
   /// trusted network makes the registry's spawn throw).
   throttle_config throttle;
+  /// Where passivation and the login throttle read the time.
+  clock_fn now = steady_clock_fn();
 };
 
-/// The registry of accounts and sessions; it owns the directory of active
+/// The registry of accounts and sessions; it keeps the directory of active
 /// mailboxes, passivates idle ones and stops them all when it stops.
-registry_actor spawn_registry(caf::actor_system& sys, hasher_actor hasher,
-                              imq_actor imq, writer_actor writer,
-                              reader_actor reader, registry_config cfg);
+registry_actor spawn_registry(caf::actor_system& sys, registry_deps deps,
+                              registry_config cfg);
 
 } // namespace smsp

@@ -1,18 +1,29 @@
-// Connection broker: framing, one handler per command, replies in order.
-#include "net/connection_state.hpp"
+// Connection broker: framing, flow control, replies in request order.
+#include <algorithm>
 
 #include "actors/log.hpp"
+#include "actors/logic/credentials.hpp"
 #include "caf/all.hpp"
+#include "net/commands.hpp"
+#include "net/connection_state.hpp"
+#include "net/wire/replies.hpp"
 
 namespace smsp {
 
 namespace {
 
 using broker = connection_broker;
-using clock = std::chrono::steady_clock;
 
-/// Far longer than one iteration of CAF's I/O loop; see update_reading.
+/// Far longer than one iteration of CAF's I/O loop; see read_state.
 constexpr auto reading_settle_time = std::chrono::milliseconds{10};
+
+/// Grants of the server-wide output budget come in chunks of this many
+/// bytes, so that a connection asks rarely.
+constexpr size_t grant_chunk = 64 * 1024;
+
+/// A connection's write buffer keeps at most this much capacity once its
+/// client has read everything: one large burst must not pin its memory.
+constexpr size_t retained_output_capacity = 64 * 1024;
 
 void pump(broker* self);
 void write_ready(broker* self);
@@ -26,272 +37,13 @@ void send_self_later(broker* self, Duration delay, Atom x) {
   caf::delayed_anon_send(caf::actor_cast<caf::actor>(self), delay, x);
 }
 
-// -- replies ------------------------------------------------------------------
-
-/// Requests whose effects later requests of the connection must see before
-/// they start. The others travel connection -> registry -> one actor, so
-/// CAF's per-sender message order already keeps them in sequence; STORE
-/// reaches the mailbox through the imq, REGISTER/LOGIN finish after a
-/// password hash and a store lookup, and DUMP reads the store.
-bool is_barrier(command cmd) {
-  return cmd == command::register_user || cmd == command::login
-         || cmd == command::store || cmd == command::dump;
+steady_time now(broker* self) {
+  return self->state.deps.cfg.now();
 }
 
-/// Records the reply of request `seq` and writes what is ready. A reply for
-/// a request already answered (by the watchdog) is dropped.
-void complete(broker* self, uint64_t seq, std::string reply) {
-  auto& st = self->state;
-  if (seq < st.first_seq || seq - st.first_seq >= st.started.size())
-    return;
-  auto& req = st.started[seq - st.first_seq];
-  if (req.reply)
-    return;
-  req.reply = std::move(reply);
-  if (is_barrier(req.cmd))
-    st.barrier = false;
-  pump(self);
-}
-
-std::string failure_reply(const caf::error& err, command cmd) {
-  if (err.category() == error_category) {
-    auto code = static_cast<errc>(err.code());
-    // The original protocol's literal for MESSAGE without a session.
-    if (code == errc::not_logged_in && cmd == command::message)
-      return "You should log in first.";
-    return error_reply(code);
-  }
-  log_line("connection: internal error: " + caf::to_string(err));
-  return "KO internal error";
-}
-
-auto fail(broker* self, uint64_t seq, command cmd) {
-  return [=](caf::error& err) { complete(self, seq, failure_reply(err, cmd)); };
-}
-
-/// Sends one request to the registry. Its deadline is kept by the
-/// connection's watchdog rather than by a CAF request timeout: those cost a
-/// timer on CAF's clock thread per request (measured: a third of the
-/// throughput).
-template <class... Ts>
-auto ask_registry(broker* self, Ts&&... xs) {
-  return self->request(self->state.deps.registry, caf::infinite,
-                       std::forward<Ts>(xs)...);
-}
-
-/// Answers `OK` to a request that succeeded.
-auto ok_reply(broker* self, uint64_t seq) {
-  return [=](caf::ok_atom) { complete(self, seq, "OK"); };
-}
-
-/// Answers `OK <value>`: a cookie or a message text.
-auto ok_value_reply(broker* self, uint64_t seq) {
-  return [=](std::string& value) { complete(self, seq, "OK " + value); };
-}
-
-// -- command handlers ---------------------------------------------------------
-
-// REGISTER <username> <password>
-void on_register(broker* self, uint64_t seq, const request& req) {
-  ask_registry(self, register_atom::value, req.args[0], req.args[1])
-    .then(ok_value_reply(self, seq), fail(self, seq, req.cmd()));
-}
-
-// LOGIN <username> <password>
-void on_login(broker* self, uint64_t seq, const request& req) {
-  ask_registry(self, login_atom::value, req.args[0], req.args[1],
-               self->remote_addr(self->state.hdl))
-    .then(ok_value_reply(self, seq), fail(self, seq, req.cmd()));
-}
-
-// LOGOUT <cookie>
-void on_logout(broker* self, uint64_t seq, const request& req) {
-  ask_registry(self, logout_atom::value, req.cookie())
-    .then(ok_reply(self, seq), fail(self, seq, req.cmd()));
-}
-
-// MESSAGE <text> <cookie>
-void on_message(broker* self, uint64_t seq, const request& req) {
-  ask_registry(self, post_atom::value, req.cookie(), req.args[0])
-    .then(ok_reply(self, seq), fail(self, seq, req.cmd()));
-}
-
-// STORE <username> <cookie>
-void on_store(broker* self, uint64_t seq, const request& req) {
-  ask_registry(self, store_atom::value, req.cookie(), req.args[0])
-    .then(ok_reply(self, seq), fail(self, seq, req.cmd()));
-}
-
-// COUNT <username> <cookie>
-void on_count(broker* self, uint64_t seq, const request& req) {
-  ask_registry(self, count_atom::value, req.cookie(), req.args[0])
-    .then(
-      [=](uint64_t n) { complete(self, seq, "COUNTED " + std::to_string(n)); },
-      fail(self, seq, req.cmd()));
-}
-
-// GETMSG <username> <cookie>
-void on_getmsg(broker* self, uint64_t seq, const request& req) {
-  ask_registry(self, caf::get_atom::value, req.cookie(), req.args[0])
-    .then(ok_value_reply(self, seq), fail(self, seq, req.cmd()));
-}
-
-// DELMSG <username> <cookie>
-void on_delmsg(broker* self, uint64_t seq, const request& req) {
-  ask_registry(self, caf::delete_atom::value, req.cookie(), req.args[0])
-    .then(ok_reply(self, seq), fail(self, seq, req.cmd()));
-}
-
-// DUMP
-void on_dump(broker* self, uint64_t seq, const request&) {
-  // DUMP shows the store's committed state: it waits until every earlier
-  // request of this connection is answered, so their writes are in it (see
-  // write_ready). It is a barrier, so at most one waits.
-  self->state.dump_waiting = seq;
-  if (seq == self->state.first_seq)
-    write_ready(self);
-}
-
-void dispatch(broker* self, uint64_t seq, const request& req) {
-  switch (req.cmd()) {
-    case command::register_user:
-      return on_register(self, seq, req);
-    case command::login:
-      return on_login(self, seq, req);
-    case command::logout:
-      return on_logout(self, seq, req);
-    case command::message:
-      return on_message(self, seq, req);
-    case command::store:
-      return on_store(self, seq, req);
-    case command::count:
-      return on_count(self, seq, req);
-    case command::getmsg:
-      return on_getmsg(self, seq, req);
-    case command::delmsg:
-      return on_delmsg(self, seq, req);
-    case command::dump:
-      return on_dump(self, seq, req);
-  }
-}
-
-// -- flow control -------------------------------------------------------------
-
-clock::duration wait_for(const connection_deps& deps, command cmd) {
-  if (cmd == command::register_user || cmd == command::login)
-    return deps.waits.hashing + deps.waits.request;
-  return deps.waits.request;
-}
-
-bool can_start(const connection_state& st) {
-  return !st.barrier && !st.backlogged && !st.queued.empty()
-         && st.started.size() < st.deps.max_in_flight;
-}
-
-/// Starts the next queued request; a malformed one is answered at once.
-void start_next(broker* self) {
-  auto& st = self->state;
-  auto next = std::move(st.queued.front());
-  st.queued.pop_front();
-  auto seq = st.first_seq + st.started.size();
-  auto parsed = parse(next, st.deps.limits);
-  if (auto err = std::get_if<parse_error>(&parsed)) {
-    // Answered already: its command and deadline are never looked at.
-    st.started.push_back(
-      {next.term, command::dump, clock::time_point{}, error_reply(*err)});
-    return;
-  }
-  auto& req = std::get<request>(parsed);
-  st.started.push_back({next.term, req.cmd(),
-                        clock::now() + wait_for(st.deps, req.cmd()),
-                        std::nullopt});
-  if (is_barrier(req.cmd()))
-    st.barrier = true;
-  dispatch(self, seq, req);
-}
-
-/// Writes the replies at the front that are known.
-void write_ready(broker* self) {
-  auto& st = self->state;
-  auto& out = self->wr_buf(st.hdl);
-  auto before = out.size();
-  while (!st.started.empty() && st.started.front().reply) {
-    encode_reply(*st.started.front().reply, st.started.front().term, out);
-    st.started.pop_front();
-    ++st.first_seq;
-  }
-  if (st.dump_waiting && *st.dump_waiting == st.first_seq) {
-    auto seq = *st.dump_waiting;
-    st.dump_waiting.reset();
-    ask_registry(self, dump_atom::value)
-      .then(ok_reply(self, seq), fail(self, seq, command::dump));
-  }
-  if (out.size() == before)
-    return;
-  // Every complete request is answered, so a written reply is the request
-  // activity the idle rule looks for (see check_idle).
-  st.last_activity = clock::now();
-  self->flush(st.hdl);
-  // What flush could not hand to the socket yet waits in wr_buf.
-  if (!st.backlogged && out.size() > st.deps.max_unsent) {
-    st.backlogged = true;
-    self->ack_writes(st.hdl, true);
-  }
-}
-
-/// Reads only while the client keeps up: few enough queued requests and
-/// unread replies. Otherwise the kernel's buffers push back on the client.
-///
-/// At most one switch per settle period: in CAF 0.17 halt() and trigger()
-/// queue an event for the I/O loop, and a halt and a trigger in one loop
-/// iteration squash into nothing while the scribe believes it is reading,
-/// so the connection would never read again (seen under ASan). A switch
-/// waits until the previous one has taken effect.
-void update_reading(broker* self) {
-  auto& st = self->state;
-  bool want = !st.backlogged && st.queued.size() < st.deps.max_queued;
-  if (want == st.reading || st.reading_settling)
-    return;
-  st.reading = want;
-  if (want)
-    self->trigger(st.hdl);
-  else
-    self->halt(st.hdl);
-  st.reading_settling = true;
-  send_self_later(self, reading_settle_time, settled_atom::value);
-}
-
-/// Starts what may start, writes what is answered, adjusts reading.
-void pump(broker* self) {
-  auto& st = self->state;
-  // Malformed requests are answered as they start, so writing can make
-  // room for more to start.
-  do {
-    while (can_start(st))
-      start_next(self);
-    write_ready(self);
-  } while (can_start(st));
-  update_reading(self);
-  if (!st.started.empty() && !st.watchdog_armed) {
-    st.watchdog_armed = true;
-    send_self_later(self, st.deps.watchdog_interval, caf::tick_atom::value);
-  }
-}
-
-/// Answers every request past its deadline with `KO internal error`.
-void check_deadlines(broker* self) {
-  auto& st = self->state;
-  st.watchdog_armed = false;
-  auto now = clock::now();
-  for (auto& req : st.started)
-    if (!req.reply && req.deadline <= now) {
-      log_line("connection: no answer in time to a "
-               + std::string{spec_of(req.cmd).name} + " request");
-      req.reply = "KO internal error";
-      if (is_barrier(req.cmd))
-        st.barrier = false;
-    }
-  pump(self);
+std::string peer_of(broker* self) {
+  auto& hdl = self->state.hdl;
+  return self->remote_addr(hdl) + ":" + std::to_string(self->remote_port(hdl));
 }
 
 /// "600 s" or "300 ms", for the log.
@@ -301,69 +53,365 @@ std::string to_text(std::chrono::milliseconds d) {
   return std::to_string(d.count()) + " ms";
 }
 
-/// The idle rule, checked when the acceptor asks (see server.cpp): closes
-/// the connection when nothing is queued, in flight or waiting to be
-/// written, and it has written no reply (so received no complete request)
-/// for idle_timeout. Bytes of an unfinished request do not count: a
-/// slowloris that trickles a line and never ends it, or sends an oversized
-/// one forever, is closed like a silent client, and until then the framer
-/// holds at most max_request of it.
-void check_idle(broker* self) {
+// -- output accounting --------------------------------------------------------
+
+size_t outstanding(const connection_state& st) {
+  return st.unsent + st.reserved;
+}
+
+size_t encoded_size(std::string_view reply, terminator term) {
+  return reply.size() + terminator_bytes(term).size();
+}
+
+/// Bytes to hold for the reply to `next` until it is known.
+size_t reply_bound(const connection_state& st, const queued_request& next) {
+  if (auto err = std::get_if<parse_error>(&next.parsed))
+    return encoded_size(reply::failure(*err), next.term);
+  auto& req = std::get<request>(next.parsed);
+  return max_reply_bytes(row_of(req.cmd()), st.deps.cfg.wire);
+}
+
+/// Asks the acceptor for enough of the server-wide budget that `bytes` more
+/// fit; one request at a time. The connection starts nothing that needs the
+/// grant until it arrives; meanwhile its queue fills and reading pauses.
+void ask_for_grant(broker* self, size_t bytes) {
   auto& st = self->state;
-  auto now = clock::now();
-  if (!st.queued.empty() || !st.started.empty() || st.backlogged
-      || !self->wr_buf(st.hdl).empty()) {
-    st.last_activity = now;
+  if (st.grant_pending || !st.deps.budget)
+    return;
+  auto need = outstanding(st) + bytes - (st.free_output + st.granted);
+  auto chunks = (need + grant_chunk - 1) / grant_chunk;
+  auto ask = std::min(chunks * grant_chunk,
+                      st.deps.cfg.max_unsent - st.free_output - st.granted);
+  st.grant_pending = true;
+  self->request(st.deps.budget, caf::infinite, grant_atom::value, uint64_t{ask})
+    .then(
+      [=](uint64_t given) {
+        auto& st = self->state;
+        st.grant_pending = false;
+        st.granted += given;
+        pump(self);
+      },
+      [=](caf::error&) {
+        // The acceptor is gone, so the server is stopping: live on the
+        // free allowance.
+        self->state.grant_pending = false;
+      });
+}
+
+/// Whether a reply of up to `bytes` may be added to what is outstanding;
+/// asks for a grant when only the server-wide budget stands in the way.
+bool output_allows(broker* self, size_t bytes) {
+  auto& st = self->state;
+  auto total = outstanding(st);
+  if (total == 0)
+    return true;
+  if (total + bytes > st.deps.cfg.max_unsent)
+    return false;
+  if (total + bytes <= st.free_output + st.granted)
+    return true;
+  ask_for_grant(self, bytes);
+  return false;
+}
+
+/// Gives back the grant beyond what is outstanding now (at the idle sweep,
+/// or when the acceptor runs short and asks).
+void release_spare_grant(broker* self) {
+  auto& st = self->state;
+  if (st.granted == 0)
+    return;
+  auto total = outstanding(st);
+  auto needed = total > st.free_output ? total - st.free_output : size_t{0};
+  needed = (needed + grant_chunk - 1) / grant_chunk * grant_chunk;
+  if (st.granted <= needed)
+    return;
+  auto spare = st.granted - needed;
+  st.granted = needed;
+  self->send(st.deps.budget, release_atom::value, uint64_t{spare});
+}
+
+/// Appends `bytes` to the write buffer, growing its capacity no further
+/// than max_unsent needs (doubling would keep up to twice that).
+void reserve_output(broker* self, std::vector<char>& out, size_t bytes) {
+  auto need = out.size() + bytes;
+  if (need <= out.capacity())
+    return;
+  auto cap = std::max(self->state.deps.cfg.max_unsent, need);
+  out.reserve(std::min(std::max(need, 2 * out.capacity()), cap));
+}
+
+// -- replies ------------------------------------------------------------------
+
+/// Sets the reply of a started request and updates its reservation.
+void set_reply(connection_state& st, started_request& req, std::string text) {
+  st.reserved -= req.reserved;
+  req.reserved = encoded_size(text, req.term);
+  st.reserved += req.reserved;
+  req.reply = std::move(text);
+  if (req.row != nullptr && req.row->order == ordering::barrier)
+    st.barrier = false;
+}
+
+/// Writes the replies at the front that are known, and starts a DUMP whose
+/// earlier requests are all answered.
+void write_ready(broker* self) {
+  auto& st = self->state;
+  auto& out = self->wr_buf(st.hdl);
+  auto before = st.unsent;
+  while (!st.started.empty() && st.started.front().reply) {
+    auto& front = st.started.front();
+    reserve_output(self, out, front.reserved);
+    encode_reply(*front.reply, front.term, out);
+    st.reserved -= front.reserved;
+    st.unsent += front.reserved;
+    st.started.pop_front();
+    ++st.first_seq;
+  }
+  if (st.dump_waiting && *st.dump_waiting == st.first_seq) {
+    auto seq = *st.dump_waiting;
+    st.dump_waiting.reset();
+    self->request(st.deps.registry, caf::infinite, dump_atom::value)
+      .then([=](caf::ok_atom) { complete(self, seq, std::string{reply::ok}); },
+            [=](caf::error& err) {
+              complete_failed(self, seq, command::dump, err);
+            });
+  }
+  if (st.unsent == before)
+    return;
+  auto t = now(self);
+  // Every complete request is answered, so a written reply is the request
+  // activity the idle rule looks for; and the client owes progress on
+  // output only from the moment it has some.
+  st.last_activity = t;
+  if (before == 0)
+    st.last_progress = t;
+  self->flush(st.hdl);
+}
+
+// -- starting requests --------------------------------------------------------
+
+/// Whether the cookie can be one the server issued (new_cookie): else the
+/// request needs no session lookup to fail.
+bool cookie_shaped(const std::string& cookie) {
+  return cookie.size() >= 32
+         && std::all_of(cookie.begin(), cookie.end(), [](char c) {
+              return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+            });
+}
+
+bool can_start(broker* self) {
+  auto& st = self->state;
+  return !st.barrier && !st.queued.empty()
+         && st.started.size() < st.deps.cfg.max_in_flight
+         && output_allows(self, reply_bound(st, st.queued.front()));
+}
+
+/// Starts the next queued request. One that did not parse, or names no
+/// possible session, is answered at once.
+void start_next(broker* self) {
+  auto& st = self->state;
+  auto next = std::move(st.queued.front());
+  st.queued.pop_front();
+  st.queued_bytes -= next.bytes;
+  auto seq = st.first_seq + st.started.size();
+  auto bound = reply_bound(st, next);
+  st.reserved += bound;
+  if (auto err = std::get_if<parse_error>(&next.parsed)) {
+    st.started.push_back(
+      {next.term, nullptr, steady_time{}, bound, reply::failure(*err)});
     return;
   }
-  if (now - st.last_activity < st.deps.idle_timeout)
+  auto& req = std::get<request>(next.parsed);
+  auto& row = row_of(req.cmd());
+  auto& waits = st.deps.cfg.waits;
+  auto wait = row.wait == deadline::hashing ? waits.hashing + waits.request
+                                            : waits.request;
+  st.started.push_back({next.term, &row, now(self) + wait, bound, {}});
+  if (req.spec->needs_session && !cookie_shaped(req.cookie())) {
+    set_reply(st, st.started.back(),
+              std::string{reply::failure(errc::not_logged_in, req.cmd())});
     return;
-  auto why = "connection " + self->remote_addr(st.hdl) + ":"
-             + std::to_string(self->remote_port(st.hdl)) + " closed: idle for "
-             + to_text(st.deps.idle_timeout) + " (--idle-timeout)";
+  }
+  if (row.order == ordering::barrier)
+    st.barrier = true;
+  row.handle(self, seq, req);
+}
+
+/// Reads only while few enough requests wait to start (see read_state).
+void update_reading(broker* self) {
+  auto& st = self->state;
+  bool want = st.queued.size() < st.deps.cfg.max_queued
+              && st.queued_bytes < st.deps.cfg.max_queued_bytes;
+  switch (st.reading) {
+    case read_state::reading:
+      if (want)
+        return;
+      self->halt(st.hdl);
+      st.reading = read_state::paused_settling;
+      break;
+    case read_state::paused:
+      if (!want)
+        return;
+      self->trigger(st.hdl);
+      st.reading = read_state::reading_settling;
+      break;
+    default:
+      // Settling: the settled message switches again if still needed.
+      return;
+  }
+  send_self_later(self, reading_settle_time, settled_atom::value);
+}
+
+/// Starts what may start, writes what is answered, adjusts reading.
+void pump(broker* self) {
+  auto& st = self->state;
+  // Requests answered at once as they start (parse errors) make room for
+  // more, and writing can too.
+  do {
+    while (can_start(self))
+      start_next(self);
+    write_ready(self);
+  } while (can_start(self));
+  update_reading(self);
+  if (!st.started.empty() && !st.watchdog_armed) {
+    st.watchdog_armed = true;
+    send_self_later(self, st.deps.cfg.watchdog_interval, caf::tick_atom::value);
+  }
+}
+
+/// Answers every request past its deadline with `KO internal error`.
+void check_deadlines(broker* self) {
+  auto& st = self->state;
+  st.watchdog_armed = false;
+  auto t = now(self);
+  for (auto& req : st.started)
+    if (!req.reply && req.deadline <= t) {
+      log_line("connection: no answer in time to a "
+               + std::string{spec_of(req.row->cmd).name} + " request");
+      set_reply(st, req, std::string{reply::internal_error});
+    }
+  pump(self);
+}
+
+void close_logged(broker* self, const std::string& why) {
+  auto& st = self->state;
+  auto line = "connection " + peer_of(self) + " closed: " + why;
   if (auto partial = st.frames.buffered(); partial > 0)
-    why += ", dropping " + std::to_string(partial)
-           + " bytes of an unfinished request";
-  log_line(why);
+    line += ", dropping " + std::to_string(partial)
+            + " bytes of an unfinished request";
+  log_line(line);
   // The registry is not told: the client's session stays valid for its next
   // connection.
   self->close(st.hdl);
   self->quit();
 }
 
+/// The idle rule, checked when the acceptor asks (see acceptor.cpp). A
+/// connection with replies outstanding is closed when its client has taken
+/// none of their bytes for idle_timeout. Otherwise, with nothing queued or
+/// in flight, it is closed when it has written no reply (so received no
+/// complete request) for idle_timeout. Bytes of an unfinished request do not
+/// count: a slowloris that trickles a line and never ends it, or sends an
+/// oversized one forever, is closed like a silent client, and until then the
+/// framer holds at most max_request of it.
+void check_idle(broker* self) {
+  auto& st = self->state;
+  auto t = now(self);
+  auto limit = st.deps.cfg.idle_timeout;
+  if (st.unsent > 0) {
+    if (t - st.last_progress >= limit)
+      close_logged(self, std::to_string(st.unsent)
+                           + " bytes of replies unread for " + to_text(limit)
+                           + " (--idle-timeout)");
+    return;
+  }
+  release_spare_grant(self);
+  if (!st.queued.empty() || !st.started.empty()) {
+    st.last_activity = t;
+    return;
+  }
+  if (t - st.last_activity >= limit)
+    close_logged(self, "idle for " + to_text(limit) + " (--idle-timeout)");
+}
+
 } // namespace
+
+void complete(broker* self, uint64_t seq, std::string reply) {
+  auto& st = self->state;
+  if (seq < st.first_seq || seq - st.first_seq >= st.started.size())
+    return;
+  auto& req = st.started[seq - st.first_seq];
+  if (req.reply)
+    return;
+  set_reply(st, req, std::move(reply));
+  pump(self);
+}
+
+void complete_failed(broker* self, uint64_t seq, command cmd,
+                     const caf::error& err) {
+  if (err.category() == error_category) {
+    complete(self, seq,
+             std::string{reply::failure(static_cast<errc>(err.code()), cmd)});
+    return;
+  }
+  log_line("connection: internal error: " + caf::to_string(err));
+  complete(self, seq, std::string{reply::internal_error});
+}
+
+void dump_after_earlier(broker* self, uint64_t seq) {
+  // DUMP is a barrier, so at most one waits; write_ready starts it.
+  self->state.dump_waiting = seq;
+  if (seq == self->state.first_seq)
+    write_ready(self);
+}
 
 caf::behavior connection(connection_broker* self,
                          caf::io::connection_handle hdl, connection_deps deps) {
   auto& st = self->state;
   st.deps = std::move(deps);
+  auto& cfg = st.deps.cfg;
   st.hdl = hdl;
-  st.frames = framer{st.deps.limits.max_request};
+  st.frames = framer{cfg.wire.max_request};
+  st.free_output = std::max(reply::max_short_bytes,
+                            reply::max_text_bytes(cfg.wire.max_text));
+  cfg.max_unsent = std::max(cfg.max_unsent, st.free_output);
   self->configure_read(hdl, caf::io::receive_policy::at_most(64 * 1024));
-  st.last_activity = clock::now();
+  // Every write is acknowledged, so `unsent` is exact and the idle rule
+  // sees whether the client reads.
+  self->ack_writes(hdl, true);
+  st.last_activity = st.last_progress = now(self);
   return {
     [=](const caf::io::new_data_msg& msg) {
       auto& st = self->state;
       std::vector<frame> frames;
       st.frames.feed(msg.buf.data(), msg.buf.size(), frames);
-      for (auto& f : frames)
-        st.queued.emplace_back(std::move(f));
+      for (auto& f : frames) {
+        auto bytes = f.line.size();
+        st.queued.push_back({f.term, parse(f, st.deps.cfg.wire), bytes});
+        st.queued_bytes += bytes;
+      }
       pump(self);
     },
     [=](const caf::io::data_transferred_msg& msg) {
       auto& st = self->state;
-      if (st.backlogged && msg.remaining <= st.deps.max_unsent / 2) {
-        st.backlogged = false;
-        self->ack_writes(st.hdl, false);
-        // The client read its backlog: the idle clock starts now.
-        st.last_activity = clock::now();
-        pump(self);
+      st.unsent = msg.remaining;
+      if (msg.written > 0 || st.unsent == 0)
+        st.last_progress = now(self);
+      if (st.unsent == 0) {
+        // Everything was read: a large burst must not pin its buffer.
+        auto& out = self->wr_buf(st.hdl);
+        if (out.empty() && out.capacity() > retained_output_capacity)
+          std::vector<char>{}.swap(out);
       }
+      pump(self);
     },
     [=](caf::tick_atom) { check_deadlines(self); },
     [=](caf::idle_atom) { check_idle(self); },
+    [=](reclaim_atom) { release_spare_grant(self); },
     [=](settled_atom) {
-      self->state.reading_settling = false;
+      auto& st = self->state;
+      st.reading = st.reading == read_state::paused_settling
+                     ? read_state::paused
+                     : read_state::reading;
       update_reading(self);
     },
     [=](const caf::io::connection_closed_msg&) { self->quit(); },

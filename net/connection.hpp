@@ -1,24 +1,30 @@
-// What a connection broker needs: the registry handle, limits and waits.
+// What a connection broker needs: its limits, waits and clock, and the
+// actors it talks to.
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 
+#include "actors/logic/clock.hpp"
 #include "actors/spawn.hpp"
+#include "caf/actor.hpp"
 #include "net/wire/codec.hpp"
 
 namespace smsp {
 
-/// What every connection broker needs; the same for all of them.
-struct connection_deps {
-  /// Every request goes here; see registry_actor.
-  registry_actor registry;
-  wire_limits limits;
-  /// Reply bytes a client may leave unread before its connection stops
-  /// reading (and so stops taking requests) until it catches up.
+/// Limits, waits and clock of every connection; the same for all of them.
+struct connection_config {
+  wire_limits wire;
+  /// Reply bytes one connection may have outstanding: written to CAF but not
+  /// yet to the socket, plus the most its unanswered requests may still
+  /// produce. A request starts only if its longest possible reply fits (one
+  /// request always may when nothing is outstanding); otherwise reading
+  /// pauses until the client reads its replies.
   size_t max_unsent = 1024 * 1024;
-  /// Requests read but not yet started before the connection stops reading.
+  /// Requests read but not yet started (count, and their bytes) before the
+  /// connection stops reading.
   size_t max_queued = 4096;
+  size_t max_queued_bytes = 128 * 1024;
   /// Requests with the actors at once; more wait in the queue.
   size_t max_in_flight = 64;
   /// A request unanswered after its wait (waits.request, or waits.hashing
@@ -26,16 +32,25 @@ struct connection_deps {
   timeouts waits;
   /// How often a connection with requests in flight checks their deadlines.
   std::chrono::milliseconds watchdog_interval{std::chrono::seconds{1}};
-  /// A connection with no complete request and no reply written for this
-  /// long, and nothing in flight or unwritten, is closed (its session stays
-  /// valid). Bytes of an unfinished request do not count, so a client that
-  /// trickles a line and never ends it is closed too. The acceptor checks
-  /// every tenth of it, so the close comes within 1.1 times it. 600 s is
-  /// POP3's minimum autologout timer (RFC 1939).
+  /// Closes a connection that makes no progress for this long (its session
+  /// stays valid): with nothing in flight, no complete request received
+  /// (bytes of an unfinished one do not count, so a slowloris is closed
+  /// too); or with replies outstanding, none of their bytes taken by the
+  /// client. The acceptor asks every tenth of it, so the close comes within
+  /// 1.1 times it. 600 s is POP3's minimum autologout timer (RFC 1939).
   std::chrono::milliseconds idle_timeout{std::chrono::seconds{600}};
-  /// Read by the acceptor, not by the connections: connections served at
-  /// once. One more gets `KO server busy` and is closed.
-  size_t max_connections = 10000;
+  /// Where deadlines and the idle rule read the time.
+  clock_fn now = steady_clock_fn();
+};
+
+/// What every connection broker gets from the acceptor that forks it.
+struct connection_deps {
+  /// Every request goes here; see registry_actor.
+  registry_actor registry;
+  /// The acceptor, which owns the server-wide budget of outstanding reply
+  /// bytes (grant_atom, release_atom in messages.hpp).
+  caf::actor budget;
+  connection_config cfg;
 };
 
 } // namespace smsp

@@ -280,6 +280,9 @@ store store::open(const std::string& dir, sync_mode mode) {
       != SQLITE_OK)
     fail(result.db_, "cannot open " + result.path_);
   sqlite3_busy_timeout(result.db_, 5000);
+  // Sorts and temporary tables in memory: no temporary file, so that no
+  // query ever needs a new file descriptor.
+  exec(result.db_, "PRAGMA temp_store = MEMORY");
   check_schema(result.db_, result.path_, true);
   exec(result.db_, "PRAGMA journal_mode = WAL");
   switch (mode) {
@@ -305,6 +308,9 @@ store store::open_reader(const std::string& dir) {
       != SQLITE_OK)
     fail(result.db_, "cannot open " + result.path_);
   sqlite3_busy_timeout(result.db_, 5000);
+  // Sorts and temporary tables in memory: no temporary file, so that no
+  // query ever needs a new file descriptor.
+  exec(result.db_, "PRAGMA temp_store = MEMORY");
   check_schema(result.db_, result.path_, false);
   result.prepare();
   return result;
@@ -435,24 +441,30 @@ uint64_t store::account_count() {
   return static_cast<uint64_t>(query_int(db_, "SELECT count(*) FROM accounts"));
 }
 
-void store::dump(const dump_sink& sink, size_t texts) {
+void store::dump(const dump_sink& sink, size_t texts, size_t max_mailboxes) {
   // One read transaction: every line describes the same moment.
   exec(db_, "BEGIN");
   try {
     statement imq_count{db_, "SELECT count(*) FROM imq"};
     statement imq_first{db_, "SELECT poster, text FROM imq ORDER BY id "
                              "LIMIT ?1"};
-    statement accounts{db_, "SELECT name FROM accounts ORDER BY name"};
+    statement accounts{db_, "SELECT name FROM accounts ORDER BY name "
+                            "LIMIT ?1"};
+    statement account_count{db_, "SELECT count(*) FROM accounts"};
+    statement mail_total{db_, "SELECT count(*) FROM mail"};
     statement mail_count{db_, "SELECT count(*) FROM mail WHERE owner = ?1"};
     statement mail_first{db_, "SELECT text FROM mail WHERE owner = ?1 "
                               "ORDER BY id LIMIT ?2"};
+    auto count_of = [](statement& stmt) {
+      auto query = stmt.use();
+      return query.step()
+               ? static_cast<uint64_t>(sqlite3_column_int64(query.raw(), 0))
+               : uint64_t{0};
+    };
     {
-      uint64_t count = 0;
-      {
-        auto query = imq_count.use();
-        if (query.step())
-          count = static_cast<uint64_t>(sqlite3_column_int64(query.raw(), 0));
-      }
+      auto count = count_of(imq_count);
+      if (sink.totals)
+        sink.totals(count_of(account_count), count_of(mail_total), count);
       std::vector<std::pair<std::string, std::string>> first;
       auto query = imq_first.use().integer(1, static_cast<int64_t>(texts));
       while (query.step())
@@ -460,7 +472,7 @@ void store::dump(const dump_sink& sink, size_t texts) {
                            column_bytes(query.raw(), 1));
       sink.imq(count, first);
     }
-    auto names = accounts.use();
+    auto names = accounts.use().integer(1, static_cast<int64_t>(max_mailboxes));
     while (names.step()) {
       auto owner = column_bytes(names.raw(), 0);
       uint64_t count = 0;

@@ -105,6 +105,8 @@ public:
 
   /// Where dump() reports; each callback gets a count and the first texts.
   struct dump_sink {
+    /// Accounts, mailbox messages and IMQ messages in all.
+    std::function<void(uint64_t accounts, uint64_t mail, uint64_t imq)> totals;
     std::function<void(
       uint64_t count,
       const std::vector<std::pair<std::string, std::string>>& poster_text)>
@@ -114,9 +116,12 @@ public:
       mailbox;
   };
 
-  /// Reports the IMQ, then every account's mailbox (by name), each with its
-  /// count and at most `texts` texts, all from one read snapshot.
-  void dump(const dump_sink& sink, size_t texts);
+  /// Reports, all from one read snapshot: the totals; the IMQ with its first
+  /// `texts` entries; then the mailboxes of the first `max_mailboxes`
+  /// accounts by name, each with its count and first `texts` texts. Only
+  /// what is reported is read, so the cost is bounded whatever the store
+  /// holds (the totals are counts). Throws store_error.
+  void dump(const dump_sink& sink, size_t texts, size_t max_mailboxes);
 
 private:
   store() = default;

@@ -101,27 +101,13 @@ void framer::feed(const char* data, size_t size, std::vector<frame>& out) {
 
 // -- command table ------------------------------------------------------------
 
-const std::vector<command_spec>& command_table() {
-  static const std::vector<command_spec> table{
-    {command::register_user, "REGISTER", 2, false,
-     "REGISTER <username> <password>"},
-    {command::login, "LOGIN", 2, false, "LOGIN <username> <password>"},
-    {command::logout, "LOGOUT", 1, true, "LOGOUT <cookie>"},
-    {command::message, "MESSAGE", 2, true, "MESSAGE <text> <cookie>"},
-    {command::store, "STORE", 2, true, "STORE <username> <cookie>"},
-    {command::count, "COUNT", 2, true, "COUNT <username> <cookie>"},
-    {command::getmsg, "GETMSG", 2, true, "GETMSG <username> <cookie>"},
-    {command::delmsg, "DELMSG", 2, true, "DELMSG <username> <cookie>"},
-    {command::dump, "DUMP", 0, false, "DUMP"},
-  };
-  return table;
-}
-
-const command_spec& spec_of(command cmd) {
-  auto& table = command_table();
-  return *std::find_if(table.begin(), table.end(),
-                       [cmd](const command_spec& x) { return x.cmd == cmd; });
-}
+// The table is indexed by `command`: each row sits at its command's value.
+static_assert([] {
+  for (size_t i = 0; i < command_count; ++i)
+    if (static_cast<size_t>(command_specs[i].cmd) != i)
+      return false;
+  return true;
+}());
 
 const command_spec* find_command(std::string_view word) {
   auto same = [](char a, char b) {
@@ -199,22 +185,6 @@ parse_result parse(const frame& f, const wire_limits& limits) {
   for (size_t i = 1; i < tokens.size(); ++i)
     req.args.emplace_back(tokens[i]);
   return req;
-}
-
-std::string error_reply(const parse_error& err) {
-  switch (err.code) {
-    case parse_errc::empty_request:
-      return "KO empty request";
-    case parse_errc::request_too_long:
-      return "KO request too long";
-    case parse_errc::unknown_command:
-      return "KO unknown command";
-    case parse_errc::wrong_arity:
-      return "KO usage: " + std::string{err.spec->usage};
-    case parse_errc::text_too_long:
-      return "KO message text too long";
-  }
-  return "KO internal error";
 }
 
 // -- replies ------------------------------------------------------------------

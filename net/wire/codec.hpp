@@ -1,6 +1,7 @@
 // Pure SMSP wire codec: framing, parsing, reply encoding (no CAF, no I/O).
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -66,7 +67,10 @@ enum class command : uint8_t {
   dump,
 };
 
-/// One row of the command table, the single place arity is decided.
+/// One row of the command table, the single place a command's name, arity
+/// and usage are decided. The server's own row for each command (its
+/// handler, ordering and deadline) is in net/commands.hpp, checked at compile
+/// time to list the same commands in the same order.
 struct command_spec {
   command cmd;
   std::string_view name;
@@ -77,11 +81,32 @@ struct command_spec {
   std::string_view usage;
 };
 
+/// How many commands SMSP has.
+inline constexpr size_t command_count = 9;
+
+/// Every SMSP command, in PROTOCOL.md order (and in `command`'s order).
+inline constexpr std::array<command_spec, command_count> command_specs{{
+  {command::register_user, "REGISTER", 2, false,
+   "REGISTER <username> <password>"},
+  {command::login, "LOGIN", 2, false, "LOGIN <username> <password>"},
+  {command::logout, "LOGOUT", 1, true, "LOGOUT <cookie>"},
+  {command::message, "MESSAGE", 2, true, "MESSAGE <text> <cookie>"},
+  {command::store, "STORE", 2, true, "STORE <username> <cookie>"},
+  {command::count, "COUNT", 2, true, "COUNT <username> <cookie>"},
+  {command::getmsg, "GETMSG", 2, true, "GETMSG <username> <cookie>"},
+  {command::delmsg, "DELMSG", 2, true, "DELMSG <username> <cookie>"},
+  {command::dump, "DUMP", 0, false, "DUMP"},
+}};
+
 /// Every SMSP command, in PROTOCOL.md order.
-const std::vector<command_spec>& command_table();
+constexpr const std::array<command_spec, command_count>& command_table() {
+  return command_specs;
+}
 
 /// The table row of a command.
-const command_spec& spec_of(command cmd);
+constexpr const command_spec& spec_of(command cmd) {
+  return command_specs[static_cast<size_t>(cmd)];
+}
 
 /// Finds a command by its (case-insensitive) word, or nullptr.
 const command_spec* find_command(std::string_view word);
@@ -118,10 +143,6 @@ using parse_result = std::variant<request, parse_error>;
 
 /// Parses one frame into a request or the error to answer it with.
 parse_result parse(const frame& f, const wire_limits& limits = {});
-
-/// The reply line for a parse error, e.g. "KO usage: STORE <username>
-/// <cookie>".
-std::string error_reply(const parse_error& err);
 
 /// Appends `reply` and `term` to `out`. Terminator bytes inside `reply` are
 /// replaced by '?' so that a reply is always exactly one frame.

@@ -1,5 +1,5 @@
-// libFuzzer target for the pure wire codec (net/codec): framer, parse,
-// error_reply and encode_reply, checked against invariants and a reference.
+// libFuzzer target for the pure wire codec (net/wire): framer, parse,
+// reply::failure and encode_reply, checked against invariants and a reference.
 //
 // Every input is used three ways:
 //  - as a byte stream fed to the framer in one chunk, byte by byte, and in
@@ -12,6 +12,7 @@
 // crash and saves as a crash-* file. Built without libFuzzer (replay_main.cpp)
 // the same checks run over the committed corpus as an ordinary test.
 #include "net/wire/codec.hpp"
+#include "net/wire/replies.hpp"
 
 #include <algorithm>
 #include <cstddef>
@@ -152,7 +153,7 @@ std::string check_parse(const frame& f, const wire_limits& limits) {
     CHECK(err->spec == nullptr || in_table(err->spec));
     CHECK(err->code != parse_errc::text_too_long
           || err->spec->cmd == command::message);
-    auto reply = error_reply(*err);
+    auto reply = reply::failure(*err);
     CHECK(reply.size() > 3 && reply.compare(0, 3, "KO ") == 0);
     CHECK(std::none_of(reply.begin(), reply.end(), is_term_byte));
     CHECK(reply != "KO internal error");

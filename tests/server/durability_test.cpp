@@ -14,9 +14,10 @@
 
 #include "actors/store/store.hpp"
 #include "app/line_client.hpp"
+#include "app/server.hpp"
 #include "caf/all.hpp"
 #include "caf/io/all.hpp"
-#include "net/server.hpp"
+#include "tests/server/resolved.hpp"
 #include "tests/test_support.hpp"
 
 using smsp::line_client;
@@ -38,13 +39,13 @@ struct running_server {
     cfg.load<caf::io::middleman>();
     cfg.set("scheduler.max-threads", 2);
     sys = std::make_unique<caf::actor_system>(cfg);
-    smsp::server_config conf;
-    conf.port = 0;
-    conf.hashing.cost = smsp::pwhash_cost::min;
-    conf.data_dir = data_dir;
-    conf.sync = sync;
-    conf.commit_delay = commit_delay;
-    auto started = smsp::start_server(*sys, conf);
+    smsp::server_options opts;
+    opts.server.port = 0;
+    opts.server.hashing.cost = smsp::pwhash_cost::min;
+    opts.server.data_dir = data_dir;
+    opts.server.sync = sync;
+    opts.commit_delay = commit_delay;
+    auto started = smsp::start_server(*sys, smsp::testing::resolved(opts));
     if (!started)
       FAIL("server did not start: " << sys->render(started.error()));
     srv = *started;
@@ -219,11 +220,11 @@ TEST_CASE("one server per data dir", "[durability]") {
   caf::actor_system_config cfg;
   cfg.load<caf::io::middleman>();
   caf::actor_system sys{cfg};
-  smsp::server_config conf;
-  conf.port = 0;
-  conf.data_dir = dir.str();
+  smsp::server_options conf;
+  conf.server.port = 0;
+  conf.server.data_dir = dir.str();
   try {
-    auto second = smsp::start_server(sys, conf);
+    auto second = smsp::start_server(sys, smsp::testing::resolved(conf));
     if (second)
       smsp::stop_server(*second);
     FAIL("a second server started on a data dir in use");

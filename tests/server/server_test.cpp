@@ -15,12 +15,21 @@
 #include <unistd.h>
 
 #include "app/line_client.hpp"
+#include "app/options.hpp"
+#include "app/server.hpp"
 #include "caf/all.hpp"
 #include "caf/io/all.hpp"
-#include "net/server.hpp"
+#include "tests/server/resolved.hpp"
 #include "tests/test_support.hpp"
 
 using smsp::line_client;
+
+namespace {
+
+/// Shaped like a cookie, so that the connection asks the registry about it.
+const std::string some_cookie = "c0ffee00c0ffee00c0ffee00c0ffee00";
+
+} // namespace
 using namespace std::string_literals;
 
 namespace {
@@ -33,15 +42,18 @@ struct test_server {
   std::unique_ptr<caf::actor_system> sys;
   smsp::server srv;
 
-  explicit test_server(smsp::server_config conf = {},
+  /// Starts with the binary's defaults (resolve_options), changed by
+  /// `opts`, on a free port.
+  explicit test_server(smsp::server_options opts = {},
                        smsp::pwhash_cost cost = smsp::pwhash_cost::min) {
-    if (conf.data_dir == smsp::server_config{}.data_dir)
-      conf.data_dir = data.str();
+    if (opts.server.data_dir == smsp::server_config{}.data_dir)
+      opts.server.data_dir = data.str();
     cfg.load<caf::io::middleman>();
     cfg.set("scheduler.max-threads", 2);
     sys = std::make_unique<caf::actor_system>(cfg);
-    conf.port = 0;
-    conf.hashing.cost = cost;
+    opts.server.port = 0;
+    opts.server.hashing.cost = cost;
+    auto conf = smsp::testing::resolved(opts);
     auto started = smsp::start_server(*sys, conf);
     if (!started)
       FAIL("server did not start: " << sys->render(started.error()));
@@ -93,9 +105,11 @@ smsp::registry_actor::behavior_type hanging_registry(
   smsp::registry_actor::stateful_pointer<hanging_registry_state> self) {
   using namespace smsp;
   return {
-    [=](register_atom, std::string&, std::string&) { return "c0ffee"s; },
+    [=](register_atom, std::string&, std::string&) {
+      return std::string{some_cookie};
+    },
     [=](login_atom, std::string&, std::string&, std::string&) {
-      return "c0ffee"s;
+      return std::string{some_cookie};
     },
     [=](logout_atom, std::string&) { return caf::ok_atom::value; },
     [=](post_atom, std::string&, std::string&) { return caf::ok_atom::value; },
@@ -110,10 +124,7 @@ smsp::registry_actor::behavior_type hanging_registry(
       return caf::ok_atom::value;
     },
     [=](dump_atom) { return caf::ok_atom::value; },
-    [=](stats_atom) {
-      return std::make_tuple(uint64_t{0}, uint64_t{0}, uint64_t{0},
-                             uint64_t{0});
-    },
+    [=](stats_atom) { return registry_figures{}; },
     [=](caf::tick_atom) {},
   };
 }
@@ -126,16 +137,17 @@ TEST_CASE("a request the actors never answer gets KO internal error at its "
   caf::actor_system_config cfg;
   cfg.load<caf::io::middleman>();
   caf::actor_system sys{cfg};
-  smsp::connection_deps deps;
-  deps.registry = sys.spawn(hanging_registry);
-  deps.waits.request = std::chrono::milliseconds{300};
-  deps.watchdog_interval = std::chrono::milliseconds{50};
-  auto bound = smsp::listen(sys, deps, "127.0.0.1", 0);
+  smsp::acceptor_config acc;
+  auto registry = sys.spawn(hanging_registry);
+  acc.connection.waits.request = std::chrono::milliseconds{300};
+  acc.connection.watchdog_interval = std::chrono::milliseconds{50};
+  auto bound = smsp::listen(sys, registry, acc, "127.0.0.1", 0);
   REQUIRE(bound);
   {
     line_client c{"127.0.0.1", bound->port};
     auto start = std::chrono::steady_clock::now();
-    c.send_raw("COUNT u c0ffee\nGETMSG u c0ffee\nLOGOUT c0ffee\n");
+    c.send_raw("COUNT u " + some_cookie + "\nGETMSG u " + some_cookie
+               + "\nLOGOUT " + some_cookie + "\n");
     CHECK(c.read_reply() == std::string{"KO internal error"});
     auto waited = std::chrono::steady_clock::now() - start;
     CHECK(waited >= std::chrono::milliseconds{300});
@@ -143,10 +155,10 @@ TEST_CASE("a request the actors never answer gets KO internal error at its "
     // The requests behind it were answered meanwhile and keep their order.
     CHECK(c.read_reply() == std::string{"OK text"});
     CHECK(c.read_reply() == std::string{"OK"});
-    CHECK(c.call("GETMSG u c0ffee") == "OK text");
+    CHECK(c.call("GETMSG u " + some_cookie + "") == "OK text");
   }
   smsp::stop_listening(bound->acceptor);
-  caf::anon_send_exit(deps.registry, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(registry, caf::exit_reason::user_shutdown);
 }
 
 TEST_CASE("a whole mail exchange over TCP", "[server]") {
@@ -306,8 +318,8 @@ TEST_CASE("100 concurrent clients deliver every message exactly once",
 TEST_CASE("a client that does not read its replies costs bounded memory and "
           "never delays others",
           "[server]") {
-  smsp::server_config conf;
-  conf.connections.max_unsent = 256 * 1024;
+  smsp::server_options conf;
+  conf.server.acceptor.connection.max_unsent = 256 * 1024;
   test_server server{conf};
   auto slow = server.connect();
   auto me = register_user(*slow, "slow");
@@ -344,8 +356,8 @@ TEST_CASE("a client that does not read its replies costs bounded memory and "
 TEST_CASE("a flood of LOGINs at the real hashing cost stalls no other "
           "request",
           "[server]") {
-  smsp::server_config conf;
-  conf.hashing.workers = 1;
+  smsp::server_options conf;
+  conf.server.hashing.workers = 1;
   test_server server{conf, smsp::pwhash_cost::interactive};
   auto c = server.connect();
   auto me = register_user(*c, "busy");
@@ -443,12 +455,12 @@ TEST_CASE("a second server on a port in use fails to start", "[server]") {
   caf::actor_system_config cfg;
   cfg.load<caf::io::middleman>();
   caf::actor_system sys{cfg};
-  smsp::server_config conf;
-  conf.port = first.srv.port;
-  conf.hashing.cost = smsp::pwhash_cost::min;
+  smsp::server_options conf;
+  conf.server.port = first.srv.port;
+  conf.server.hashing.cost = smsp::pwhash_cost::min;
   smsp::testing::temp_dir data;
-  conf.data_dir = data.str();
-  auto second = smsp::start_server(sys, conf);
+  conf.server.data_dir = data.str();
+  auto second = smsp::start_server(sys, smsp::testing::resolved(conf));
   CHECK_FALSE(second);
   auto c = first.connect();
   CHECK(c->call("DUMP") == "OK");
@@ -502,8 +514,8 @@ std::optional<steady::time_point> eof_time(line_client& c,
 TEST_CASE("a connection beyond --max-connections gets KO server busy and is "
           "closed; the others keep working",
           "[server][limits]") {
-  smsp::server_config conf;
-  conf.connections.max_connections = 3;
+  smsp::server_options conf;
+  conf.server.acceptor.max_connections = 3;
   test_server server{conf};
   std::vector<std::unique_ptr<line_client>> clients;
   for (int i = 0; i < 3; ++i) {
@@ -540,8 +552,8 @@ TEST_CASE("a connection beyond --max-connections gets KO server busy and is "
 TEST_CASE("an idle connection is closed after --idle-timeout, an active one "
           "stays open, and the closed one's cookie still works",
           "[server][limits]") {
-  smsp::server_config conf;
-  conf.connections.idle_timeout = 300ms;
+  smsp::server_options conf;
+  conf.server.acceptor.connection.idle_timeout = 300ms;
   test_server server{conf};
   auto idle = server.connect();
   auto active = server.connect();
@@ -577,19 +589,19 @@ TEST_CASE("a connection with a request in flight is not idle",
   caf::actor_system_config cfg;
   cfg.load<caf::io::middleman>();
   caf::actor_system sys{cfg};
-  smsp::connection_deps deps;
-  deps.registry = sys.spawn(hanging_registry);
-  deps.waits.request = 1s;
-  deps.watchdog_interval = 50ms;
-  deps.idle_timeout = 300ms;
-  auto bound = smsp::listen(sys, deps, "127.0.0.1", 0);
+  smsp::acceptor_config acc;
+  auto registry = sys.spawn(hanging_registry);
+  acc.connection.waits.request = 1s;
+  acc.connection.watchdog_interval = 50ms;
+  acc.connection.idle_timeout = 300ms;
+  auto bound = smsp::listen(sys, registry, acc, "127.0.0.1", 0);
   REQUIRE(bound);
   {
     line_client c{"127.0.0.1", bound->port};
     auto start = steady::now();
     // Never answered: only its deadline (1 s) ends it, long after the idle
     // timeout, and the connection is still there to get that reply.
-    c.send_raw("COUNT u c0ffee\n");
+    c.send_raw("COUNT u " + some_cookie + "\n");
     CHECK(c.read_reply() == std::string{"KO internal error"});
     auto answered = steady::now();
     CHECK(answered - start >= 1s);
@@ -603,12 +615,12 @@ TEST_CASE("a connection with a request in flight is not idle",
     CHECK(*closed - answered < 1000ms);
   }
   smsp::stop_listening(bound->acceptor);
-  caf::anon_send_exit(deps.registry, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(registry, caf::exit_reason::user_shutdown);
 }
 
 TEST_CASE("closed connections leave no memory behind", "[server][limits]") {
-  smsp::server_config conf;
-  conf.connections.watchdog_interval = 50ms;
+  smsp::server_options conf;
+  conf.server.acceptor.connection.watchdog_interval = 50ms;
   test_server server{conf};
   // Each connection closes right after its reply, while the deadline check
   // its request armed is still pending. CAF 0.17 never frees a broker that
@@ -637,8 +649,8 @@ TEST_CASE("closed connections leave no memory behind", "[server][limits]") {
 
 TEST_CASE("a slowloris is closed by the idle rule and delays no one",
           "[server][limits]") {
-  smsp::server_config conf;
-  conf.connections.idle_timeout = 300ms;
+  smsp::server_options conf;
+  conf.server.acceptor.connection.idle_timeout = 300ms;
   test_server server{conf};
   auto other = server.connect();
   auto me = register_user(*other, "punctual");
@@ -689,8 +701,8 @@ TEST_CASE("a slowloris is closed by the idle rule and delays no one",
 }
 
 TEST_CASE("slowloris connections cost bounded memory", "[server][limits]") {
-  smsp::server_config conf;
-  conf.connections.idle_timeout = 2s;
+  smsp::server_options conf;
+  conf.server.acceptor.connection.idle_timeout = 2s;
   test_server server{conf};
   constexpr int lorises = 50;
   // Each sends 2 MiB without a terminator (skipped, never buffered), ends

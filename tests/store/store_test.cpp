@@ -293,7 +293,8 @@ TEST_CASE("a foreign SQLite file or a non-database file is refused") {
   }
 }
 
-TEST_CASE("dump reports the IMQ and every mailbox from one snapshot") {
+TEST_CASE("dump reports the totals, the IMQ and the first mailboxes by name "
+          "from one snapshot") {
   temp_dir dir;
   auto db = store::open(dir.str(), sync_mode::full);
   db.begin();
@@ -308,7 +309,11 @@ TEST_CASE("dump reports the IMQ and every mailbox from one snapshot") {
   std::vector<std::pair<std::string, std::string>> imq_first;
   std::vector<std::tuple<std::string, uint64_t, size_t>> boxes;
   std::vector<std::string> bob_texts;
+  std::vector<uint64_t> totals;
   store::dump_sink sink;
+  sink.totals = [&](uint64_t accounts, uint64_t mail, uint64_t imq) {
+    totals = {accounts, mail, imq};
+  };
   sink.imq = [&](uint64_t count, const auto& first) {
     imq_count = count;
     imq_first = first;
@@ -320,7 +325,8 @@ TEST_CASE("dump reports the IMQ and every mailbox from one snapshot") {
       bob_texts = texts;
   };
   auto reader = store::open_reader(dir.str());
-  reader.dump(sink, 10);
+  reader.dump(sink, 10, 100);
+  CHECK(totals == std::vector<uint64_t>{3, 15, 1});
   CHECK(imq_count == 1);
   CHECK(imq_first
         == std::vector<std::pair<std::string, std::string>>{{"bob", "queued"}});
@@ -330,6 +336,15 @@ TEST_CASE("dump reports the IMQ and every mailbox from one snapshot") {
   REQUIRE(bob_texts.size() == 10);
   CHECK(bob_texts.front() == "b0");
   CHECK(bob_texts.back() == "b9");
+  // Bounded: only the first two mailboxes by name, two texts each; the
+  // totals still count everything.
+  boxes.clear();
+  totals.clear();
+  reader.dump(sink, 2, 2);
+  CHECK(totals == std::vector<uint64_t>{3, 15, 1});
+  CHECK(imq_first.size() == 1);
+  CHECK(boxes == std::vector<row>{{"alice", 0, 0}, {"bob", 15, 2}});
+  CHECK(bob_texts == std::vector<std::string>{"b0", "b1"});
 }
 
 TEST_CASE("a reader sees each commit of the writer, never an open group") {

@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include "net/wire/codec.hpp"
+#include "net/wire/replies.hpp"
 
 #include <algorithm>
 #include <cstdint>
@@ -100,7 +101,7 @@ parse_result parse_line(std::string line, const wire_limits& limits = {}) {
 std::string reply_to(std::string line, const wire_limits& limits = {}) {
   auto res = parse_line(std::move(line), limits);
   if (auto err = std::get_if<parse_error>(&res))
-    return error_reply(*err);
+    return reply::failure(*err);
   return "";
 }
 
@@ -108,7 +109,7 @@ request parse_ok(std::string line) {
   auto res = parse_line(line);
   INFO("line: " << escape(line));
   if (auto err = std::get_if<parse_error>(&res))
-    FAIL("unexpected parse error: " << error_reply(*err));
+    FAIL("unexpected parse error: " << reply::failure(*err));
   return std::get<request>(res);
 }
 
@@ -287,7 +288,7 @@ TEST_CASE("wrong token counts get KO usage with the command's form",
     REQUIRE(err != nullptr);
     CHECK(err->code == parse_errc::wrong_arity);
     REQUIRE(err->spec != nullptr);
-    CHECK(error_reply(*err) == r.reply);
+    CHECK(reply::failure(*err) == r.reply);
   }
 }
 
@@ -364,7 +365,7 @@ TEST_CASE("MESSAGE text length limit", "[codec]") {
   auto err = std::get_if<parse_error>(&res);
   REQUIRE(err != nullptr);
   CHECK(err->code == parse_errc::text_too_long);
-  CHECK(error_reply(*err) == "KO message text too long");
+  CHECK(reply::failure(*err) == "KO message text too long");
 
   std::string inner_long = "a" + repeat(' ', max_text - 1) + "b";
   CHECK(reply_to("MESSAGE " + inner_long + " ck")
@@ -659,7 +660,8 @@ TEST_CASE("request length limit: exactly 64 KiB with the terminator",
       auto err = parse(big[0]);
       REQUIRE(std::holds_alternative<parse_error>(err));
       CHECK(std::get<parse_error>(err).code == parse_errc::request_too_long);
-      CHECK(error_reply(std::get<parse_error>(err)) == "KO request too long");
+      CHECK(reply::failure(std::get<parse_error>(err))
+            == "KO request too long");
       CHECK_FALSE(big[1].too_long);
       CHECK(big[1].line == "DUMP");
     }
@@ -672,12 +674,12 @@ TEST_CASE("a too-long request beats every other check", "[codec]") {
   f.line = "DUMP"; // never set by the framer, but too_long decides
   auto res = parse(f);
   REQUIRE(std::holds_alternative<parse_error>(res));
-  CHECK(error_reply(std::get<parse_error>(res)) == "KO request too long");
+  CHECK(reply::failure(std::get<parse_error>(res)) == "KO request too long");
 
   // A MESSAGE whose line is too long is "request too long", not "text".
   auto frames = frames_of("MESSAGE " + repeat('t', max_request) + " ck\n");
   REQUIRE(frames.size() == 1);
-  CHECK(error_reply(std::get<parse_error>(parse(frames[0])))
+  CHECK(reply::failure(std::get<parse_error>(parse(frames[0])))
         == "KO request too long");
 }
 
@@ -710,7 +712,7 @@ TEST_CASE("an oversized request is skipped without buffering", "[codec]") {
     REQUIRE(out.size() == 2);
     CHECK(out[0].too_long);
     CHECK(out[0].term == r.term);
-    CHECK(error_reply(std::get<parse_error>(parse(out[0])))
+    CHECK(reply::failure(std::get<parse_error>(parse(out[0])))
           == "KO request too long");
     // The connection keeps working.
     CHECK_FALSE(out[1].too_long);
@@ -826,7 +828,7 @@ TEST_CASE("empty requests and unknown commands", "[codec]") {
     auto res = parse_line(line);
     REQUIRE(std::holds_alternative<parse_error>(res));
     CHECK(std::get<parse_error>(res).code == parse_errc::empty_request);
-    CHECK(error_reply(std::get<parse_error>(res)) == "KO empty request");
+    CHECK(reply::failure(std::get<parse_error>(res)) == "KO empty request");
   }
   for (auto bytes : {"\n"s, "\r\n"s, std::string(1, '\0'), "   \r\n"s}) {
     auto frames = frames_of(bytes);
@@ -839,7 +841,7 @@ TEST_CASE("empty requests and unknown commands", "[codec]") {
     auto res = parse_line(line);
     REQUIRE(std::holds_alternative<parse_error>(res));
     CHECK(std::get<parse_error>(res).code == parse_errc::unknown_command);
-    CHECK(error_reply(std::get<parse_error>(res)) == "KO unknown command");
+    CHECK(reply::failure(std::get<parse_error>(res)) == "KO unknown command");
   }
 }
 
@@ -855,14 +857,15 @@ TEST_CASE("the order of checks", "[codec]") {
 }
 
 TEST_CASE("error_reply for every parse error", "[codec]") {
-  CHECK(error_reply({parse_errc::empty_request}) == "KO empty request");
-  CHECK(error_reply({parse_errc::request_too_long}) == "KO request too long");
-  CHECK(error_reply({parse_errc::unknown_command}) == "KO unknown command");
-  CHECK(error_reply({parse_errc::text_too_long, find_command("MESSAGE")})
+  CHECK(reply::failure({parse_errc::empty_request}) == "KO empty request");
+  CHECK(reply::failure({parse_errc::request_too_long})
+        == "KO request too long");
+  CHECK(reply::failure({parse_errc::unknown_command}) == "KO unknown command");
+  CHECK(reply::failure({parse_errc::text_too_long, find_command("MESSAGE")})
         == "KO message text too long");
   for (auto& c : spec_commands()) {
     INFO(c.word);
-    CHECK(error_reply({parse_errc::wrong_arity, find_command(c.word)})
+    CHECK(reply::failure({parse_errc::wrong_arity, find_command(c.word)})
           == c.usage);
   }
 }
@@ -965,7 +968,7 @@ TEST_CASE("binary garbage never crashes the framer or the parser", "[codec]") {
                  && (text || a.find(' ') == std::string::npos);
         }
       } else {
-        auto reply = error_reply(std::get<parse_error>(res));
+        auto reply = reply::failure(std::get<parse_error>(res));
         sane = sane && reply.rfind("KO ", 0) == 0;
         auto enc = encoded(reply, f.term);
         sane = sane && frames_of(enc).size() == 1;
@@ -979,4 +982,37 @@ TEST_CASE("binary garbage never crashes the framer or the parser", "[codec]") {
     total_frames += frames.size();
   }
   CHECK(total_frames > 1000);
+}
+
+TEST_CASE("every reply without a message text fits max_short_bytes",
+          "[replies]") {
+  auto fits = [](std::string_view line) {
+    // The longest terminator is CRLF.
+    return line.size() + 2 <= reply::max_short_bytes;
+  };
+  CHECK(fits(reply::ok));
+  CHECK(fits(reply::log_in_first));
+  CHECK(fits(reply::internal_error));
+  CHECK(fits(reply::counted(UINT64_MAX)));
+  // A cookie: 32 hex digits.
+  CHECK(fits(reply::ok_with(std::string(32, 'f'))));
+  for (auto code = static_cast<int>(errc::not_logged_in);
+       code <= static_cast<int>(errc::storage_failed); ++code) {
+    auto text = reply::failure(static_cast<errc>(code));
+    CHECK(fits(text));
+    CHECK(text.substr(0, 3) == "KO ");
+    CHECK(text != reply::internal_error);
+  }
+  for (auto code : {parse_errc::empty_request, parse_errc::request_too_long,
+                    parse_errc::unknown_command, parse_errc::text_too_long})
+    CHECK(fits(reply::failure(parse_error{code})));
+  for (auto& spec : command_table())
+    CHECK(fits(reply::failure(parse_error{parse_errc::wrong_arity, &spec})));
+  // MESSAGE alone answers a missing session with the original literal.
+  CHECK(reply::failure(errc::not_logged_in, command::message)
+        == reply::log_in_first);
+  CHECK(reply::failure(errc::not_logged_in, command::count)
+        == "KO not logged in");
+  CHECK(reply::max_text_bytes(16)
+        == reply::ok_with(std::string(16, 'x')).size() + 2);
 }

@@ -1,4 +1,4 @@
-// The store's writer (group commit) and reader actors.
+// The store's writer actor: owns the writable database, group commit.
 #include <algorithm>
 #include <chrono>
 #include <functional>
@@ -177,49 +177,12 @@ writer_actor::behavior_type writer(writer_pointer self,
   };
 }
 
-struct reader_state {
-  std::shared_ptr<store> db;
-  static inline const char* name = "smsp.reader";
-};
-
-reader_actor::behavior_type
-reader(reader_actor::stateful_pointer<reader_state> self,
-       std::shared_ptr<store> db) {
-  self->state.db = std::move(db);
-  return {
-    [=](lookup_atom, const std::string& name) -> caf::result<std::string> {
-      try {
-        if (auto hash = self->state.db->password_hash(name))
-          return std::move(*hash);
-        return make_error(errc::no_such_user);
-      } catch (const store_error& err) {
-        log_line(std::string{"store: lookup failed: "} + err.what());
-        return make_error(errc::storage_failed);
-      }
-    },
-    [=](load_atom,
-        const std::string& owner) -> caf::result<std::vector<stored_mail>> {
-      try {
-        return self->state.db->mailbox(owner);
-      } catch (const store_error& err) {
-        log_line(std::string{"store: loading a mailbox failed: "} + err.what());
-        return make_error(errc::storage_failed);
-      }
-    },
-  };
-}
-
 } // namespace
 
 writer_actor spawn_writer(caf::actor_system& sys, store db,
                           std::chrono::microseconds commit_delay) {
   return sys.spawn<caf::detached>(
     writer, std::make_shared<store>(std::move(db)), commit_delay);
-}
-
-reader_actor spawn_reader(caf::actor_system& sys, const std::string& data_dir) {
-  return sys.spawn<caf::detached>(
-    reader, std::make_shared<store>(store::open_reader(data_dir)));
 }
 
 } // namespace smsp

@@ -1,22 +1,27 @@
-// The acceptor broker and the wiring of a server's actors.
-#include "net/server.hpp"
+// The acceptor broker: accepts or refuses connections, sweeps them for the
+// idle rule and owns the server-wide budget of unsent replies.
+#include "net/acceptor.hpp"
 
 #include <algorithm>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "actors/log.hpp"
 #include "caf/all.hpp"
 #include "caf/io/all.hpp"
 #include "net/connection_state.hpp"
+#include "net/output_budget.hpp"
+#include "net/wire/replies.hpp"
 
 namespace smsp {
 
 namespace {
 
 struct acceptor_state {
-  connection_deps deps;
+  acceptor_config cfg;
+  registry_actor registry;
   /// Live connection brokers, stopped with the acceptor.
-  std::unordered_set<caf::actor> connections;
+  std::unordered_map<caf::actor_addr, caf::actor> connections;
   /// Set once the acceptor was told to stop: it then quits with this reason
   /// as soon as its last connection is gone.
   caf::error stopping;
@@ -25,6 +30,12 @@ struct acceptor_state {
   uint64_t refused = 0;
   /// An idle sweep is scheduled; only while there are connections.
   bool sweeping = false;
+  /// Unsent reply bytes beyond the connections' free allowances.
+  std::optional<output_budget<caf::actor_addr>> budget;
+  /// The grant each waiting connection will get.
+  std::unordered_map<caf::actor_addr, caf::response_promise> waiting;
+  /// The budget ran out; logged once, and again when it is enough again.
+  bool short_of_budget = false;
   static inline const char* name = "smsp.acceptor";
 };
 
@@ -37,9 +48,10 @@ void refuse(acceptor_broker* self, caf::io::connection_handle hdl) {
   auto& st = self->state;
   if (st.refused++ == 0)
     log_line("server: " + std::to_string(st.connections.size())
-             + " connections, the --max-connections limit: refusing new ones "
-               "with 'KO server busy'");
-  encode_reply(error_reply(errc::server_busy), terminator::lf,
+             + " connections, the limit (--max-connections, or what the "
+               "open-file limit allows): refusing new ones with 'KO server "
+               "busy'");
+  encode_reply(reply::failure(errc::server_busy), terminator::lf,
                self->wr_buf(hdl));
   self->flush(hdl);
   self->close(hdl);
@@ -58,22 +70,40 @@ void sweep_later(acceptor_broker* self) {
   if (st.sweeping || st.stopping || st.connections.empty())
     return;
   st.sweeping = true;
-  auto interval = std::max(st.deps.idle_timeout / 10,
+  auto interval = std::max(st.cfg.connection.idle_timeout / 10,
                            std::chrono::milliseconds{10});
   caf::delayed_anon_send(caf::actor_cast<caf::actor>(self), interval,
                          caf::idle_atom::value);
 }
 
-caf::behavior acceptor(acceptor_broker* self, connection_deps deps) {
-  self->state.deps = std::move(deps);
+/// Delivers grants that fit again.
+void deliver(acceptor_broker* self,
+             const std::vector<output_budget<caf::actor_addr>::grant>& grants) {
+  auto& st = self->state;
+  for (auto& g : grants) {
+    if (auto i = st.waiting.find(g.holder); i != st.waiting.end()) {
+      i->second.deliver(uint64_t{g.bytes});
+      st.waiting.erase(i);
+    }
+  }
+  if (st.short_of_budget && st.budget->waiting() == 0) {
+    st.short_of_budget = false;
+    log_line("server: unsent replies back within --max-unsent-total");
+  }
+}
+
+caf::behavior acceptor(acceptor_broker* self, registry_actor registry,
+                       acceptor_config cfg) {
+  auto& st = self->state;
+  st.cfg = std::move(cfg);
+  st.registry = std::move(registry);
+  st.budget.emplace(st.cfg.max_unsent_total);
   // Monitoring, not linking: one failing connection must not stop the server.
   self->set_down_handler([=](caf::down_msg& msg) {
     auto& st = self->state;
-    for (auto i = st.connections.begin(); i != st.connections.end(); ++i)
-      if (i->address() == msg.source) {
-        st.connections.erase(i);
-        break;
-      }
+    st.connections.erase(msg.source);
+    st.waiting.erase(msg.source);
+    deliver(self, st.budget->forget(msg.source));
     if (st.stopping && st.connections.empty())
       self->quit(st.stopping);
   });
@@ -86,7 +116,7 @@ caf::behavior acceptor(acceptor_broker* self, connection_deps deps) {
     st.stopping = msg.reason ? msg.reason : caf::exit_reason::user_shutdown;
     self->close_all();
     for (auto& conn : st.connections)
-      self->send_exit(conn, st.stopping);
+      self->send_exit(conn.second, st.stopping);
     if (st.connections.empty())
       self->quit(st.stopping);
   });
@@ -102,17 +132,43 @@ caf::behavior acceptor(acceptor_broker* self, connection_deps deps) {
       auto& st = self->state;
       // Counted here, where connections start and end (down_msg), so the
       // count needs no message of its own.
-      if (st.connections.size() >= st.deps.max_connections)
+      if (st.connections.size() >= st.cfg.max_connections)
         return refuse(self, msg.handle);
       if (st.refused > 0) {
         log_line("server: accepting connections again, after refusing "
                  + std::to_string(st.refused));
         st.refused = 0;
       }
-      auto conn = self->fork(connection, msg.handle, st.deps);
+      connection_deps deps{st.registry, caf::actor_cast<caf::actor>(self),
+                           st.cfg.connection};
+      auto conn = self->fork(connection, msg.handle, std::move(deps));
       self->monitor(conn);
-      st.connections.emplace(std::move(conn));
+      st.connections.emplace(conn.address(), std::move(conn));
       sweep_later(self);
+    },
+    [=](grant_atom, uint64_t bytes) -> caf::result<uint64_t> {
+      auto& st = self->state;
+      auto who = caf::actor_cast<caf::actor_addr>(self->current_sender());
+      if (st.budget->request(who, bytes))
+        return bytes;
+      if (!st.short_of_budget) {
+        st.short_of_budget = true;
+        log_line("server: unsent replies reached --max-unsent-total ("
+                 + std::to_string(st.budget->total())
+                 + " bytes): connections whose clients do not read wait");
+      }
+      // Those holding more than they need now give it back.
+      for (auto& holder : st.budget->holders())
+        if (auto i = st.connections.find(holder); i != st.connections.end())
+          self->send(i->second, reclaim_atom::value);
+      auto rp = self->make_response_promise();
+      st.waiting[who] = rp;
+      return rp;
+    },
+    [=](release_atom, uint64_t bytes) {
+      auto& st = self->state;
+      auto who = caf::actor_cast<caf::actor_addr>(self->current_sender());
+      deliver(self, st.budget->release(who, bytes));
     },
     [=](caf::idle_atom) {
       auto& st = self->state;
@@ -120,7 +176,7 @@ caf::behavior acceptor(acceptor_broker* self, connection_deps deps) {
       if (st.stopping)
         return;
       for (auto& conn : st.connections)
-        caf::anon_send(conn, caf::idle_atom::value);
+        caf::anon_send(conn.second, caf::idle_atom::value);
       sweep_later(self);
     },
   };
@@ -128,9 +184,11 @@ caf::behavior acceptor(acceptor_broker* self, connection_deps deps) {
 
 } // namespace
 
-caf::expected<listener> listen(caf::actor_system& sys, connection_deps deps,
-                               const std::string& host, uint16_t port) {
-  auto acc = sys.middleman().spawn_broker(acceptor, std::move(deps));
+caf::expected<listener> listen(caf::actor_system& sys, registry_actor registry,
+                               acceptor_config cfg, const std::string& host,
+                               uint16_t port) {
+  auto acc = sys.middleman().spawn_broker(acceptor, std::move(registry),
+                                          std::move(cfg));
   caf::expected<listener> result{listener{acc, 0}};
   caf::scoped_actor self{sys};
   self
@@ -151,60 +209,6 @@ void stop_listening(const caf::actor& acceptor) {
                   [] {
                     log_line("server: connections did not stop within 10 s");
                   });
-}
-
-caf::expected<server> start_server(caf::actor_system& sys,
-                                   const server_config& cfg) {
-  if (!init_crypto())
-    return caf::make_error(caf::sec::runtime_error,
-                           "libsodium cannot be initialized");
-  server srv;
-  // Throws store_error: a data dir that cannot be used stops the start.
-  auto db = store::open(cfg.data_dir, cfg.sync);
-  auto queued = db.imq();
-  srv.writer = spawn_writer(sys, std::move(db), cfg.commit_delay);
-  try {
-    srv.reader = spawn_reader(sys, cfg.data_dir);
-  } catch (...) {
-    stop_server(srv);
-    throw;
-  }
-  srv.hasher = spawn_hasher(sys, cfg.hashing);
-  srv.imq = spawn_imq(sys, srv.writer, std::move(queued), cfg.registry.mail);
-  auto reg_cfg = cfg.registry;
-  reg_cfg.waits = cfg.connections.waits;
-  reg_cfg.data_dir = cfg.data_dir;
-  srv.registry = spawn_registry(sys, srv.hasher, srv.imq, srv.writer,
-                                srv.reader, reg_cfg);
-  auto deps = cfg.connections;
-  deps.registry = srv.registry;
-  auto bound = listen(sys, std::move(deps), cfg.host, cfg.port);
-  if (!bound) {
-    stop_server(srv);
-    return std::move(bound.error());
-  }
-  srv.acceptor = bound->acceptor;
-  srv.port = bound->port;
-  return srv;
-}
-
-void stop_server(const server& srv) {
-  // Connections first: a request in flight when the registry stopped would
-  // otherwise be answered "KO internal error".
-  if (srv.acceptor)
-    stop_listening(srv.acceptor);
-  auto reason = caf::exit_reason::user_shutdown;
-  if (srv.registry)
-    caf::anon_send_exit(srv.registry, reason);
-  if (srv.imq)
-    caf::anon_send_exit(srv.imq, reason);
-  if (srv.hasher)
-    caf::anon_send_exit(srv.hasher, reason);
-  if (srv.reader)
-    caf::anon_send_exit(srv.reader, reason);
-  // The writer commits its open group as it stops.
-  if (srv.writer)
-    caf::anon_send_exit(srv.writer, reason);
 }
 
 } // namespace smsp

@@ -8,10 +8,13 @@
 #include "actors/spawn.hpp"
 #include "caf/actor.hpp"
 #include "caf/expected.hpp"
-#include "net/connection.hpp"
+#include "net/acceptor.hpp"
 
 namespace smsp {
 
+/// Everything a server is started with. Build it with resolve_options
+/// (app/options.hpp), which fills in the defaults that depend on other
+/// settings, so that tests run with the binary's defaults.
 struct server_config {
   /// Address to listen on; 0.0.0.0 serves other machines.
   std::string host = "127.0.0.1";
@@ -23,12 +26,14 @@ struct server_config {
   sync_mode sync = sync_mode::full;
   /// Longest wait of a group commit for more writes; see spawn_writer.
   std::chrono::microseconds commit_delay{0};
-  /// Passivation, account cache and per-user limits (its waits and data
-  /// dir are filled in by start_server).
+  /// Sessions, passivation, account cache, per-user limits, login throttle
+  /// (its waits and data dir are filled in by start_server).
   registry_config registry;
-  /// Limits and waits of every connection (its registry handle is filled in
-  /// by start_server).
-  connection_deps connections;
+  /// Connections: how many, their limits and waits. max_connections is
+  /// lowered to what the open-file limit leaves room for (start_server).
+  acceptor_config acceptor;
+  /// What DUMP costs and shows.
+  dump_config dump;
 };
 
 /// The actors of a running server.
@@ -39,29 +44,24 @@ struct server {
   hasher_actor hasher;
   writer_actor writer;
   reader_actor reader;
+  dumper_actor dumper;
+  /// Connections served at once: max_connections, or less where the
+  /// open-file limit does not allow it.
+  size_t max_connections = 0;
   /// The port actually bound.
   uint16_t port = 0;
 };
 
-/// A listening socket and the acceptor broker that serves it.
-struct listener {
-  caf::actor acceptor;
-  /// The port actually bound.
-  uint16_t port = 0;
-};
-
-/// Binds host:port (0 picks a free port) and serves every connection on it
-/// with `deps`. Fails when the address cannot be bound.
-caf::expected<listener> listen(caf::actor_system& sys, connection_deps deps,
-                               const std::string& host, uint16_t port);
-
-/// Stops accepting, stops every connection and waits (at most 10 s) until
-/// they are gone.
-void stop_listening(const caf::actor& acceptor);
+/// Descriptors kept free beyond those open when the server starts listening:
+/// the listening socket, connections being refused, a log file reopened.
+/// The store opens all its files at start (temp_store is memory), so no
+/// request ever needs a descriptor beyond its connection's.
+inline constexpr size_t reserved_descriptors = 32;
 
 /// Opens the data dir, recovers the IMQ, spawns the actors and binds the
 /// listening socket; fails when the address cannot be bound (e.g. the port
-/// is in use) or libsodium cannot start. Throws store_error when the data
+/// is in use), when the open-file limit leaves no room for a connection, or
+/// when libsodium cannot start. Throws store_error when the data
 /// dir cannot be used (not writable, locked by another server, not ours).
 caf::expected<server> start_server(caf::actor_system& sys,
                                    const server_config& cfg);

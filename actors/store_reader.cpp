@@ -1,0 +1,252 @@
+// The store's read side: the reader (account lookups, mailbox loads) and
+// the dumper (DUMP), each on a thread and read connection of its own.
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "actors/log.hpp"
+#include "actors/spawn.hpp"
+#include "caf/all.hpp"
+
+namespace smsp {
+
+namespace {
+
+struct reader_state {
+  std::shared_ptr<store> db;
+  static inline const char* name = "smsp.reader";
+};
+
+reader_actor::behavior_type
+reader(reader_actor::stateful_pointer<reader_state> self,
+       std::shared_ptr<store> db) {
+  self->state.db = std::move(db);
+  return {
+    [=](lookup_atom, const std::string& name) -> caf::result<std::string> {
+      try {
+        if (auto hash = self->state.db->password_hash(name))
+          return std::move(*hash);
+        return make_error(errc::no_such_user);
+      } catch (const store_error& err) {
+        log_line(std::string{"store: lookup failed: "} + err.what());
+        return make_error(errc::storage_failed);
+      }
+    },
+    [=](load_atom,
+        const std::string& owner) -> caf::result<std::vector<stored_mail>> {
+      try {
+        return self->state.db->mailbox(owner);
+      } catch (const store_error& err) {
+        log_line(std::string{"store: loading a mailbox failed: "} + err.what());
+        return make_error(errc::storage_failed);
+      }
+    },
+  };
+}
+
+// -- the dumper ---------------------------------------------------------------
+
+struct dumper_state {
+  /// Opened at spawn and kept: a DUMP never needs a new file descriptor.
+  std::shared_ptr<store> db;
+  writer_actor writer;
+  dump_config cfg;
+  /// DUMPs that the next run answers, in arrival order.
+  std::vector<caf::typed_response_promise<caf::ok_atom>> waiting;
+  /// The figures of the latest DUMP: the registry's state when it was sent.
+  registry_figures figures;
+  /// A run has asked the writer for its figures and not listed yet.
+  bool running = false;
+  /// A tick to start the next run is on its way.
+  bool tick_scheduled = false;
+  /// When the last run started.
+  std::optional<steady_time> last_run;
+  static inline const char* name = "smsp.dumper";
+};
+
+using dumper_pointer = dumper_actor::stateful_pointer<dumper_state>;
+
+void log_figures(const registry_figures& f) {
+  log_line("DUMP registry: " + std::to_string(f.sessions) + " live session(s), "
+           + std::to_string(f.active_mailboxes) + " active mailbox(es) ("
+           + std::to_string(f.activations) + " activated, "
+           + std::to_string(f.passivations) + " passivated), "
+           + std::to_string(f.cached_accounts) + " cached account(s)");
+}
+
+void log_writer_figures(uint64_t commits, uint64_t writes) {
+  auto per_commit = commits == 0 ? 0.0 : double(writes) / commits;
+  char avg[32];
+  std::snprintf(avg, sizeof(avg), "%.1f", per_commit);
+  log_line("DUMP store: " + std::to_string(commits) + " commit(s) of "
+           + std::to_string(writes) + " write(s) since start, " + avg
+           + " per commit");
+}
+
+/// Logs the store's contents as cfg.mode says, from one read snapshot.
+void log_store(dumper_pointer self) {
+  auto& cfg = self->state.cfg;
+  bool full = cfg.mode == dump_mode::full;
+  uint64_t accounts = 0;
+  uint64_t listed = 0;
+  store::dump_sink sink;
+  sink.totals = [&](uint64_t n_accounts, uint64_t mail, uint64_t imq) {
+    accounts = n_accounts;
+    log_line("DUMP totals: " + std::to_string(n_accounts) + " account(s), "
+             + std::to_string(mail) + " message(s) in mailboxes, "
+             + std::to_string(imq) + " on the IMQ");
+  };
+  sink.imq = [&](uint64_t count, const auto& first) {
+    if (!full)
+      return;
+    auto line = "DUMP imq: " + std::to_string(count) + " message(s)";
+    for (auto& [poster, text] : first)
+      line += " [" + poster + ": " + printable(text) + "]";
+    log_line(line);
+  };
+  sink.mailbox = [&](const std::string& owner, uint64_t count,
+                     const std::vector<std::string>& texts) {
+    ++listed;
+    auto line = "DUMP mailbox " + owner + ": " + std::to_string(count)
+                + " message(s)";
+    for (auto& text : texts)
+      line += " [" + printable(text) + "]";
+    log_line(line);
+  };
+  try {
+    self->state.db->dump(sink, full ? cfg.texts : 0,
+                         full ? cfg.max_mailboxes : 0);
+  } catch (const store_error& err) {
+    log_line(std::string{"DUMP failed: "} + err.what());
+    return;
+  }
+  if (full && accounts > listed)
+    log_line("DUMP mailboxes: and " + std::to_string(accounts - listed)
+             + " more not listed (the first "
+             + std::to_string(cfg.max_mailboxes) + " by name are)");
+}
+
+/// Answers every DUMP folded into this run.
+void finish_run(dumper_pointer self) {
+  auto& st = self->state;
+  st.running = false;
+  auto n = st.waiting.size();
+  log_line(n == 1 ? std::string{"DUMP done: 1 request answered"}
+                  : "DUMP done: " + std::to_string(n)
+                      + " requests answered by this one run ("
+                      + std::to_string(n - 1) + " folded)");
+  for (auto& rp : st.waiting)
+    rp.deliver(caf::ok_atom::value);
+  st.waiting.clear();
+}
+
+/// Starts a run for the DUMPs waiting: the figures, then the store.
+void run(dumper_pointer self) {
+  auto& st = self->state;
+  st.running = true;
+  st.last_run = st.cfg.now();
+  if (st.cfg.mode == dump_mode::off) {
+    log_line("DUMP: off (--dump=off), nothing listed");
+    finish_run(self);
+    return;
+  }
+  log_figures(st.figures);
+  // DUMPs arriving while the writer answers join this run: its snapshot is
+  // taken after they arrived.
+  self->request(st.writer, std::chrono::seconds{10}, stats_atom::value)
+    .then(
+      [=](uint64_t commits, uint64_t writes) {
+        log_writer_figures(commits, writes);
+        log_store(self);
+        finish_run(self);
+      },
+      [=](caf::error& err) {
+        log_line("DUMP store: no figures: " + to_string(err));
+        log_store(self);
+        finish_run(self);
+      });
+}
+
+/// Makes sure a tick starts the next run as soon as the rate limit allows.
+/// The tick goes behind the DUMPs already queued, so they fold into it.
+void schedule(dumper_pointer self) {
+  auto& st = self->state;
+  if (st.tick_scheduled || st.running)
+    return;
+  st.tick_scheduled = true;
+  auto due = st.last_run ? *st.last_run + st.cfg.min_interval : steady_time{};
+  auto t = st.cfg.now();
+  if (due <= t)
+    self->send(self, caf::tick_atom::value);
+  else
+    self->delayed_send(self, due - t, caf::tick_atom::value);
+}
+
+dumper_actor::behavior_type dumper(dumper_pointer self,
+                                   std::shared_ptr<store> db,
+                                   writer_actor writer, dump_config cfg) {
+  auto& st = self->state;
+  st.db = std::move(db);
+  st.writer = std::move(writer);
+  st.cfg = std::move(cfg);
+  return {
+    [=](dump_atom, registry_figures& figures) {
+      auto& st = self->state;
+      st.figures = figures;
+      auto rp = self->make_response_promise<caf::ok_atom>();
+      st.waiting.push_back(rp);
+      schedule(self);
+      return rp;
+    },
+    [=](caf::tick_atom) {
+      auto& st = self->state;
+      st.tick_scheduled = false;
+      if (st.running || st.waiting.empty())
+        return;
+      if (st.last_run && st.cfg.now() < *st.last_run + st.cfg.min_interval) {
+        // Early (the clock was moved, or a timer fired a little soon).
+        schedule(self);
+        return;
+      }
+      run(self);
+    },
+  };
+}
+
+} // namespace
+
+reader_actor spawn_reader(caf::actor_system& sys, const std::string& data_dir) {
+  return sys.spawn<caf::detached>(
+    reader, std::make_shared<store>(store::open_reader(data_dir)));
+}
+
+dumper_actor spawn_dumper(caf::actor_system& sys, const std::string& data_dir,
+                          writer_actor writer, dump_config cfg) {
+  return sys.spawn<caf::detached>(
+    dumper, std::make_shared<store>(store::open_reader(data_dir)),
+    std::move(writer), std::move(cfg));
+}
+
+std::optional<dump_mode> parse_dump_mode(std::string_view name) {
+  if (name == "full")
+    return dump_mode::full;
+  if (name == "summary")
+    return dump_mode::summary;
+  if (name == "off")
+    return dump_mode::off;
+  return std::nullopt;
+}
+
+const char* to_string(dump_mode mode) {
+  switch (mode) {
+    case dump_mode::full:
+      return "full";
+    case dump_mode::summary:
+      return "summary";
+    default:
+      return "off";
+  }
+}
+
+} // namespace smsp

@@ -1,0 +1,306 @@
+// smsp-actors' command line (CLI11) and the resolution of its defaults.
+#include "app/options.hpp"
+
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+#include <iostream>
+#include <sstream>
+
+#include <CLI/CLI.hpp>
+
+#include "actors/logic/throttle.hpp"
+
+namespace smsp {
+
+namespace {
+
+/// `text` as a whole decimal number: digits only (no sign, no spaces, no
+/// hex or octal), and no wrap-around beyond 2^64 - 1.
+std::optional<uint64_t> parse_decimal(const std::string& text) {
+  if (text.empty() || text.size() > 20)
+    return std::nullopt;
+  uint64_t value = 0;
+  auto first = text.data();
+  auto last = text.data() + text.size();
+  auto [end, ec] = std::from_chars(first, last, value);
+  if (ec != std::errc{} || end != last || text[0] == '-' || text[0] == '+')
+    return std::nullopt;
+  return value;
+}
+
+/// `text` as a finite, non-negative decimal number of seconds.
+std::optional<double> parse_seconds(const std::string& text) {
+  if (text.empty() || text.find_first_not_of("0123456789.") != text.npos)
+    return std::nullopt;
+  char* end = nullptr;
+  auto value = std::strtod(text.c_str(), &end);
+  if (end != text.c_str() + text.size() || !std::isfinite(value))
+    return std::nullopt;
+  return value;
+}
+
+std::string range_text(uint64_t min, uint64_t max) {
+  return std::to_string(min) + " to " + std::to_string(max);
+}
+
+/// Adds a whole-number option with the range [min, max] that sets `target`.
+/// `unit` names it in --help ("N", "BYTES", ...); the default shown is
+/// `target`'s value.
+template <class T>
+CLI::Option* add_number(CLI::App& app, const std::string& name, T& target,
+                        uint64_t min, uint64_t max, const std::string& unit,
+                        const std::string& help) {
+  auto flag = name.substr(0, name.find(','));
+  auto range = range_text(min, max);
+  return app
+    .add_option_function<std::string>(
+      name,
+      [&target, flag, min, max, range](const std::string& text) {
+        auto value = parse_decimal(text);
+        if (!value || *value < min || *value > max)
+          throw CLI::ValidationError(
+            flag, "'" + text + "' is not a whole number from " + range);
+        target = static_cast<T>(*value);
+      },
+      help + " (" + range + ")")
+    ->type_name(unit)
+    ->default_str(std::to_string(target));
+}
+
+std::string seconds_text(std::chrono::milliseconds d) {
+  std::ostringstream out;
+  out << d.count() / 1000.0;
+  return out.str();
+}
+
+/// Adds an option in seconds, fractions allowed (to the millisecond), with
+/// the range [min, max], that sets `target`.
+CLI::Option* add_seconds(CLI::App& app, const std::string& name,
+                         std::chrono::milliseconds& target, double min,
+                         double max, const std::string& help) {
+  std::ostringstream range;
+  range << min << " to " << max;
+  return app
+    .add_option_function<std::string>(
+      name,
+      [&target, name, min, max, range = range.str()](const std::string& text) {
+        auto value = parse_seconds(text);
+        if (!value || *value < min || *value > max)
+          throw CLI::ValidationError(name, "'" + text
+                                             + "' is not a number of seconds "
+                                               "from "
+                                             + range);
+        target = std::chrono::milliseconds{std::llround(*value * 1000)};
+      },
+      help + " (" + range.str() + ")")
+    ->type_name("SECONDS")
+    ->default_str(seconds_text(target));
+}
+
+} // namespace
+
+std::variant<server_config, std::string>
+resolve_options(const server_options& opts) {
+  auto cfg = opts.server;
+  // Only an fsync is worth waiting for: without one, a commit is cheap.
+  cfg.commit_delay = opts.commit_delay.value_or(
+    cfg.sync == sync_mode::full ? std::chrono::microseconds{10000}
+                                : std::chrono::microseconds{0});
+  auto& throttle = cfg.registry.throttle;
+  throttle.trusted_networks.clear();
+  std::stringstream networks{opts.trusted_networks};
+  for (std::string net; std::getline(networks, net, ',');) {
+    if (net.empty())
+      continue;
+    if (!parse_network(net))
+      return "--trusted-networks: '" + net
+             + "' is not a network (e.g. 10.0.0.0/8, fd00::/8, 192.0.2.7)";
+    throttle.trusted_networks.push_back(net);
+  }
+  if (throttle.max_penalty < throttle.first_penalty)
+    return std::string{"--login-penalty-max is below --login-penalty"};
+  // The attempt admitted when the longest window ends keeps its slot.
+  throttle.forget_after = std::max(
+    throttle.forget_after, std::chrono::milliseconds{throttle.max_penalty});
+  try {
+    login_throttle check{throttle};
+  } catch (const std::invalid_argument& err) {
+    return std::string{err.what()};
+  }
+  // One clock and one set of waits for every actor and connection.
+  auto& conn = cfg.acceptor.connection;
+  conn.now = opts.now;
+  cfg.registry.now = opts.now;
+  cfg.dump.now = opts.now;
+  cfg.registry.waits = conn.waits;
+  return cfg;
+}
+
+std::variant<command_line, int> parse_command_line(int argc,
+                                                   const char* const* argv) {
+  CLI::App app{"smsp-actors: a mail server for the Simple Mail Server "
+               "Protocol (SMSP), built on the C++ Actor Framework.\n"
+               "Options not listed here go to CAF's configuration (also read "
+               "from ./caf-application.ini), e.g. --scheduler.max-threads=1."};
+  server_options opts;
+  command_line result;
+  auto& srv = opts.server;
+  auto& conn = srv.acceptor.connection;
+  auto& boxes = srv.registry;
+  std::string pwhash = "interactive";
+  app
+    .add_option("--host", srv.host,
+                "Address to listen on. The default, 127.0.0.1, serves this "
+                "machine only; --host 0.0.0.0 serves other machines")
+    ->capture_default_str();
+  add_number(app, "--port,-p", srv.port, 0, 65535, "N",
+             "TCP port; 0 picks a free port");
+  app
+    .add_option("--data-dir", srv.data_dir,
+                "Directory of the durable data (accounts, IMQ, mailboxes); "
+                "created if missing, locked while the server runs")
+    ->capture_default_str();
+  app
+    .add_option_function<std::string>(
+      "--sync",
+      [&srv](const std::string& name) { srv.sync = *parse_sync_mode(name); },
+      "When a write is on disk before its OK: full (fsync at every "
+      "group commit: survives kill -9 and power loss), normal "
+      "(survives kill -9; a power loss may lose the last commits), "
+      "off (survives kill -9; a power loss may lose commits and "
+      "corrupt the file). See docs/OPERATIONS.md")
+    ->check(CLI::IsMember({"full", "normal", "off"}))
+    ->default_str("full");
+  app
+    .add_option_function<std::string>(
+      "--commit-delay",
+      [&opts](const std::string& text) {
+        if (text == "auto") {
+          opts.commit_delay.reset();
+          return;
+        }
+        auto value = parse_decimal(text);
+        if (!value || *value > 100000)
+          throw CLI::ValidationError("--commit-delay",
+                                     "'" + text
+                                       + "' is neither auto nor a whole "
+                                         "number from "
+                                       + range_text(0, 100000));
+        opts.commit_delay = std::chrono::microseconds{*value};
+      },
+      "Microseconds a group commit may wait for more writes while many "
+      "clients write; never longer than the last commit took. auto: 10000 "
+      "with --sync=full, 0 otherwise (0 to 100000, or auto)")
+    ->type_name("MICROSECONDS")
+    ->default_str("auto");
+  add_seconds(app, "--mailbox-idle", boxes.mailbox_idle, 0.01, 30.0 * 86400,
+              "Seconds without requests after which a user's mailbox leaves "
+              "memory (its mail stays on disk and is loaded again on the "
+              "next request)");
+  add_number(app, "--account-cache", boxes.account_cache, 1, uint64_t{1} << 26,
+             "N",
+             "Password hashes kept in memory (most recently used); the "
+             "others are read from disk at LOGIN");
+  add_number(app, "--max-mailbox", boxes.mail.max_mailbox, 1, uint64_t{1} << 32,
+             "N",
+             "Messages one mailbox holds; STORE beyond gets 'KO mailbox "
+             "full' and the message stays on the IMQ");
+  add_number(app, "--max-imq-per-user", boxes.mail.max_imq_per_user, 1,
+             uint64_t{1} << 32, "N",
+             "Unstored IMQ messages per user; MESSAGE beyond gets 'KO too "
+             "many unstored messages'");
+  app
+    .add_option("--pwhash", pwhash,
+                "Argon2id cost: interactive (64 MiB, the default), moderate "
+                "(256 MiB), or min (tiny and weak: for tests and benchmarks "
+                "only, never for real accounts)")
+    ->check(CLI::IsMember({"interactive", "moderate", "min"}))
+    ->capture_default_str();
+  add_number(app, "--hash-workers", srv.hashing.workers, 1, 256, "N",
+             "Password hashes computed at once, each on its own thread");
+  add_number(app, "--hash-queue", srv.hashing.max_queue, 0, uint64_t{1} << 20,
+             "N",
+             "Password hashes that may wait for a worker; beyond it REGISTER "
+             "and LOGIN get 'KO server busy'");
+  add_number(app, "--max-request", conn.wire.max_request, 16, uint64_t{1} << 30,
+             "BYTES", "Longest request in bytes, terminator included");
+  add_number(app, "--max-text", conn.wire.max_text, 1, uint64_t{1} << 30,
+             "BYTES", "Longest MESSAGE text in bytes");
+  add_number(app, "--max-unsent", conn.max_unsent, 1024, uint64_t{1} << 30,
+             "BYTES",
+             "Reply bytes one connection may have outstanding (unread by its "
+             "client, or still to come for requests in flight); beyond it the "
+             "connection starts no request and stops reading until its client "
+             "reads");
+  add_number(app, "--max-unsent-total", srv.acceptor.max_unsent_total,
+             uint64_t{1} << 20, uint64_t{1} << 40, "BYTES",
+             "Outstanding reply bytes of all connections together beyond "
+             "each one's longest reply; when they are out, connections whose "
+             "clients do not read wait and stop reading");
+  add_number(app, "--max-connections", srv.acceptor.max_connections, 1,
+             uint64_t{1} << 24, "N",
+             "Client connections served at once; one more gets 'KO server "
+             "busy' and is closed. Each takes a file descriptor: the server "
+             "serves fewer when the open-file limit (ulimit -n) requires, and "
+             "says so at start");
+  add_seconds(app, "--idle-timeout", conn.idle_timeout, 0.01, 30.0 * 86400,
+              "Seconds a connection may go without a complete request (with "
+              "none in flight), or with replies its client does not read, "
+              "before it is closed; its session stays valid");
+  auto& penalty = boxes.throttle;
+  add_seconds(app, "--login-penalty", penalty.first_penalty, 0.001, 86400.0,
+              "Seconds of the first brute-force penalty window; each further "
+              "failure doubles the window (see docs/SECURITY.md)");
+  add_seconds(app, "--login-penalty-max", penalty.max_penalty, 0.001, 86400.0,
+              "Seconds the penalty window grows to at most");
+  app
+    .add_option("--trusted-networks", opts.trusted_networks,
+                "Comma-separated networks (CIDR, IPv4 or IPv6) whose "
+                "addresses are not penalized per address. Behind a proxy "
+                "every client has the proxy's address: leave the proxy out, "
+                "or '' to trust none")
+    ->capture_default_str();
+  app
+    .add_option_function<std::string>(
+      "--dump",
+      [&srv](const std::string& name) {
+        srv.dump.mode = *parse_dump_mode(name);
+      },
+      "What DUMP writes to the log: full (figures, totals, the IMQ and the "
+      "first 100 mailboxes by name, 10 texts each), summary (figures and "
+      "totals only, no mail text), off (nothing). DUMP always answers OK")
+    ->check(CLI::IsMember({"full", "summary", "off"}))
+    ->default_str("full");
+  add_seconds(app, "--dump-interval", srv.dump.min_interval, 0.0, 3600.0,
+              "At most one DUMP run per this many seconds; DUMPs sent "
+              "meanwhile fold into the next run and are answered with it");
+  app.add_option("--log-file", result.log_file,
+                 "Append the log to this file instead of stderr; reopened on "
+                 "SIGHUP (for logrotate)");
+  app.allow_extras();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& err) {
+    auto code = app.exit(err);
+    return code == 0 ? exit_ok : exit_usage;
+  }
+  result.caf_args = app.remaining();
+  for (auto& arg : result.caf_args)
+    if (arg.rfind("--", 0) != 0) {
+      std::cerr << "smsp-actors: unexpected argument '" << arg
+                << "'\nRun with --help for more information.\n";
+      return exit_usage;
+    }
+  srv.hashing.cost = *parse_pwhash_cost(pwhash);
+  result.pwhash = pwhash;
+  auto resolved = resolve_options(opts);
+  if (auto why = std::get_if<std::string>(&resolved)) {
+    std::cerr << "smsp-actors: " << *why << "\n";
+    return exit_usage;
+  }
+  result.server = std::move(std::get<server_config>(resolved));
+  return result;
+}
+
+} // namespace smsp

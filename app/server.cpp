@@ -1,0 +1,125 @@
+// The wiring of a server's actors: start and stop in the right order.
+#include "app/server.hpp"
+
+#include <filesystem>
+
+#include <sys/resource.h>
+
+#include "actors/log.hpp"
+#include "caf/all.hpp"
+#include "caf/io/all.hpp"
+
+namespace smsp {
+
+namespace {
+
+/// Descriptors this process has open now.
+size_t open_descriptors() {
+  std::error_code ec;
+  size_t n = 0;
+  for (std::filesystem::directory_iterator i{"/proc/self/fd", ec}, end;
+       !ec && i != end; i.increment(ec))
+    ++n;
+  // The iterator's own descriptor was counted too.
+  return n > 0 ? n - 1 : 0;
+}
+
+/// How many connections fit under the open-file limit, with what is open now
+/// and reserved_descriptors kept free: CAF 0.17's acceptor spins on accept()
+/// while the table is full (EMFILE), and clients then wait unanswered in the
+/// kernel's backlog, so the table must never fill. Fails when no connection
+/// fits.
+caf::expected<size_t> connection_room(size_t wanted) {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY)
+    return wanted;
+  auto limit = static_cast<size_t>(lim.rlim_cur);
+  auto in_use = open_descriptors();
+  if (in_use + reserved_descriptors >= limit)
+    return caf::make_error(caf::sec::runtime_error,
+                           "the open-file limit (" + std::to_string(limit)
+                             + " descriptors) leaves no room for connections: "
+                             + std::to_string(in_use) + " are in use and "
+                             + std::to_string(reserved_descriptors)
+                             + " are kept in reserve; raise it (ulimit -n)");
+  auto room = limit - in_use - reserved_descriptors;
+  if (room < wanted)
+    log_line("server: serving at most " + std::to_string(room)
+             + " connections, not the " + std::to_string(wanted)
+             + " of --max-connections: the open-file limit is "
+             + std::to_string(limit) + " descriptors, " + std::to_string(in_use)
+             + " are in use and " + std::to_string(reserved_descriptors)
+             + " kept in reserve (raise ulimit -n)");
+  return std::min(room, wanted);
+}
+
+} // namespace
+
+caf::expected<server> start_server(caf::actor_system& sys,
+                                   const server_config& cfg) {
+  if (!init_crypto())
+    return caf::make_error(caf::sec::runtime_error,
+                           "libsodium cannot be initialized");
+  server srv;
+  // Throws store_error: a data dir that cannot be used stops the start.
+  auto db = store::open(cfg.data_dir, cfg.sync);
+  auto queued = db.imq();
+  srv.writer = spawn_writer(sys, std::move(db), cfg.commit_delay);
+  try {
+    srv.reader = spawn_reader(sys, cfg.data_dir);
+  } catch (...) {
+    stop_server(srv);
+    throw;
+  }
+  try {
+    srv.dumper = spawn_dumper(sys, cfg.data_dir, srv.writer, cfg.dump);
+  } catch (...) {
+    stop_server(srv);
+    throw;
+  }
+  srv.hasher = spawn_hasher(sys, cfg.hashing);
+  srv.imq = spawn_imq(sys, srv.writer, std::move(queued), cfg.registry.mail);
+  auto reg_cfg = cfg.registry;
+  reg_cfg.waits = cfg.acceptor.connection.waits;
+  srv.registry = spawn_registry(
+    sys, registry_deps{srv.hasher, srv.imq, srv.writer, srv.reader, srv.dumper},
+    reg_cfg);
+  auto room = connection_room(cfg.acceptor.max_connections);
+  if (!room) {
+    stop_server(srv);
+    return std::move(room.error());
+  }
+  auto acceptor_cfg = cfg.acceptor;
+  acceptor_cfg.max_connections = srv.max_connections = *room;
+  auto bound = listen(sys, srv.registry, acceptor_cfg, cfg.host, cfg.port);
+  if (!bound) {
+    stop_server(srv);
+    return std::move(bound.error());
+  }
+  srv.acceptor = bound->acceptor;
+  srv.port = bound->port;
+  return srv;
+}
+
+void stop_server(const server& srv) {
+  // Connections first: a request in flight when the registry stopped would
+  // otherwise be answered "KO internal error".
+  if (srv.acceptor)
+    stop_listening(srv.acceptor);
+  auto reason = caf::exit_reason::user_shutdown;
+  if (srv.registry)
+    caf::anon_send_exit(srv.registry, reason);
+  if (srv.imq)
+    caf::anon_send_exit(srv.imq, reason);
+  if (srv.hasher)
+    caf::anon_send_exit(srv.hasher, reason);
+  if (srv.reader)
+    caf::anon_send_exit(srv.reader, reason);
+  if (srv.dumper)
+    caf::anon_send_exit(srv.dumper, reason);
+  // The writer commits its open group as it stops.
+  if (srv.writer)
+    caf::anon_send_exit(srv.writer, reason);
+}
+
+} // namespace smsp

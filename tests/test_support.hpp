@@ -1,14 +1,21 @@
-// Helpers shared by the test programs: temp data dirs and a captured log.
+// Helpers shared by the test programs: temp data dirs, a captured log and a
+// clock moved by hand.
 #pragma once
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <random>
 #include <string>
 
 #include <unistd.h>
+
+#include "actors/logic/clock.hpp"
 
 namespace smsp::testing {
 
@@ -83,6 +90,40 @@ public:
 private:
   std::FILE* file_ = nullptr;
   int saved_ = -1;
+};
+
+/// A clock that moves only when the test says: hand fn() to whatever reads
+/// time through a smsp::clock_fn (deadlines, the idle rule, passivation),
+/// then advance() it instead of sleeping. Copies share one time.
+class manual_clock {
+public:
+  manual_clock() : offset_(std::make_shared<std::atomic<int64_t>>(0)) {
+    // nop
+  }
+
+  /// The time now. It starts a day after the steady clock's epoch, so that
+  /// subtracting a timeout from it stays meaningful.
+  steady_time now() const {
+    return read(*offset_);
+  }
+
+  /// Reads this clock. It holds the offset itself, so it stays valid after
+  /// the clock is gone (an actor may outlive the test's variable).
+  smsp::clock_fn fn() const {
+    return [offset = offset_] { return read(*offset); };
+  }
+
+  void advance(std::chrono::nanoseconds by) {
+    *offset_ += by.count();
+  }
+
+private:
+  static steady_time read(const std::atomic<int64_t>& offset) {
+    return steady_time{std::chrono::hours{24}}
+           + std::chrono::nanoseconds{offset.load()};
+  }
+
+  std::shared_ptr<std::atomic<int64_t>> offset_;
 };
 
 } // namespace smsp::testing

@@ -8,6 +8,7 @@
 #include "actors/spawn.hpp"
 #include "caf/actor.hpp"
 #include "caf/expected.hpp"
+#include "caf/fwd.hpp"
 #include "net/acceptor.hpp"
 
 namespace smsp {
@@ -51,6 +52,13 @@ struct server {
   /// The port actually bound.
   uint16_t port = 0;
 };
+
+/// CAF settings every smsp-actors actor system uses, set before the command
+/// line or caf-application.ini may override them: scheduler threads for the
+/// cores left beside CAF's I/O thread, and one read per socket event (CAF
+/// 0.17 reads up to 50 times per event, past a connection's decision to stop
+/// reading, which would let one event queue 800 KiB of requests).
+void configure_actor_system(caf::actor_system_config& cfg);
 
 /// Descriptors kept free beyond those open when the server starts listening:
 /// the listening socket, connections being refused, a log file reopened.

@@ -48,13 +48,8 @@ sigset_t take_signals() {
 int run(const smsp::command_line& cmd, const sigset_t& signals) {
   caf::actor_system_config cfg;
   cfg.load<caf::io::middleman>();
-  // CAF defaults to 4 scheduler threads. All brokers run on CAF's one I/O
-  // thread and password hashes on their own threads, so the actors get the
-  // other cores: on 2 cores, 1 scheduler thread measured 96k COUNT/s
-  // against 73k with 2 (docs/BENCHMARKS.md). The command line or the ini
-  // file may still override.
-  auto cores = std::max(2u, std::thread::hardware_concurrency());
-  cfg.set("scheduler.max-threads", static_cast<size_t>(cores - 1));
+  // The command line or the ini file may still override these.
+  smsp::configure_actor_system(cfg);
   std::vector<std::string> caf_args = cmd.caf_args;
   if (auto err = cfg.parse(caf_args)) {
     std::cerr << "smsp-actors: bad CAF option: " << cfg.render(err) << "\n";

@@ -21,7 +21,7 @@ struct acceptor_config {
   /// Reply bytes all connections together may hold beyond each one's free
   /// allowance (its longest possible reply): when they are out, connections
   /// whose clients do not read wait for them, and stop reading requests.
-  size_t max_unsent_total = 256 * 1024 * 1024;
+  size_t max_unsent_total = 64 * 1024 * 1024;
   /// What every connection gets.
   connection_config connection;
 };

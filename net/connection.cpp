@@ -1,9 +1,12 @@
 // Connection broker: framing, flow control, replies in request order.
 #include <algorithm>
 
+#include <sys/socket.h>
+
 #include "actors/log.hpp"
 #include "actors/logic/credentials.hpp"
 #include "caf/all.hpp"
+#include "caf/io/network/default_multiplexer.hpp"
 #include "net/commands.hpp"
 #include "net/connection_state.hpp"
 #include "net/wire/replies.hpp"
@@ -20,6 +23,10 @@ constexpr auto reading_settle_time = std::chrono::milliseconds{10};
 /// Grants of the server-wide output budget come in chunks of this many
 /// bytes, so that a connection asks rarely.
 constexpr size_t grant_chunk = 64 * 1024;
+
+/// Bytes read from the socket at a time. CAF keeps a read buffer of this
+/// size per connection; a longer request arrives over several reads.
+constexpr size_t read_chunk = 16 * 1024;
 
 /// A connection's write buffer keeps at most this much capacity once its
 /// client has read everything: one large burst must not pin its memory.
@@ -63,11 +70,41 @@ size_t encoded_size(std::string_view reply, terminator term) {
   return reply.size() + terminator_bytes(term).size();
 }
 
-/// Bytes to hold for the reply to `next` until it is known.
-size_t reply_bound(const connection_state& st, const queued_request& next) {
-  if (auto err = std::get_if<parse_error>(&next.parsed))
-    return encoded_size(reply::failure(*err), next.term);
-  auto& req = std::get<request>(next.parsed);
+/// What a queued request costs in memory, so that max_queued_bytes bounds
+/// memory rather than bytes on the wire.
+size_t queued_cost(const frame& f) {
+  return sizeof(frame) + f.line.capacity() + 16;
+}
+
+/// The next request, parsed once.
+const parse_result& parsed_next(connection_state& st) {
+  if (!st.next)
+    st.next = parse(st.queued.front(), st.deps.cfg.wire);
+  return *st.next;
+}
+
+/// Whether the cookie can be one the server issued (new_cookie): else the
+/// request needs no session lookup to fail.
+bool cookie_shaped(const std::string& cookie) {
+  return cookie.size() >= 32
+         && std::all_of(cookie.begin(), cookie.end(), [](char c) {
+              return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+            });
+}
+
+/// A request that fails at the edge: its cookie is no session's.
+bool needs_no_registry(const request& req) {
+  return req.spec->needs_session && !cookie_shaped(req.cookie());
+}
+
+/// Bytes to hold for the reply to the next request until it is known.
+size_t reply_bound(connection_state& st) {
+  auto& parsed = parsed_next(st);
+  if (auto err = std::get_if<parse_error>(&parsed))
+    return encoded_size(reply::failure(*err), st.queued.front().term);
+  auto& req = std::get<request>(parsed);
+  if (needs_no_registry(req))
+    return reply::max_short_bytes;
   return max_reply_bytes(row_of(req.cmd()), st.deps.cfg.wire);
 }
 
@@ -189,44 +226,37 @@ void write_ready(broker* self) {
 
 // -- starting requests --------------------------------------------------------
 
-/// Whether the cookie can be one the server issued (new_cookie): else the
-/// request needs no session lookup to fail.
-bool cookie_shaped(const std::string& cookie) {
-  return cookie.size() >= 32
-         && std::all_of(cookie.begin(), cookie.end(), [](char c) {
-              return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-            });
-}
-
 bool can_start(broker* self) {
   auto& st = self->state;
   return !st.barrier && !st.queued.empty()
          && st.started.size() < st.deps.cfg.max_in_flight
-         && output_allows(self, reply_bound(st, st.queued.front()));
+         && output_allows(self, reply_bound(st));
 }
 
 /// Starts the next queued request. One that did not parse, or names no
 /// possible session, is answered at once.
 void start_next(broker* self) {
   auto& st = self->state;
-  auto next = std::move(st.queued.front());
+  auto bound = reply_bound(st);
+  auto parsed = std::move(*st.next);
+  st.next.reset();
+  auto term = st.queued.front().term;
+  st.queued_bytes -= queued_cost(st.queued.front());
   st.queued.pop_front();
-  st.queued_bytes -= next.bytes;
   auto seq = st.first_seq + st.started.size();
-  auto bound = reply_bound(st, next);
   st.reserved += bound;
-  if (auto err = std::get_if<parse_error>(&next.parsed)) {
+  if (auto err = std::get_if<parse_error>(&parsed)) {
     st.started.push_back(
-      {next.term, nullptr, steady_time{}, bound, reply::failure(*err)});
+      {term, nullptr, steady_time{}, bound, reply::failure(*err)});
     return;
   }
-  auto& req = std::get<request>(next.parsed);
+  auto& req = std::get<request>(parsed);
   auto& row = row_of(req.cmd());
   auto& waits = st.deps.cfg.waits;
   auto wait = row.wait == deadline::hashing ? waits.hashing + waits.request
                                             : waits.request;
-  st.started.push_back({next.term, &row, now(self) + wait, bound, {}});
-  if (req.spec->needs_session && !cookie_shaped(req.cookie())) {
+  st.started.push_back({term, &row, now(self) + wait, bound, {}});
+  if (needs_no_registry(req)) {
     set_reply(st, st.started.back(),
               std::string{reply::failure(errc::not_logged_in, req.cmd())});
     return;
@@ -292,6 +322,26 @@ void check_deadlines(broker* self) {
   pump(self);
 }
 
+/// Drops what the client has not read. CAF 0.17's close() first drains
+/// the unsent bytes, so a client that never reads would keep its socket,
+/// its buffers and its descriptor for ever (and keep the server from
+/// stopping). With linger 0 and a shutdown the pending write fails, CAF
+/// removes the socket, and the close resets the connection. Only on CAF's
+/// default multiplexer, whose connection handles are the sockets; the
+/// tests' multiplexer has none.
+void abort_output(broker* self) {
+  auto& st = self->state;
+  if (st.unsent == 0)
+    return;
+  auto& backend = self->system().middleman().backend();
+  if (dynamic_cast<caf::io::network::default_multiplexer*>(&backend) == nullptr)
+    return;
+  auto fd = static_cast<int>(st.hdl.id());
+  linger no_linger{1, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &no_linger, sizeof(no_linger));
+  ::shutdown(fd, SHUT_RDWR);
+}
+
 void close_logged(broker* self, const std::string& why) {
   auto& st = self->state;
   auto line = "connection " + peer_of(self) + " closed: " + why;
@@ -301,6 +351,7 @@ void close_logged(broker* self, const std::string& why) {
   log_line(line);
   // The registry is not told: the client's session stays valid for its next
   // connection.
+  abort_output(self);
   self->close(st.hdl);
   self->quit();
 }
@@ -329,7 +380,8 @@ void check_idle(broker* self) {
     st.last_activity = t;
     return;
   }
-  if (t - st.last_activity >= limit)
+  // The client's last read of a reply counts as activity too.
+  if (t - std::max(st.last_activity, st.last_progress) >= limit)
     close_logged(self, "idle for " + to_text(limit) + " (--idle-timeout)");
 }
 
@@ -374,20 +426,25 @@ caf::behavior connection(connection_broker* self,
   st.free_output = std::max(reply::max_short_bytes,
                             reply::max_text_bytes(cfg.wire.max_text));
   cfg.max_unsent = std::max(cfg.max_unsent, st.free_output);
-  self->configure_read(hdl, caf::io::receive_policy::at_most(64 * 1024));
+  self->configure_read(hdl, caf::io::receive_policy::at_most(read_chunk));
   // Every write is acknowledged, so `unsent` is exact and the idle rule
   // sees whether the client reads.
   self->ack_writes(hdl, true);
   st.last_activity = st.last_progress = now(self);
+  // Stopped with the server: replies the client has not read are dropped,
+  // as the protocol allows, rather than keeping the server from stopping.
+  self->set_exit_handler([=](caf::exit_msg& msg) {
+    abort_output(self);
+    self->quit(msg.reason);
+  });
   return {
     [=](const caf::io::new_data_msg& msg) {
       auto& st = self->state;
       std::vector<frame> frames;
       st.frames.feed(msg.buf.data(), msg.buf.size(), frames);
       for (auto& f : frames) {
-        auto bytes = f.line.size();
-        st.queued.push_back({f.term, parse(f, st.deps.cfg.wire), bytes});
-        st.queued_bytes += bytes;
+        st.queued_bytes += queued_cost(f);
+        st.queued.push_back(std::move(f));
       }
       pump(self);
     },

@@ -20,11 +20,11 @@ struct connection_config {
   /// produce. A request starts only if its longest possible reply fits (one
   /// request always may when nothing is outstanding); otherwise reading
   /// pauses until the client reads its replies.
-  size_t max_unsent = 1024 * 1024;
+  size_t max_unsent = 256 * 1024;
   /// Requests read but not yet started (count, and their bytes) before the
   /// connection stops reading.
   size_t max_queued = 4096;
-  size_t max_queued_bytes = 128 * 1024;
+  size_t max_queued_bytes = 16 * 1024;
   /// Requests with the actors at once; more wait in the queue.
   size_t max_in_flight = 64;
   /// A request unanswered after its wait (waits.request, or waits.hashing

@@ -14,14 +14,6 @@ namespace smsp {
 
 struct command_row;
 
-/// A request read from the socket and parsed, waiting to start.
-struct queued_request {
-  terminator term;
-  parse_result parsed;
-  /// Bytes of its line, counted against max_queued_bytes.
-  size_t bytes;
-};
-
 /// A request handed to the actors (or answered at once), until its reply is
 /// written.
 struct started_request {
@@ -64,8 +56,12 @@ struct connection_state {
   caf::io::connection_handle hdl;
   framer frames;
   /// Requests read and not yet started, in arrival order.
-  std::deque<queued_request> queued;
+  std::deque<frame> queued;
+  /// Memory the queued requests take (their lines and bookkeeping),
+  /// counted against max_queued_bytes.
   size_t queued_bytes = 0;
+  /// queued.front(), parsed: its reply's size decides whether it may start.
+  std::optional<parse_result> next;
   /// Started requests, oldest first, numbered consecutively from
   /// `first_seq`. Replies are written strictly from the front, so they
   /// leave in request order whatever order the actors answer in.

@@ -37,7 +37,7 @@ struct running_server {
   running_server(const std::string& data_dir, smsp::sync_mode sync,
                  std::chrono::microseconds commit_delay = {}) {
     cfg.load<caf::io::middleman>();
-    cfg.set("scheduler.max-threads", 2);
+    smsp::configure_actor_system(cfg);
     sys = std::make_unique<caf::actor_system>(cfg);
     smsp::server_options opts;
     opts.server.port = 0;

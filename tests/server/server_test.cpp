@@ -49,7 +49,7 @@ struct test_server {
     if (opts.server.data_dir == smsp::server_config{}.data_dir)
       opts.server.data_dir = data.str();
     cfg.load<caf::io::middleman>();
-    cfg.set("scheduler.max-threads", 2);
+    smsp::configure_actor_system(cfg);
     sys = std::make_unique<caf::actor_system>(cfg);
     opts.server.port = 0;
     opts.server.hashing.cost = cost;

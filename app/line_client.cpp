@@ -20,10 +20,28 @@ std::runtime_error sys_error(const std::string& what) {
   return std::runtime_error(what + ": " + std::strerror(errno));
 }
 
+/// Binds `fd` (of `family`) to the numeric `address`, any port. Returns an
+/// empty string on success, else why not.
+std::string bind_local(int fd, int family, const std::string& address) {
+  addrinfo hints{};
+  hints.ai_family = family;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICHOST | AI_PASSIVE;
+  addrinfo* found = nullptr;
+  if (auto rc = getaddrinfo(address.c_str(), nullptr, &hints, &found))
+    return "cannot use local address " + address + ": " + gai_strerror(rc);
+  std::string why;
+  if (::bind(fd, found->ai_addr, found->ai_addrlen) != 0)
+    why = "cannot bind to " + address + ": " + std::strerror(errno);
+  freeaddrinfo(found);
+  return why;
+}
+
 } // namespace
 
 line_client::line_client(const std::string& host, uint16_t port,
-                         std::chrono::milliseconds timeout)
+                         std::chrono::milliseconds timeout,
+                         const std::string& local_address)
   : timeout_(timeout) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
@@ -39,6 +57,14 @@ line_client::line_client(const std::string& host, uint16_t port,
     if (fd < 0) {
       last_error = std::strerror(errno);
       continue;
+    }
+    if (!local_address.empty()) {
+      auto why = bind_local(fd, ai->ai_family, local_address);
+      if (!why.empty()) {
+        last_error = why;
+        ::close(fd);
+        continue;
+      }
     }
     if (::connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
       fd_ = fd;

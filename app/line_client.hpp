@@ -14,8 +14,13 @@ class line_client {
 public:
   /// Connects to host:port; throws std::runtime_error with a readable message
   /// when the host cannot be resolved or the connection is refused.
+  /// `local_address`, when not empty, is a numeric address to connect from
+  /// (e.g. "127.0.0.2", so that a test looks like another client to the
+  /// server); the connection fails, with a message naming it, when it cannot
+  /// be bound or is not of the server address's family.
   line_client(const std::string& host, uint16_t port,
-              std::chrono::milliseconds timeout = std::chrono::seconds{10});
+              std::chrono::milliseconds timeout = std::chrono::seconds{10},
+              const std::string& local_address = {});
   ~line_client();
 
   line_client(const line_client&) = delete;

@@ -1,6 +1,7 @@
 // smsp-client: interactive (libedit) or scripted command-line client for an
 // SMSP server.
 #include "app/line_client.hpp"
+#include "app/terminal_text.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -299,14 +300,69 @@ private:
   bool quit_ = false;
 };
 
-// Every successful command prints at least one line, even an empty text.
-void print_output(const std::optional<std::string>& out) {
-  if (!out)
-    return;
-  std::cout << *out;
-  if (out->empty() || out->back() != '\n')
-    std::cout << '\n';
-  std::cout.flush();
+// Whether printed text is shown escaped (--escape).
+enum class escape_mode { automatic, always, never };
+
+// Every line the client prints, but the prompt (the user's own words),
+// goes through here. Much of it is the server's bytes (message texts are the
+// sender's, replies may echo them), and a terminal obeys control sequences in
+// them: it could be recoloured, retitled or have lines overwritten by whoever
+// sent the mail. So a stream that is a terminal gets escape_for_terminal's
+// rendering; a pipe or file gets the bytes unchanged, so scripts see exactly
+// what was posted. Each stream is decided on its own: `printf 'get\n' |
+// smsp-client` still prints to a terminal, and stdout may go to a file while
+// errors reach the terminal.
+class printer {
+public:
+  explicit printer(escape_mode mode)
+    : escape_out_(decide(mode, STDOUT_FILENO)),
+      escape_err_(decide(mode, STDERR_FILENO)) {
+  }
+
+  // Prints `text` and ends the line: at least one line, even for an empty
+  // text.
+  void out(std::string_view text) const {
+    write(std::cout, text, escape_out_);
+  }
+
+  void err(std::string_view text) const {
+    std::cout.flush(); // keeps stdout and stderr in order on one terminal
+    write(std::cerr, text, escape_err_);
+  }
+
+private:
+  static bool decide(escape_mode mode, int fd) {
+    return mode == escape_mode::always
+           || (mode == escape_mode::automatic && isatty(fd) == 1);
+  }
+
+  static void write(std::ostream& os, std::string_view text, bool escape) {
+    if (!escape) {
+      os << text;
+    } else {
+      // Keeps the line breaks of the client's own multi-line texts (help);
+      // a reply never holds one.
+      for (size_t pos = 0;;) {
+        auto nl = text.find('\n', pos);
+        os << smsp::escape_for_terminal(text.substr(pos, nl - pos));
+        if (nl == std::string_view::npos)
+          break;
+        os << '\n';
+        pos = nl + 1;
+      }
+    }
+    if (text.empty() || text.back() != '\n')
+      os << '\n';
+    os.flush();
+  }
+
+  bool escape_out_;
+  bool escape_err_;
+};
+
+void print_output(const printer& print, const std::optional<std::string>& out) {
+  if (out)
+    print.out(*out);
 }
 
 bool has_nul(std::string_view line) {
@@ -318,7 +374,7 @@ bool skip_line(std::string_view line) {
   return text.empty() || text.front() == '#';
 }
 
-int run_script(shell& sh) {
+int run_script(shell& sh, const printer& print) {
   std::string line;
   for (size_t lineno = 1; std::getline(std::cin, line); ++lineno) {
     if (!line.empty() && line.back() == '\r')
@@ -332,12 +388,11 @@ int run_script(shell& sh) {
     try {
       if (has_nul(line))
         throw command_error("the line contains a NUL byte");
-      print_output(sh.run(line));
+      print_output(print, sh.run(line));
       if (sh.quit_requested())
         return 0;
     } catch (const command_error& e) {
-      std::cout.flush();
-      std::cerr << where << e.what() << std::endl;
+      print.err(where + e.what());
       return exit_failure;
     }
   }
@@ -364,7 +419,7 @@ bool keep_in_history(std::string_view line) {
   return cmd != "register" && cmd != "login";
 }
 
-int run_interactive(shell& sh) {
+int run_interactive(shell& sh, const printer& print) {
   using_history();
   stifle_history(1000);
   auto path = history_path();
@@ -378,8 +433,8 @@ int run_interactive(shell& sh) {
       path.clear();
     }
   }
-  std::cout << "Connected to " << sh.endpoint()
-            << ". Type help for commands, quit to leave." << std::endl;
+  print.out("Connected to " + sh.endpoint()
+            + ". Type help for commands, quit to leave.");
   while (!sh.quit_requested()) {
     auto prompt = sh.prompt();
     char* input = readline(prompt.c_str());
@@ -397,11 +452,11 @@ int run_interactive(shell& sh) {
         path.clear();
     }
     try {
-      print_output(sh.run(line));
+      print_output(print, sh.run(line));
     } catch (const server_refused& e) {
-      std::cout << e.what() << std::endl;
+      print.out(e.what());
     } catch (const command_error& e) {
-      std::cerr << "error: " << e.what() << std::endl;
+      print.err(std::string{"error: "} + e.what());
     }
   }
   return 0;
@@ -410,9 +465,12 @@ int run_interactive(shell& sh) {
 } // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"smsp-client: talk to an SMSP mail server. Interactive on a "
-               "terminal; otherwise runs one command per stdin line and "
-               "exits 1 at the first failure (2 if it cannot connect)."};
+  CLI::App app{
+    "smsp-client: talk to an SMSP mail server. Interactive on a "
+    "terminal; otherwise runs one command per stdin line and "
+    "exits 1 at the first failure (2 if it cannot connect). Received "
+    "text reaches a terminal escaped (see --escape), a pipe or file "
+    "byte for byte."};
   std::string host = "127.0.0.1";
   uint16_t port = 5000;
   double timeout_s = 30;
@@ -425,7 +483,20 @@ int main(int argc, char** argv) {
     // poll() takes an int of milliseconds: a day is plenty.
     ->check(CLI::Range(0.001, 86400.0))
     ->capture_default_str();
+  std::string escape = "auto";
+  app
+    .add_option("--escape", escape,
+                "show control bytes (C0, DEL, C1) and invalid UTF-8 in "
+                "printed text as \\xHH, and a backslash as \\\\: auto does "
+                "so on stdout and on stderr each when it is a terminal (a "
+                "pipe or file gets the server's bytes unchanged); always, "
+                "never")
+    ->check(CLI::IsMember({"auto", "always", "never"}))
+    ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  printer print{escape == "always"  ? escape_mode::always
+                : escape == "never" ? escape_mode::never
+                                    : escape_mode::automatic};
 
   auto timeout = std::chrono::milliseconds{
     static_cast<int64_t>(std::ceil(timeout_s * 1000))};
@@ -433,8 +504,8 @@ int main(int argc, char** argv) {
   try {
     sh.connect();
   } catch (const std::exception& e) {
-    std::cerr << "smsp-client: " << e.what() << std::endl;
+    print.err(std::string{"smsp-client: "} + e.what());
     return exit_no_connection;
   }
-  return isatty(0) ? run_interactive(sh) : run_script(sh);
+  return isatty(0) ? run_interactive(sh, print) : run_script(sh, print);
 }

@@ -1,4 +1,4 @@
-// Brute-force throttling of LOGIN: CIDR matching and the penalty tables.
+// Brute-force throttling of LOGIN: CIDR matching and the three penalty keys.
 #include "actors/logic/throttle.hpp"
 
 #include <algorithm>
@@ -7,6 +7,7 @@
 #include <limits>
 #include <netinet/in.h>
 #include <stdexcept>
+#include <tuple>
 #include <utility>
 
 namespace smsp {
@@ -109,44 +110,71 @@ bool in_networks(std::string_view text, const std::vector<ip_network>& nets) {
             });
 }
 
+// -- pair keys ----------------------------------------------------------------
+
+bool operator<(const login_throttle::pair_key& a,
+               const login_throttle::pair_key& b) {
+  return std::tie(a.user, a.address) < std::tie(b.user, b.address);
+}
+
+bool operator<(const login_throttle::pair_key& a,
+               const login_throttle::pair_ref& b) {
+  auto user = std::string_view{a.user};
+  return user < b.user || (user == b.user && a.address < b.address);
+}
+
+bool operator<(const login_throttle::pair_ref& a,
+               const login_throttle::pair_key& b) {
+  auto user = std::string_view{b.user};
+  return a.user < user || (a.user == user && a.address < b.address);
+}
+
 // -- table --------------------------------------------------------------------
 
-template <class Key>
+template <class Key, class Value>
 template <class K>
-login_throttle::record&
-login_throttle::table<Key>::touch(const K& key, time_point now) {
+Value& login_throttle::table<Key, Value>::touch(const K& key, time_point now) {
   if (auto i = index_.find(key); i != index_.end()) {
     auto pos = *i;
     // Splicing keeps iterators valid, so the index needs no update.
     order_.splice(order_.end(), order_, pos);
-    pos->rec.last_failure = now;
-    return pos->rec;
+    pos->stamp = now;
+    return pos->value;
   }
   if (order_.size() >= max_) {
     index_.erase(order_.begin());
     order_.pop_front();
   }
-  order_.push_back(entry{Key(key), record{}});
-  auto pos = std::prev(order_.end());
-  index_.insert(pos);
-  pos->rec.last_failure = now;
-  return pos->rec;
+  order_.push_back(entry{Key(key), Value{}, now});
+  index_.insert(std::prev(order_.end()));
+  return order_.back().value;
 }
 
-template <class Key>
+template <class Key, class Value>
 template <class K>
-void login_throttle::table<Key>::erase(const K& key) {
-  if (auto i = index_.find(key); i != index_.end()) {
-    auto pos = *i;
-    index_.erase(i);
-    order_.erase(pos);
-  }
+bool login_throttle::table<Key, Value>::erase(const K& key) {
+  auto i = index_.find(key);
+  if (i == index_.end())
+    return false;
+  auto pos = *i;
+  index_.erase(i);
+  order_.erase(pos);
+  return true;
 }
 
-template <class Key>
-void login_throttle::table<Key>::expire(time_point now,
-                                        std::chrono::milliseconds keep) {
-  while (!order_.empty() && now - order_.front().rec.last_failure >= keep) {
+template <class Key, class Value>
+template <class K, class F>
+void login_throttle::table<Key, Value>::visit_from(const K& from,
+                                                   F visit) const {
+  for (auto i = index_.lower_bound(from); i != index_.end(); ++i)
+    if (!visit((*i)->key))
+      return;
+}
+
+template <class Key, class Value>
+void login_throttle::table<Key, Value>::expire(time_point now,
+                                               std::chrono::milliseconds keep) {
+  while (!order_.empty() && now - order_.front().stamp >= keep) {
     index_.erase(order_.begin());
     order_.pop_front();
   }
@@ -156,8 +184,10 @@ void login_throttle::table<Key>::expire(time_point now,
 
 login_throttle::login_throttle(throttle_config cfg)
   : cfg_(std::move(cfg)),
+    addresses_(cfg_.max_tracked),
+    pairs_(cfg_.max_tracked),
     users_(cfg_.max_tracked),
-    addresses_(cfg_.max_tracked) {
+    known_(cfg_.max_tracked) {
   using std::invalid_argument;
   if (cfg_.first_penalty.count() <= 0)
     throw invalid_argument("throttle: the first penalty must be positive");
@@ -179,6 +209,16 @@ login_throttle::login_throttle(throttle_config cfg)
     throw invalid_argument("throttle: max tracked keys must be at least 1");
   if (cfg_.ipv6_prefix > 128)
     throw invalid_argument("throttle: the IPv6 prefix length exceeds 128");
+  // One address must never be able to engage the username-wide key, and the
+  // count of a name's pairs stops at this many.
+  if (cfg_.distributed_addresses < 2 || cfg_.distributed_addresses > 64)
+    throw invalid_argument("throttle: distributed addresses must be 2-64");
+  // Each is scanned on every LOGIN for the name.
+  if (cfg_.known_addresses > 64)
+    throw invalid_argument("throttle: known addresses exceed 64");
+  if (cfg_.known_for.count() <= 0
+      || cfg_.known_for > std::chrono::hours{24 * 366})
+    throw invalid_argument("throttle: known_for must be 1 ms to a year");
   for (auto& text : cfg_.trusted_networks) {
     auto net = parse_network(text);
     if (!net)
@@ -190,37 +230,60 @@ login_throttle::login_throttle(throttle_config cfg)
 bool login_throttle::allows(std::string_view user, std::string_view address,
                             time_point now) {
   now = advance(now);
-  auto user_rec = users_.find(user.substr(0, max_user_key));
-  auto key = address_key(address);
-  auto addr_rec = key ? addresses_.find(*key) : nullptr;
-  if (blocked(user_rec, now) || blocked(addr_rec, now))
+  auto name = user.substr(0, max_user_key);
+  auto from = classify(address);
+  auto addr_rec = from.trusted ? nullptr : addresses_.find(from.key);
+  auto pair_rec = pairs_.find(pair_ref{name, from.key});
+  auto user_rec = user_lane(name, from.key, pair_rec != nullptr, now);
+  if (blocked(addr_rec, now) || blocked(pair_rec, now)
+      || blocked(user_rec, now))
     return false;
-  admit(user_rec, now);
   admit(addr_rec, now);
+  admit(pair_rec, now);
+  admit(user_rec, now);
   return true;
 }
 
 void login_throttle::failed(std::string_view user, std::string_view address,
                             time_point now) {
   now = advance(now);
-  count_failure(users_.touch(user.substr(0, max_user_key), now), now);
-  if (auto key = address_key(address))
-    count_failure(addresses_.touch(*key, now), now);
+  auto name = user.substr(0, max_user_key);
+  auto from = classify(address);
+  if (!from.trusted)
+    count_failure(addresses_.touch(from.key, now), now);
+  pair_ref pair{name, from.key};
+  bool repeat = pairs_.find(pair) != nullptr;
+  count_failure(pairs_.touch(pair, now), now);
+  // A known address failing is the user's typo or someone at her address:
+  // keys 1 and 2 bound it, and it is no sign of a spread guess.
+  if (!is_known(known_.find(name), from.key, now)) {
+    auto& rec = users_.touch(name, now);
+    count_failure(repeat ? rec.repeat : rec.first, now);
+  }
 }
 
 void login_throttle::succeeded(std::string_view user, std::string_view address,
                                time_point now) {
   now = advance(now);
-  users_.erase(user.substr(0, max_user_key));
-  // Only the slot of the attempt that just came back: the failures stay (see
-  // the header).
-  if (auto key = address_key(address))
-    if (auto rec = addresses_.find(*key))
+  auto name = user.substr(0, max_user_key);
+  auto from = classify(address);
+  // Only the slot of the attempt that just came back: the address keeps its
+  // failures (see the class comment).
+  if (!from.trusted)
+    if (auto rec = addresses_.find(from.key))
       rec->probe_end = time_point{};
+  bool was_known = is_known(known_.find(name), from.key, now);
+  bool repeat = pairs_.erase(pair_ref{name, from.key});
+  // The lane allows() used for this attempt, if any: its slot is free. The
+  // username's failures stay, since they came from other addresses.
+  if (!was_known)
+    if (auto rec = users_.find(name))
+      (repeat ? rec->repeat : rec->first).probe_end = time_point{};
+  remember(name, from.key, now);
 }
 
 size_t login_throttle::tracked() const {
-  return users_.size() + addresses_.size();
+  return addresses_.size() + pairs_.size() + users_.size() + known_.size();
 }
 
 bool login_throttle::trusted(std::string_view address) const {
@@ -229,25 +292,83 @@ bool login_throttle::trusted(std::string_view address) const {
 
 login_throttle::time_point login_throttle::advance(time_point now) {
   latest_ = std::max(latest_, now);
-  // Past every window a key can have, plus the quiet time.
+  // Past every window a record can have, plus the quiet time.
   auto keep = cfg_.max_penalty + cfg_.forget_after;
-  users_.expire(latest_, keep);
   addresses_.expire(latest_, keep);
+  pairs_.expire(latest_, keep);
+  users_.expire(latest_, keep);
+  known_.expire(latest_, cfg_.known_for);
   return latest_;
 }
 
-std::optional<ip_address>
-login_throttle::address_key(std::string_view address) const {
+login_throttle::client
+login_throttle::classify(std::string_view address) const {
   auto addr = parse_address(address);
   if (!addr)
-    return ip_address{};
-  if (std::any_of(trusted_.begin(), trusted_.end(), [&](const ip_network& net) {
-        return in_network(*addr, net);
-      }))
-    return std::nullopt;
+    return client{ip_address{}, false};
+  // Trust is decided on the whole address: a trusted IPv6 network may be
+  // narrower than the prefix that keys count by.
+  bool trusted = std::any_of(trusted_.begin(), trusted_.end(),
+                             [&](const ip_network& net) {
+                               return in_network(*addr, net);
+                             });
   if (is_mapped_ipv4(*addr))
-    return addr;
-  return masked(*addr, cfg_.ipv6_prefix);
+    return client{*addr, trusted};
+  return client{masked(*addr, cfg_.ipv6_prefix), trusted};
+}
+
+bool login_throttle::is_known(const known_list* known, const ip_address& key,
+                              time_point now) const {
+  return known != nullptr
+         && std::any_of(
+           known->begin(), known->end(), [&](const known_address& k) {
+             return k.key == key && now - k.last_success < cfg_.known_for;
+           });
+}
+
+bool login_throttle::distributed(std::string_view user, const known_list* known,
+                                 time_point now) const {
+  // One name's pairs are adjacent and start at the lowest address key; the
+  // scan stops after `distributed_addresses` unknown ones, and passes at
+  // most `known_addresses` known ones.
+  unsigned found = 0;
+  pairs_.visit_from(pair_ref{user, ip_address{}}, [&](const pair_key& key) {
+    if (key.user != user)
+      return false;
+    if (!is_known(known, key.address, now))
+      ++found;
+    return found < cfg_.distributed_addresses;
+  });
+  return found >= cfg_.distributed_addresses;
+}
+
+login_throttle::record* login_throttle::user_lane(std::string_view user,
+                                                  const ip_address& key,
+                                                  bool repeat, time_point now) {
+  auto rec = users_.find(user);
+  if (rec == nullptr)
+    return nullptr;
+  auto known = known_.find(user);
+  if (is_known(known, key, now) || !distributed(user, known, now))
+    return nullptr;
+  return repeat ? &rec->repeat : &rec->first;
+}
+
+void login_throttle::remember(std::string_view user, const ip_address& key,
+                              time_point now) {
+  if (cfg_.known_addresses == 0)
+    return;
+  auto& known = known_.touch(user, now);
+  known.erase(std::remove_if(known.begin(), known.end(),
+                             [&](const known_address& k) {
+                               return k.key == key
+                                      || now - k.last_success >= cfg_.known_for;
+                             }),
+              known.end());
+  if (known.size() >= cfg_.known_addresses)
+    known.erase(known.begin());
+  // `now` is the latest time seen, so the list stays sorted.
+  known.push_back(known_address{key, now});
 }
 
 std::chrono::milliseconds login_throttle::window(unsigned failures) const {
@@ -267,8 +388,8 @@ bool login_throttle::blocked(const record* rec, time_point now) const {
 }
 
 void login_throttle::admit(record* rec, time_point now) {
-  // A penalized key outside its window lets one attempt through and holds it
-  // for that attempt: one hash per window, however many connections ask.
+  // A penalized record outside its window lets one attempt through and holds
+  // it for that attempt: one hash per window, however many connections ask.
   if (rec != nullptr && rec->failures >= cfg_.free_failures)
     rec->probe_end = now + window(rec->failures);
 }
@@ -278,7 +399,7 @@ void login_throttle::count_failure(record& rec, time_point now) {
     ++rec.failures;
   // Never shortens the window, since `now` and the window length only grow;
   // and the new window outlasts the slot of an attempt in flight, which began
-  // no later than `now` and held the key for a shorter window.
+  // no later than `now` and held the record for a shorter window.
   if (rec.failures >= cfg_.free_failures)
     rec.window_end = now + window(rec.failures);
 }

@@ -250,14 +250,19 @@ std::variant<command_line, int> parse_command_line(int argc,
               "before it is closed; its session stays valid");
   auto& penalty = boxes.throttle;
   add_seconds(app, "--login-penalty", penalty.first_penalty, 0.001, 86400.0,
-              "Seconds of the first brute-force penalty window; each further "
-              "failure doubles the window (see docs/SECURITY.md)");
+              "Seconds of the first brute-force penalty window: after 3 "
+              "failed LOGINs from one address (for one name, or for any "
+              "name from an untrusted address), or for a name guessed from "
+              "several addresses, LOGINs there are refused without hashing, "
+              "as if the password were wrong; each further failure doubles "
+              "the window (see docs/SECURITY.md)");
   add_seconds(app, "--login-penalty-max", penalty.max_penalty, 0.001, 86400.0,
               "Seconds the penalty window grows to at most");
   app
     .add_option("--trusted-networks", opts.trusted_networks,
                 "Comma-separated networks (CIDR, IPv4 or IPv6) whose "
-                "addresses are not penalized per address. Behind a proxy "
+                "addresses are not penalized across usernames (each "
+                "username from such an address still is). Behind a proxy "
                 "every client has the proxy's address: leave the proxy out, "
                 "or '' to trust none")
     ->capture_default_str();

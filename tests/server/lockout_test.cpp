@@ -8,9 +8,11 @@
 #include <thread>
 
 #include "app/line_client.hpp"
+#include "app/options.hpp"
+#include "app/server.hpp"
 #include "caf/all.hpp"
 #include "caf/io/all.hpp"
-#include "net/server.hpp"
+#include "tests/server/resolved.hpp"
 #include "tests/test_support.hpp"
 
 using smsp::line_client;
@@ -29,15 +31,15 @@ struct lockout_server {
 
   lockout_server() {
     cfg.load<caf::io::middleman>();
-    cfg.set("scheduler.max-threads", 2);
+    smsp::configure_actor_system(cfg);
     sys = std::make_unique<caf::actor_system>(cfg);
-    smsp::server_config conf;
-    conf.data_dir = data.str();
-    conf.port = 0;
-    conf.hashing.cost = smsp::pwhash_cost::min;
-    conf.registry.throttle.first_penalty = 200ms;
-    conf.registry.throttle.max_penalty = 400ms;
-    auto started = smsp::start_server(*sys, conf);
+    smsp::server_options opts;
+    opts.server.data_dir = data.str();
+    opts.server.port = 0;
+    opts.server.hashing.cost = smsp::pwhash_cost::min;
+    opts.server.registry.throttle.first_penalty = 200ms;
+    opts.server.registry.throttle.max_penalty = 400ms;
+    auto started = smsp::start_server(*sys, smsp::testing::resolved(opts));
     if (!started)
       FAIL("server did not start: " << sys->render(started.error()));
     srv = *started;

@@ -23,6 +23,7 @@
 #include "tests/test_support.hpp"
 
 using smsp::line_client;
+using smsp::testing::stderr_capture;
 
 namespace {
 
@@ -77,6 +78,22 @@ std::string cookie_of(const std::string& reply) {
 
 std::string register_user(line_client& c, const std::string& name) {
   return cookie_of(c.call("REGISTER " + name + " pw-" + name));
+}
+
+/// `n` bytes from `c`, or fewer if the connection closes first; a read that
+/// blocks for 60 s fails the test (a hang detector, not a speed check).
+std::string read_exactly(line_client& c, size_t n) {
+  std::string got;
+  while (got.size() < n) {
+    pollfd p{c.fd(), POLLIN, 0};
+    REQUIRE(::poll(&p, 1, 60'000) == 1);
+    char buf[4096];
+    auto k = ::recv(c.fd(), buf, std::min(sizeof(buf), n - got.size()), 0);
+    if (k <= 0)
+      break;
+    got.append(buf, static_cast<size_t>(k));
+  }
+  return got;
 }
 
 /// Resident set size of this process in KiB.
@@ -206,18 +223,10 @@ TEST_CASE("a whole mail exchange over TCP", "[server]") {
 TEST_CASE("replies end with the terminator of their request", "[server]") {
   test_server server;
   auto c = server.connect();
+  // The second DUMP waits for the next DUMP run (one a second).
   c->send_raw(std::string{"DUMP\r\nNOPE\0DUMP\n", 16});
-  std::string got;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{5};
-  while (got.size() < 26 && std::chrono::steady_clock::now() < deadline) {
-    char buf[64];
-    auto n = ::recv(c->fd(), buf, sizeof(buf), MSG_DONTWAIT);
-    if (n > 0)
-      got.append(buf, static_cast<size_t>(n));
-    else
-      std::this_thread::sleep_for(std::chrono::milliseconds{5});
-  }
-  CHECK(got == std::string{"OK\r\nKO unknown command\0OK\n", 26});
+  CHECK(read_exactly(*c, 26)
+        == std::string{"OK\r\nKO unknown command\0OK\n", 26});
 }
 
 TEST_CASE("1000 pipelined requests in one write are answered in order",
@@ -318,9 +327,8 @@ TEST_CASE("100 concurrent clients deliver every message exactly once",
 TEST_CASE("a client that does not read its replies costs bounded memory and "
           "never delays others",
           "[server]") {
-  smsp::server_options conf;
-  conf.server.acceptor.connection.max_unsent = 256 * 1024;
-  test_server server{conf};
+  // The defaults: --max-unsent 256 KiB.
+  test_server server;
   auto slow = server.connect();
   auto me = register_user(*slow, "slow");
   std::string text(16 * 1024, 'x');
@@ -335,15 +343,13 @@ TEST_CASE("a client that does not read its replies costs bounded memory and "
   slow->send_raw(batch);
   std::this_thread::sleep_for(std::chrono::seconds{1});
   auto other = server.connect();
-  auto started = std::chrono::steady_clock::now();
   auto o = register_user(*other, "other");
   for (int i = 0; i < 50; ++i)
     REQUIRE(other->call("COUNT other " + o) == "COUNTED 0");
-  auto took = std::chrono::steady_clock::now() - started;
-  CHECK(took < std::chrono::seconds{5});
   auto growth_kib = rss_kib() - rss_before;
   INFO("RSS growth while 64 MiB of replies wait: " << growth_kib << " KiB");
-  CHECK(growth_kib < 24 * 1024);
+  // SECURITY.md: one connection costs at most about 600 KiB.
+  CHECK(growth_kib < 1024);
   // Once it reads, the slow client gets every reply, intact and in order.
   for (int i = 0; i < requests; ++i) {
     auto reply = slow->read_reply();
@@ -368,23 +374,30 @@ TEST_CASE("a flood of LOGINs at the real hashing cost stalls no other "
   // answer repeats for one name without hashing, stays out of the way.
   for (int i = 0; i < 30; ++i)
     logins += "LOGIN nobody" + std::to_string(i) + " wrong\n";
-  auto started = std::chrono::steady_clock::now();
   flood->send_raw(logins);
-  for (int i = 0; i < 20; ++i) {
-    auto sent = std::chrono::steady_clock::now();
+  // The first LOGIN is answered once its hash is done: from then on the
+  // hasher is busy with the other 29, one at a time.
+  REQUIRE(flood->read_reply() == std::string{"KO wrong username or password"});
+  for (int i = 0; i < 20; ++i)
     REQUIRE(c->call("COUNT busy " + me) == "COUNTED 0");
-    CHECK(std::chrono::steady_clock::now() - sent
-          < std::chrono::milliseconds{500});
+  // The COUNTs were answered while the hashes ran, not after them: 20
+  // COUNTs cost far less than 29 hashes of 64 MiB, so replies are still
+  // missing. (What is measured is order, not speed.)
+  pollfd p{flood->fd(), POLLIN, 0};
+  std::string pending;
+  char buf[4096];
+  while (::poll(&p, 1, 0) == 1) {
+    auto n = ::recv(flood->fd(), buf, sizeof(buf), 0);
+    if (n <= 0)
+      break;
+    pending.append(buf, static_cast<size_t>(n));
   }
-  for (int i = 0; i < 30; ++i)
+  auto early = std::count(pending.begin(), pending.end(), '\n');
+  INFO(early << " more LOGIN replies had arrived when 20 COUNTs were done");
+  CHECK(early < 29);
+  for (auto i = early; i < 29; ++i)
     REQUIRE(flood->read_reply()
             == std::string{"KO wrong username or password"});
-  auto hashing = std::chrono::steady_clock::now() - started;
-  INFO("30 hashes took "
-       << std::chrono::duration_cast<std::chrono::milliseconds>(hashing).count()
-       << " ms");
-  // The COUNTs above ran while the hashes did, not after them.
-  CHECK(hashing > std::chrono::milliseconds{500});
 }
 
 TEST_CASE("garbage and oversized requests get errors and lose nothing",
@@ -492,8 +505,24 @@ bool served(test_server& server) {
 /// Waits until the server closes `c` and returns when it did; nullopt when
 /// it sent bytes instead or did not close within `limit`. Safe on any
 /// thread (no Catch assertions).
+/// Reads and drops what `c` receives until the server closes it; false if
+/// it does not within 60 s (a hang detector).
+bool eof_after_draining(line_client& c) {
+  auto start = steady::now();
+  char buf[65536];
+  while (steady::now() - start < 60s) {
+    pollfd pfd{c.fd(), POLLIN, 0};
+    if (::poll(&pfd, 1, 50) <= 0)
+      continue;
+    auto n = ::recv(c.fd(), buf, sizeof(buf), 0);
+    if (n == 0 || (n < 0 && errno == ECONNRESET))
+      return true;
+  }
+  return false;
+}
+
 std::optional<steady::time_point> eof_time(line_client& c,
-                                           steady::duration limit = 10s) {
+                                           steady::duration limit = 60s) {
   auto start = steady::now();
   while (steady::now() - start < limit) {
     pollfd pfd{c.fd(), POLLIN, 0};
@@ -540,12 +569,14 @@ TEST_CASE("a connection beyond --max-connections gets KO server busy and is "
   clients.pop_back();
   auto freed = steady::now();
   int attempts = 1;
-  while (!served(server) && steady::now() - freed < 5s) {
+  // Bounded in attempts: a hang detector, not a speed check.
+  bool again = false;
+  while (!(again = served(server)) && steady::now() - freed < 60s) {
     ++attempts;
     std::this_thread::sleep_for(10ms);
   }
   INFO(attempts << " attempt(s) until a freed slot was used");
-  CHECK(steady::now() - freed < 5s);
+  CHECK(again);
   CHECK(clients[0]->call("COUNT crowded " + me) == "COUNTED 0");
 }
 
@@ -573,10 +604,10 @@ TEST_CASE("an idle connection is closed after --idle-timeout, an active one "
   REQUIRE(idle_closed);
   auto idle_closed_after = *idle_closed - idle_since;
   INFO("idle connection closed after " << ms_of(idle_closed_after) << " ms");
-  // Not before its timeout (less a little for the reply's transit), not
-  // much after it.
+  // Not before its timeout (less a little for the reply's transit). When
+  // exactly after it is the broker tests' business (tests/broker, with a
+  // manual clock); here it only has to happen.
   CHECK(idle_closed_after >= 280ms);
-  CHECK(idle_closed_after < 1000ms);
   CHECK(active->call("COUNT lively " + a) == "COUNTED 0");
   // The session outlives its connection.
   auto again = server.connect();
@@ -612,7 +643,6 @@ TEST_CASE("a connection with a request in flight is not idle",
                                  << " ms, then closed after "
                                  << ms_of(*closed - answered) << " ms");
     CHECK(*closed - answered >= 280ms);
-    CHECK(*closed - answered < 1000ms);
   }
   smsp::stop_listening(bound->acceptor);
   caf::anon_send_exit(registry, caf::exit_reason::user_shutdown);
@@ -662,7 +692,7 @@ TEST_CASE("a slowloris is closed by the idle rule and delays no one",
   size_t trickled = 0;
   std::thread trickler{[&] {
     loris->send_raw("COUNT punctual ");
-    while (steady::now() - loris_since < 5s) {
+    while (steady::now() - loris_since < 60s) {
       char probe;
       auto n = ::recv(loris->fd(), &probe, 1, MSG_DONTWAIT);
       if (n == 0 || (n < 0 && errno == ECONNRESET)) {
@@ -694,10 +724,10 @@ TEST_CASE("a slowloris is closed by the idle rule and delays no one",
        << " bytes; other client: " << latencies.size() << " requests, median "
        << ms_of(median) << " ms, worst " << ms_of(worst) << " ms");
   CHECK(loris_closed_after >= 280ms);
-  CHECK(loris_closed_after < 1000ms);
   CHECK(trickled >= 10);
-  CHECK(median < 20ms);
-  CHECK(worst < 200ms);
+  // Every request of the other client was answered meanwhile (the REQUIRE
+  // above); how fast is a benchmark's business, not a test's.
+  CHECK(latencies.size() >= 10);
 }
 
 TEST_CASE("slowloris connections cost bounded memory", "[server][limits]") {
@@ -731,4 +761,105 @@ TEST_CASE("slowloris connections cost bounded memory", "[server][limits]") {
   // And the idle rule closes them all.
   for (auto& c : clients)
     CHECK(eof_time(*c, 5s));
+}
+
+namespace {
+
+/// A connection that sends `requests` GETMSGs for a `text`-sized message and
+/// never reads, its receive buffer small so that the server's replies back
+/// up at once.
+std::unique_ptr<line_client>
+non_reader(test_server& server, const std::string& user,
+           const std::string& cookie, int requests) {
+  auto c = server.connect();
+  int small = 4096;
+  ::setsockopt(c->fd(), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+  std::string batch;
+  for (int i = 0; i < requests; ++i)
+    batch += "GETMSG " + user + " " + cookie + "\n";
+  c->send_raw(batch);
+  return c;
+}
+
+} // namespace
+
+TEST_CASE("a client that takes none of its replies is closed after "
+          "--idle-timeout, its unread replies dropped; one that reads slowly "
+          "is not",
+          "[server][limits]") {
+  stderr_capture log;
+  smsp::server_options conf;
+  conf.server.acceptor.connection.idle_timeout = 300ms;
+  test_server server{conf};
+  auto owner = server.connect();
+  auto me = register_user(*owner, "big");
+  std::string text(16000, 'x');
+  REQUIRE(owner->call("MESSAGE " + text + " " + me) == "OK");
+  REQUIRE(owner->call("STORE big " + me) == "OK");
+  auto deaf = non_reader(server, "big", me, 2000);
+  // The slow reader takes one reply at a time, with pauses shorter than the
+  // timeout: it makes progress, so it keeps its connection.
+  auto slow = server.connect();
+  std::string batch;
+  for (int i = 0; i < 40; ++i)
+    batch += "GETMSG big " + me + "\n";
+  slow->send_raw(batch);
+  for (int i = 0; i < 40; ++i) {
+    std::this_thread::sleep_for(20ms);
+    auto reply = slow->read_reply();
+    REQUIRE(reply);
+    REQUIRE(reply->size() == text.size() + 3);
+  }
+  // The deaf one is closed (EOF or reset once what the kernel holds is
+  // read), not before its timeout.
+  auto closed = eof_after_draining(*deaf);
+  CHECK(closed);
+  // (The slow one has gone idle meanwhile; the mail is all there.)
+  CHECK(server.connect()->call("COUNT big " + me) == "COUNTED 1");
+  log.restore();
+  CHECK_THAT(log.text(), Catch::Contains("bytes of replies unread for 300 ms "
+                                         "(--idle-timeout)"));
+}
+
+TEST_CASE("the server-wide budget bounds the memory of many clients that do "
+          "not read, and the others are still served",
+          "[server][limits]") {
+  stderr_capture log;
+  smsp::server_options conf;
+  // Small, so that 40 clients exhaust it: beyond their free allowance
+  // (their longest reply, 16 KiB) they share 1 MiB.
+  conf.server.acceptor.max_unsent_total = 1024 * 1024;
+  test_server server{conf};
+  auto owner = server.connect();
+  auto me = register_user(*owner, "big");
+  std::string text(16000, 'x');
+  REQUIRE(owner->call("MESSAGE " + text + " " + me) == "OK");
+  REQUIRE(owner->call("STORE big " + me) == "OK");
+  auto rss_before = rss_kib();
+  constexpr int clients = 40;
+  std::vector<std::unique_ptr<line_client>> deaf;
+  for (int i = 0; i < clients; ++i)
+    deaf.push_back(non_reader(server, "big", me, 500));
+  // Another client is served, GETMSG of the large text included.
+  auto other = server.connect();
+  for (int i = 0; i < 20; ++i) {
+    auto reply = other->call("GETMSG big " + me);
+    REQUIRE(reply.size() == text.size() + 3);
+  }
+  // Every deaf client's requests have been read or refused reading by now:
+  // a DUMP is answered after those of its own connection only, so wait for
+  // the log line instead, bounded.
+  for (int i = 0;
+       i < 600 && log.text().find("--max-unsent-total") == std::string::npos;
+       ++i)
+    std::this_thread::sleep_for(50ms);
+  auto growth_kib = rss_kib() - rss_before;
+  INFO("RSS growth with " << clients << " clients that do not read: "
+                          << growth_kib << " KiB");
+  // Without the budget each would hold --max-unsent (256 KiB) twice over:
+  // 20 MiB. With it: twice the budget plus about 100 KiB each (SECURITY.md).
+  CHECK(growth_kib < 2 * 1024 + clients * 160);
+  log.restore();
+  CHECK_THAT(log.text(), Catch::Contains("unsent replies reached "
+                                         "--max-unsent-total"));
 }

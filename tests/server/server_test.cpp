@@ -866,8 +866,8 @@ TEST_CASE("the server-wide budget bounds the memory of many clients that do "
                                          "--max-unsent-total"));
 }
 
-TEST_CASE("20 clients that do not read cost what SECURITY.md states, about "
-          "600 KiB each at most",
+TEST_CASE("20 clients that do not read cost the memory SECURITY.md states, "
+          "about 600 KiB each at most",
           "[server][limits]") {
   test_server server;
   auto owner = server.connect();

@@ -421,11 +421,12 @@ for bad in "--max-connections 0" "--idle-timeout 0" "--idle-timeout soon"; do
     '^[1-9][0-9]*\|.+' "$status|$out"
 done
 
-# line_from FD: one reply line read from FD within 5 s, "<eof>" when the
-# server closed the connection, "<timeout>" when nothing came.
+# line_from FD: one reply line read from FD, "<eof>" when the server closed
+# the connection, "<timeout>" when nothing came within 30 s (a hang
+# detector: none of these tests measures speed).
 line_from() {
   local line
-  if IFS= read -r -t 5 -u "$1" line; then
+  if IFS= read -r -t 30 -u "$1" line; then
     printf '%s' "$line"
   elif (($? > 128)); then
     printf '<timeout>'
@@ -455,13 +456,15 @@ if start_server --max-connections 1 --idle-timeout 1; then
   reply=$(line_from 3)
   waited=$(($(now_ms) - started))
   exec 3<&-
+  # Not before its timeout (less the reply's transit); how soon after it is
+  # the broker tests' business (tests/broker, with a manual clock).
   check_match "limits: --idle-timeout 1 closes an idle connection ($waited ms)" \
-    '^<eof> (9[0-9]{2}|[1-2][0-9]{3})$' "$reply $waited"
+    '^<eof> (9[0-9]{2}|[1-9][0-9]{3,})$' "$reply $waited"
   check_match "limits: the idle close is logged" \
     'closed: idle for 1 s \(--idle-timeout\)' "$(cat "$tmp/server.err")"
-  # The server sees the close a moment after the client: retry for 2 s.
+  # The server sees the close a moment after the client: retry (bounded).
   reply='<none>'
-  for _ in $(seq 20); do
+  for _ in $(seq 300); do
     exec 5<>"/dev/tcp/$host/$port"
     printf 'NOPE\n' >&5 2>/dev/null
     reply=$(line_from 5)
@@ -547,8 +550,13 @@ if command -v nc >/dev/null && start_server --mailbox-idle 0.3; then
     check_match "passivation: DUMP counts 20 active mailboxes" \
       '^20 active mailbox\(es\) \(20 activated, [0-9]+ passivated\)$' \
       "$(last_dump_counts)"
-    sleep 1.5
-    printf 'DUMP\n' | timeout 20 nc -w1 "$host" "$port" >/dev/null
+    # Every mailbox is retired within a sweep or two of --mailbox-idle;
+    # poll with DUMP (bounded: 30 tries a second apart, a hang detector).
+    for _ in $(seq 30); do
+      sleep 1
+      printf 'DUMP\n' | timeout 20 nc -w1 "$host" "$port" >/dev/null
+      [[ $(last_dump_counts) == "0 active"* ]] && break
+    done
     check_match "passivation: after --mailbox-idle none is active" \
       '^0 active mailbox\(es\) \(20 activated, (2[0-9]) passivated\)$' \
       "$(last_dump_counts)"

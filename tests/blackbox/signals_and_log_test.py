@@ -1,0 +1,474 @@
+#!/usr/bin/env python3
+# Black-box test: signals and a log nobody reads never kill or stall the
+# built server (issue 8 item 6).
+"""Usage: signals_and_log_test.py SERVER_BIN
+
+(a) The server's stderr into `head -c 10`, which exits after 10 bytes:
+    after REGISTER and several DUMPs the server is alive and answers (no
+    death by SIGPIPE), and stops on SIGTERM with exit 0.
+(b) The server's stderr into a pipe nobody reads: many DUMPs
+    (--dump-interval 0) fill the pipe many times over; every request is
+    still answered, and SIGTERM stops the server with exit 0 in bounded
+    time.
+(c) SIGHUP: logged, the server goes on serving. With --log-file F: F moved
+    away, SIGHUP, and the server writes F anew ("reopened"), later lines go
+    to the new F and not to the moved one; a path that cannot be reopened
+    keeps the old file; a log file that cannot be opened at start stops
+    the start with exit 1 and a message.
+
+Timeouts are hang detectors only: a slow machine does not fail the test.
+"""
+
+import ctypes
+import fcntl
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import termios
+import threading
+import time
+
+WAIT_S = 30
+REPLY_S = 20
+LISTENING = "smsp-actors listening on "
+
+passed = 0
+failed = 0
+
+
+def check(name, ok, *details):
+    global passed, failed
+    if ok:
+        passed += 1
+        print(f"PASS: {name}")
+    else:
+        failed += 1
+        print(f"FAIL: {name}")
+        for line in details:
+            print(f"    {line}")
+    sys.stdout.flush()
+    return ok
+
+
+def die_with_parent():
+    """Run in the child: the kernel kills it if this test dies (a ctest
+    timeout), so no server outlives the test."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def read_file(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def wait_for(predicate, timeout=WAIT_S):
+    """Polls `predicate` until it holds or `timeout` passes: its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(0.05)
+
+
+class Server:
+    """The built server; its stdout goes to a file, its stderr to `stderr`
+    (a file object, a pipe's descriptor, ...)."""
+
+    def __init__(self, binary, tmp, name, stderr, args=()):
+        self.name = name
+        self.out_path = os.path.join(tmp, name + ".out")
+        self.port = None
+        with open(self.out_path, "wb") as out:
+            self.proc = subprocess.Popen(
+                [binary, "--port", "0", "--pwhash", "min", "--data-dir",
+                 os.path.join(tmp, name + ".data")] + list(args),
+                stdin=subprocess.DEVNULL, stdout=out, stderr=stderr, cwd=tmp,
+                preexec_fn=die_with_parent)
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            m = re.search(LISTENING + r"\S+:(\d+)$", read_file(self.out_path),
+                          re.M)
+            if m:
+                self.port = int(m.group(1))
+                return
+            time.sleep(0.05)
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self, timeout=WAIT_S):
+        """SIGTERM: (exit status or None if it did not stop in time,
+        seconds it took)."""
+        t0 = time.monotonic()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                return None, time.monotonic() - t0
+        return self.proc.returncode, time.monotonic() - t0
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Client:
+    """One connection, LF-framed requests and replies."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port),
+                                             timeout=REPLY_S)
+        self.buf = b""
+
+    def line(self, timeout=REPLY_S):
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            ready, _, _ = select.select([self.sock], [], [], left)
+            if not ready:
+                continue
+            try:
+                chunk = self.sock.recv(65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                return None
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.decode(errors="replace")
+
+    def ask(self, request):
+        self.sock.sendall(request.encode() + b"\n")
+        return self.line()
+
+    def pipeline(self, requests, timeout=REPLY_S * 3):
+        """Sends all requests at once (from a thread, so that a server that
+        stops reading cannot deadlock the test) and returns the replies
+        (None for each one missing after `timeout`)."""
+        data = b"".join(r.encode() + b"\n" for r in requests)
+        sender = threading.Thread(target=self._send_quietly, args=(data,),
+                                  daemon=True)
+        sender.start()
+        deadline = time.monotonic() + timeout
+        replies = []
+        for _ in requests:
+            reply = self.line(max(0.0, deadline - time.monotonic()))
+            replies.append(reply)
+            if reply is None:
+                break
+        replies += [None] * (len(requests) - len(replies))
+        return replies
+
+    def _send_quietly(self, data):
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            pass
+
+    def close(self):
+        self.sock.close()
+
+
+def register(client, user):
+    reply = client.ask(f"REGISTER {user} pw")
+    if reply and reply.startswith("OK "):
+        return reply[3:]
+    return None
+
+
+def case_head(binary, tmp, cleanup):
+    """(a) stderr into `head -c 10`."""
+    head = subprocess.Popen(["head", "-c", "10"], stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL,
+                            preexec_fn=die_with_parent)
+    cleanup.append(head.kill)
+    srv = Server(binary, tmp, "head", head.stdin, ["--dump-interval", "0"])
+    cleanup.append(srv.kill)
+    head.stdin.close()  # only the server writes into the pipe now
+    if not check("(a) the server starts with its stderr into head -c 10",
+                 srv.port is not None, f"exit status: {srv.proc.poll()}"):
+        return
+    try:
+        head.wait(WAIT_S)
+    except subprocess.TimeoutExpired:
+        pass
+    check("(a) head has read its 10 bytes and exited (the log's pipe has no "
+          "reader now)", head.poll() is not None)
+    client = Client(srv.port)
+    try:
+        cookie = register(client, "u1")
+        check("(a) REGISTER u1 answers OK <cookie>", cookie is not None)
+        replies = [client.ask("MESSAGE hello " + str(cookie)),
+                   client.ask("STORE u1 " + str(cookie))]
+        replies += [client.ask("DUMP") for _ in range(5)]
+        check("(a) MESSAGE, STORE and 5 DUMPs answer OK",
+              replies == ["OK"] * 7, f"replies: {replies}")
+        # Any SIGPIPE would come with the log writer's next write, which
+        # the DUMPs have queued: give it a moment, then ask again.
+        time.sleep(1.0)
+        reply = client.ask(f"COUNT u1 {cookie}")
+        check("(a) the server is alive and answers after its log reader went "
+              "away", srv.alive() and reply == "COUNTED 1",
+              f"reply: {reply!r}", f"exit status: {srv.proc.poll()}")
+    finally:
+        client.close()
+    status, took = srv.stop()
+    check(f"(a) SIGTERM stops it with exit 0 ({took:.1f} s)", status == 0,
+          f"exit status: {status}")
+
+
+def case_unread_pipe(binary, tmp, cleanup):
+    """(b) stderr into a pipe nobody reads."""
+    read_end, write_end = os.pipe()
+    cleanup.append(lambda: os.close(read_end))
+    try:
+        srv = Server(binary, tmp, "unread", write_end,
+                     ["--dump-interval", "0", "--sync", "off"])
+    finally:
+        os.close(write_end)
+    cleanup.append(srv.kill)
+    if not check("(b) the server starts with its stderr into a pipe nobody "
+                 "reads", srv.port is not None,
+                 f"exit status: {srv.proc.poll()}"):
+        return
+    users = [f"user{i:02d}" for i in range(20)]
+    text = "x" * 40 + "-" + "y" * 40  # longer than DUMP shows of a text
+    setup = Client(srv.port)
+    clients = []
+    try:
+        cookies = {u: register(setup, u) for u in users}
+        check("(b) 20 users registered",
+              all(c is not None for c in cookies.values()))
+        requests = []
+        for u in users:
+            for _ in range(10):
+                requests += [f"MESSAGE {text} {cookies[u]}",
+                             f"STORE {u} {cookies[u]}"]
+        replies = setup.pipeline(requests)
+        check("(b) 200 messages stored", replies == ["OK"] * len(requests),
+              f"not OK: {[r for r in replies if r != 'OK'][:5]}")
+        # Each full run lists 20 mailboxes of 10 texts: about 20 KB of log.
+        # 5 connections x 60 DUMPs, each followed by a COUNT: about 6 MB of
+        # log into a 64 KiB pipe, beyond the server's 4 MiB queue too.
+        rounds = 60
+        clients = [Client(srv.port) for _ in range(5)]
+        results = []
+        threads = []
+        for i, c in enumerate(clients):
+            u = users[i]
+            reqs = []
+            for _ in range(rounds):
+                reqs += ["DUMP", f"COUNT {u} {cookies[u]}"]
+            expected = ["OK", "COUNTED 10"] * rounds
+
+            def run(c=c, reqs=reqs, expected=expected):
+                got = c.pipeline(reqs, timeout=WAIT_S * 3)
+                results.append((got == expected, got.count(None),
+                                [r for r, e in zip(got, expected) if r != e]))
+            threads.append(threading.Thread(target=run, daemon=True))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(WAIT_S * 4)
+        missing = sum(n for _, n, _ in results) + (len(clients) - len(results))
+        check(f"(b) all {len(clients) * rounds} DUMPs and "
+              f"{len(clients) * rounds} COUNTs answered rightly while the log "
+              "is not read", len(results) == len(clients)
+              and all(ok for ok, _, _ in results),
+              f"unanswered: {missing}",
+              f"wrong: {[w[:3] for _, _, w in results if w][:3]}")
+        pending = fcntl.ioctl(read_end, termios.FIONREAD, b"\0\0\0\0")
+        pending = int.from_bytes(pending, sys.byteorder)
+        check(f"(b) the log's pipe is full ({pending} bytes unread)",
+              pending >= 40000, "the scenario did not fill the pipe")
+        reply = setup.ask("REGISTER late pw")
+        check("(b) a new REGISTER is still answered", reply is not None
+              and reply.startswith("OK "), f"reply: {reply!r}")
+        check("(b) the server is alive", srv.alive(),
+              f"exit status: {srv.proc.poll()}")
+    finally:
+        setup.close()
+        for c in clients:
+            c.close()
+    status, took = srv.stop()
+    check(f"(b) SIGTERM stops it with exit 0 in bounded time ({took:.1f} s)",
+          status == 0, f"exit status: {status} (None: still running after "
+          f"{WAIT_S} s)")
+
+
+def case_sighup_stderr(binary, tmp, cleanup):
+    """(c) SIGHUP with the log on stderr."""
+    log_path = os.path.join(tmp, "hup.err")
+    with open(log_path, "wb") as err:
+        srv = Server(binary, tmp, "hup", err)
+    cleanup.append(srv.kill)
+    if not check("(c) the server starts (log on stderr)",
+                 srv.port is not None, f"exit status: {srv.proc.poll()}"):
+        return
+    for n in (1, 2):
+        srv.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: read_file(log_path).count("SIGHUP") >= 2 * n
+                 or not srv.alive())
+        logged = read_file(log_path).count("SIGHUP") >= 2 * n
+        reply = None
+        if srv.alive():
+            client = Client(srv.port)
+            try:
+                reply = client.ask("COUNT a b")
+            finally:
+                client.close()
+        check(f"(c) SIGHUP #{n}: logged, the server alive and answering",
+              logged and srv.alive() and reply == "KO not logged in",
+              f"reply: {reply!r}", f"exit status: {srv.proc.poll()}",
+              *read_file(log_path).splitlines()[-4:])
+        if not srv.alive():
+            return
+    check("(c) with stderr the log says there is nothing to reopen",
+          "nothing to reopen" in read_file(log_path),
+          *read_file(log_path).splitlines()[-4:])
+    status, _ = srv.stop()
+    check("(c) SIGTERM after SIGHUP: exit 0", status == 0,
+          f"exit status: {status}")
+
+
+def dump(srv, log_path, client, runs_before):
+    """Sends DUMP and waits until the log at `log_path` has its run's last
+    line: (reply, whether the line came)."""
+    reply = client.ask("DUMP")
+    came = wait_for(lambda: read_file(log_path).count("DUMP done")
+                    > runs_before)
+    return reply, bool(came)
+
+
+def case_log_file(binary, tmp, cleanup):
+    """(c) --log-file, moved away and reopened on SIGHUP."""
+    logs = os.path.join(tmp, "logs")
+    os.mkdir(logs)
+    log_path = os.path.join(logs, "smsp.log")
+    moved = log_path + ".1"
+    moved2 = log_path + ".2"
+    err_path = os.path.join(tmp, "file.err")
+    with open(err_path, "wb") as err:
+        srv = Server(binary, tmp, "file", err,
+                     ["--log-file", log_path, "--dump-interval", "0"])
+    cleanup.append(srv.kill)
+    if not check("(c) the server starts with --log-file",
+                 srv.port is not None, f"exit status: {srv.proc.poll()}",
+                 read_file(err_path)):
+        return
+    started = wait_for(lambda: "smsp-actors started" in read_file(log_path))
+    check("(c) the log goes to the file, not to stderr",
+          started and "smsp-actors started" not in read_file(err_path),
+          f"file: {read_file(log_path)[-300:]!r}",
+          f"stderr: {read_file(err_path)[-300:]!r}")
+    check("(c) the log file has mode 0600",
+          os.path.exists(log_path)
+          and (os.stat(log_path).st_mode & 0o777) == 0o600,
+          f"mode: {oct(os.stat(log_path).st_mode & 0o777)}"
+          if os.path.exists(log_path) else "no file")
+    client = Client(srv.port)
+    try:
+        reply, came = dump(srv, log_path, client, 0)
+        check("(c) a DUMP goes to the log file", reply == "OK" and came,
+              f"reply: {reply!r}")
+
+        os.rename(log_path, moved)
+        srv.proc.send_signal(signal.SIGHUP)
+        reopened = wait_for(lambda: "reopened" in read_file(log_path))
+        check("(c) after a move and SIGHUP the server creates the file again "
+              "and says 'reopened' there", reopened and srv.alive(),
+              f"new file: {read_file(log_path)!r}",
+              f"moved file tail: {read_file(moved).splitlines()[-3:]}")
+        reply, came = dump(srv, log_path, client, 0)
+        check("(c) the next DUMP goes to the new file", reply == "OK" and came,
+              f"reply: {reply!r}", f"new file: {read_file(log_path)[-300:]!r}")
+        old = read_file(moved)
+        check("(c) the moved file got nothing after the reopen (one DUMP run, "
+              "no 'reopened')", old.count("DUMP done") == 1
+              and "reopened" not in old, f"moved file: {old[-500:]!r}")
+
+        # A path that cannot be opened on SIGHUP: the old file is kept.
+        os.rename(log_path, moved2)
+        os.mkdir(log_path)
+        srv.proc.send_signal(signal.SIGHUP)
+        refused = wait_for(lambda: "cannot reopen" in read_file(moved2))
+        reply, came = dump(srv, moved2, client, 1)
+        check("(c) a log file that cannot be reopened: the server says so in "
+              "the old file, keeps writing there and keeps serving",
+              refused and reply == "OK" and came and srv.alive(),
+              f"reply: {reply!r}", f"old file: {read_file(moved2)[-500:]!r}")
+        os.rmdir(log_path)
+        srv.proc.send_signal(signal.SIGHUP)
+        reopened = wait_for(lambda: "reopened" in read_file(log_path))
+        check("(c) once the path is free again, SIGHUP reopens it",
+              reopened, f"file: {read_file(log_path)!r}")
+    finally:
+        client.close()
+    status, _ = srv.stop()
+    check("(c) SIGTERM: exit 0, and its line is in the reopened file",
+          status == 0 and "stopping on SIGTERM" in read_file(log_path),
+          f"exit status: {status}", f"file: {read_file(log_path)[-300:]!r}")
+
+
+def case_bad_log_file(binary, tmp, cleanup):
+    """(c) a log file that cannot be opened stops the start."""
+    path = os.path.join(tmp, "missing", "dir", "smsp.log")
+    err_path = os.path.join(tmp, "bad.err")
+    with open(err_path, "wb") as err:
+        srv = Server(binary, tmp, "bad", err, ["--log-file", path])
+    cleanup.append(srv.kill)
+    if srv.port is not None:
+        srv.stop()
+    err = read_file(err_path)
+    check("(c) a log file in a missing directory stops the start (exit 1, "
+          "a message naming the file, no listening)",
+          srv.port is None and srv.proc.returncode == 1 and path in err
+          and LISTENING not in read_file(srv.out_path),
+          f"exit status: {srv.proc.returncode}", f"stderr: {err.strip()!r}")
+
+
+def main():
+    if len(sys.argv) != 2:
+        print(f"usage: {sys.argv[0]} SERVER_BIN", file=sys.stderr)
+        return 2
+    binary = os.path.abspath(sys.argv[1])
+    tmp = tempfile.mkdtemp(prefix="smsp-signals.")
+    cleanup = []
+    try:
+        for case in (case_head, case_unread_pipe, case_sighup_stderr,
+                     case_log_file, case_bad_log_file):
+            try:
+                case(binary, tmp, cleanup)
+            except OSError as e:
+                # A server that died or stopped answering: a failure of this
+                # case, not a crash of the test.
+                check(f"{case.__name__} runs to its end", False, repr(e))
+    finally:
+        for action in reversed(cleanup):
+            try:
+                action()
+            except OSError:
+                pass
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"{passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

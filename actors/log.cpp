@@ -207,9 +207,14 @@ uint64_t log_dropped() {
 
 std::string printable(std::string_view text, size_t max_bytes) {
   std::string out;
-  auto shown = text.substr(0, max_bytes);
-  for (unsigned char c : shown) {
-    if (c >= 0x20 && c < 0x7f && c != '\\') {
+  size_t used = 0;
+  for (; used < text.size(); ++used) {
+    auto c = static_cast<unsigned char>(text[used]);
+    bool plain = c >= 0x20 && c < 0x7f && c != '\\';
+    // The bound is on what is shown: an escaped byte takes four.
+    if (out.size() + (plain ? 1 : 4) > max_bytes)
+      break;
+    if (plain) {
       out += static_cast<char>(c);
     } else {
       char buf[8];
@@ -217,7 +222,7 @@ std::string printable(std::string_view text, size_t max_bytes) {
       out += buf;
     }
   }
-  if (text.size() > max_bytes)
+  if (used < text.size())
     out += "...";
   return out;
 }

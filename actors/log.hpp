@@ -36,8 +36,9 @@ void log_stop();
 /// a write failed.
 uint64_t log_dropped();
 
-/// `text` made safe for one log line: bytes outside 0x20-0x7E become \xHH and
-/// anything past `max_bytes` becomes "...".
+/// `text` made safe for one log line: bytes outside 0x20-0x7E (and the
+/// backslash) become \xHH, and the result is at most `max_bytes` bytes plus
+/// "..." when the text did not fit.
 std::string printable(std::string_view text, size_t max_bytes = 80);
 
 } // namespace smsp

@@ -67,9 +67,16 @@ int run(const smsp::command_line& cmd, const sigset_t& signals) {
   }
   if (!srv) {
     std::cerr << "smsp-actors: cannot serve " << srv_cfg.host << ":"
-              << srv_cfg.port << ": " << sys.render(srv.error())
-              << " (is another server using the port, or is the address not "
-                 "on this machine?)\n";
+              << srv_cfg.port << ": ";
+    if (srv.error() == caf::sec::cannot_open_port)
+      std::cerr << sys.render(srv.error())
+                << " (is another server using the port, or is the address "
+                   "not on this machine?)\n";
+    else if (auto& why = srv.error().context();
+             why.size() == 1 && why.match_element<std::string>(0))
+      std::cerr << why.get_as<std::string>(0) << "\n";
+    else
+      std::cerr << sys.render(srv.error()) << "\n";
     return smsp::exit_failure;
   }
   auto startup = std::chrono::duration_cast<std::chrono::milliseconds>(

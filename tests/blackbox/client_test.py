@@ -15,15 +15,16 @@ on stderr and stdout, the cookie shown by whoami).
 import os
 import pty
 import select
-import shutil
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import tty
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from blackbox_support import WAIT_S, Server, check, run  # noqa: E402
 
 # The posted text and what a terminal must show of it, piece by piece.
 PIECES = [
@@ -50,26 +51,6 @@ TEXT = b"".join(raw for raw, _ in PIECES)
 SHOWN = b"".join(shown for _, shown in PIECES)
 UTF8_PART = PIECES[-1][0].strip()
 
-# Bounds on waiting for a process: a hang fails the test, a slow machine
-# does not.
-WAIT_S = 30
-
-passed = 0
-failed = 0
-
-
-def check(name, ok, *details):
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f"PASS: {name}")
-    else:
-        failed += 1
-        print(f"FAIL: {name}")
-        for line in details:
-            print(f"    {line}")
-
-
 def check_eq(name, expected, actual):
     check(name, expected == actual, f"expected: {expected!r}",
           f"actual:   {actual!r}")
@@ -94,47 +75,6 @@ def check_screen_safe(name, screen, sequences=TEXT_SEQUENCES):
     if not is_utf8(screen):
         problems.append("is not valid UTF-8 (a raw 0x9B or other stray byte)")
     check(name, not problems, *problems, f"screen: {screen!r}")
-
-
-class Server:
-    """The built smsp-actors on an ephemeral port."""
-
-    def __init__(self, binary, tmp):
-        self.out_path = os.path.join(tmp, "server.out")
-        self.err_path = os.path.join(tmp, "server.err")
-        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.proc = subprocess.Popen(
-                [binary, "--port", "0", "--pwhash", "min", "--data-dir",
-                 os.path.join(tmp, "data")],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-        self.port = None
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            with open(self.out_path, "rb") as out:
-                for line in out.read().decode(errors="replace").splitlines():
-                    prefix = "smsp-actors listening on "
-                    if line.startswith(prefix):
-                        self.port = int(line.rsplit(":", 1)[1])
-            if self.port is not None:
-                return
-            time.sleep(0.1)
-
-    def log_tail(self):
-        lines = []
-        for path in (self.out_path, self.err_path):
-            with open(path, "rb") as f:
-                lines += [f"--- {os.path.basename(path)} ---"]
-                lines += f.read().decode(errors="replace").splitlines()[-20:]
-        return lines
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 class FakeServer:
@@ -263,29 +203,21 @@ def run_interactive(client, args, lines, env):
     return proc.returncode, screen.replace(b"\r\n", b"\n")
 
 
-def main():
-    if len(sys.argv) != 3:
-        print(__doc__.splitlines()[0], file=sys.stderr)
-        return 2
-    server_bin, client = sys.argv[1], sys.argv[2]
-    tmp = tempfile.mkdtemp(prefix="smsp-client-test.")
+def main(binaries, tmp, cleanup):
+    server_bin, client = binaries
     # HOME: the interactive client keeps its history there.
     env = dict(os.environ, HOME=tmp, TERM="xterm")
-    server = Server(server_bin, tmp)
+    server = Server(server_bin, tmp, "server",
+                    data_dir=os.path.join(tmp, "data"), start_s=20)
+    cleanup.append(lambda: server.stop(10))
     fake = FakeServer()
-    try:
-        if server.port is None:
-            check("server starts", False,
-                  "no 'smsp-actors listening on <host>:<port>' within 20 s",
-                  *server.log_tail())
-            return 1
-        run_checks(client, server.port, fake.port, env, tmp)
-    finally:
-        fake.stop()
-        server.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{passed} passed, {failed} failed")
-    return 0 if failed == 0 else 1
+    cleanup.append(fake.stop)
+    if server.port is None:
+        check("server starts", False,
+              "no 'smsp-actors listening on <host>:<port>' within 20 s",
+              f"stdout: {server.out()[-2000:]!r}", *server.log_tail(20))
+        return
+    run_checks(client, server.port, fake.port, env, tmp)
 
 
 def run_checks(client, port, fake_port, env, tmp):
@@ -397,4 +329,4 @@ def run_checks(client, port, fake_port, env, tmp):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main, "smsp-client-test.", ("SERVER_BIN", "CLIENT_BIN")))

@@ -19,22 +19,19 @@ pipelined connection (--sync off for speed). Then:
 Timeouts are hang detectors only: a slow machine does not fail the test.
 """
 
-import ctypes
 import os
 import re
-import select
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 
-WAIT_S = 30
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import blackbox_support as bb  # noqa: E402
+from blackbox_support import (WAIT_S, check, run, run_case,  # noqa: E402
+                              wait_for)
+
 REPLY_S = 30
-LISTENING = "smsp-actors listening on "
 USERS = 300
 LISTED = 100  # mailboxes a full run lists
 TEXTS = 10  # texts a full run shows per mailbox
@@ -46,72 +43,18 @@ INTERVAL_S = 1.0  # the default --dump-interval
 DOCUMENTED_BYTES = 150 * 1000
 SHAPE_BYTES = (LISTED + 1) * (100 + TEXTS * (2 + 80 * 4 + 3 + 2)) + 2000
 
-passed = 0
-failed = 0
-
-
-def check(name, ok, *details):
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f"PASS: {name}")
-    else:
-        failed += 1
-        print(f"FAIL: {name}")
-        for line in details:
-            print(f"    {line}")
-    sys.stdout.flush()
-    return ok
-
-
-def die_with_parent():
-    """Run in the child: the kernel kills it if this test dies (a ctest
-    timeout), so no server outlives the test."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def wait_for(predicate, timeout=WAIT_S):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(0.05)
-
-
-class Server:
-    """The built server on a data directory; its log (stderr) in a file."""
+class Server(bb.Server):
+    """The built server on a shared data directory, with --sync off; its log
+    (stderr) in a file, read without timestamps."""
 
     def __init__(self, binary, tmp, data, name, args=()):
-        self.out_path = os.path.join(tmp, name + ".out")
-        self.err_path = os.path.join(tmp, name + ".err")
-        self.port = None
-        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.proc = subprocess.Popen(
-                [binary, "--port", "0", "--pwhash", "min", "--data-dir", data,
-                 "--sync", "off"] + list(args),
-                stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=tmp,
-                preexec_fn=die_with_parent)
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            with open(self.out_path, "rb") as f:
-                m = re.search(LISTENING + r"\S+:(\d+)$",
-                              f.read().decode(errors="replace"), re.M)
-            if m:
-                self.port = int(m.group(1))
-                return
-            time.sleep(0.05)
-
-    def log_bytes(self):
-        with open(self.err_path, "rb") as f:
-            return f.read()
+        super().__init__(binary, tmp, name, ["--sync", "off"] + list(args),
+                         data_dir=data)
 
     def log_lines(self):
         """The log's lines without their timestamps."""
         return [line.split(" ", 1)[1] if " " in line else line
-                for line in self.log_bytes().decode(errors="replace")
-                .splitlines()]
+                for line in self.log().splitlines()]
 
     def log_tail(self, n=8):
         return ["log: " + line[:200] for line in self.log_lines()[-n:]]
@@ -133,71 +76,6 @@ class Server:
         wait_for(lambda: self.answered()[0] >= n)
         return self.answered()
 
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(WAIT_S)
-            except subprocess.TimeoutExpired:
-                self.kill()
-                return None
-        return self.proc.returncode
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
-class Client:
-    def __init__(self, port):
-        self.sock = socket.create_connection(("127.0.0.1", port),
-                                             timeout=REPLY_S)
-        self.buf = b""
-
-    def line(self, timeout):
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            ready, _, _ = select.select([self.sock], [], [], left)
-            if not ready:
-                continue
-            try:
-                chunk = self.sock.recv(65536)
-            except OSError:
-                chunk = b""
-            if not chunk:
-                return None
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return line
-
-    def pipeline(self, requests, timeout):
-        """Sends all requests (bytes) at once, from a thread so that the
-        server's flow control cannot deadlock the test; returns the replies
-        (None for each one missing after `timeout`)."""
-        data = b"".join(r + b"\n" for r in requests)
-
-        def send():
-            try:
-                self.sock.sendall(data)
-            except OSError:
-                pass
-        threading.Thread(target=send, daemon=True).start()
-        deadline = time.monotonic() + timeout
-        replies = []
-        for _ in requests:
-            reply = self.line(max(0.0, deadline - time.monotonic()))
-            if reply is None:
-                break
-            replies.append(reply)
-        return replies + [None] * (len(requests) - len(replies))
-
-    def close(self):
-        self.sock.close()
-
 
 def name_of(i):
     return "w" * 29 + f"{i:03d}"  # 32 characters, sorted as i is
@@ -213,7 +91,7 @@ def hostile_text(i, k):
 def setup(srv):
     """Registers USERS users and fills their mailboxes and the IMQ: True
     when every request was answered as expected."""
-    client = Client(srv.port)
+    client = bb.Client(srv.port, REPLY_S)
     try:
         names = [name_of(i) for i in range(USERS)]
         replies = client.pipeline([f"REGISTER {n} pw".encode() for n in names],
@@ -263,7 +141,7 @@ def single_dump(srv):
     without timestamps, the bytes it added to the log)."""
     before_answered = srv.answered()[0]
     size_before = len(srv.log_bytes())
-    client = Client(srv.port)
+    client = bb.Client(srv.port, REPLY_S)
     try:
         reply = client.pipeline([b"DUMP"], REPLY_S)[0]
     finally:
@@ -292,7 +170,7 @@ def single_dump(srv):
 
 def case_folding(srv):
     """(a) 50 DUMPs pipelined over 10 connections."""
-    clients = [Client(srv.port) for _ in range(10)]
+    clients = [bb.Client(srv.port, REPLY_S) for _ in range(10)]
     results = [None] * len(clients)
     try:
         t0 = time.monotonic()
@@ -388,7 +266,7 @@ def case_summary(srv):
 
 def case_off(srv):
     """(c) --dump=off."""
-    client = Client(srv.port)
+    client = bb.Client(srv.port, REPLY_S)
     try:
         replies = client.pipeline([b"DUMP"] * 3, REPLY_S * 2)
     finally:
@@ -409,44 +287,28 @@ def case_off(srv):
           and name_of(0).encode() not in log)
 
 
-def main():
-    if len(sys.argv) != 2:
-        print(f"usage: {sys.argv[0]} SERVER_BIN", file=sys.stderr)
-        return 2
-    binary = os.path.abspath(sys.argv[1])
-    tmp = tempfile.mkdtemp(prefix="smsp-dump.")
+def main(binaries, tmp, cleanup):
+    binary = binaries[0]
     data = os.path.join(tmp, "data")
     servers = []
-    try:
-        for name, args, cases in (
-                ("full", [], (case_folding, case_full)),
-                ("summary", ["--dump=summary"], (case_summary,)),
-                ("off", ["--dump=off"], (case_off,))):
-            srv = Server(binary, tmp, data, name, args)
-            servers.append(srv)
-            if not check(f"the server starts ({name})", srv.port is not None,
-                         f"exit status: {srv.proc.poll()}", *srv.log_tail()):
-                break
-            if name == "full" and not setup(srv):
-                break
-            for case in cases:
-                try:
-                    case(srv)
-                except OSError as e:
-                    # A server that died or stopped answering: a failure of
-                    # this case, not a crash of the test.
-                    check(f"{case.__name__} runs to its end", False, repr(e),
-                          *srv.log_tail())
-            status = srv.stop()
-            check(f"the server ({name}) stops on SIGTERM with exit 0",
-                  status == 0, f"exit status: {status}", *srv.log_tail())
-    finally:
-        for srv in servers:
-            srv.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{passed} passed, {failed} failed")
-    return 0 if failed == 0 else 1
+    cleanup.append(lambda: [srv.kill() for srv in servers])
+    for name, args, cases in (
+            ("full", [], (case_folding, case_full)),
+            ("summary", ["--dump=summary"], (case_summary,)),
+            ("off", ["--dump=off"], (case_off,))):
+        srv = Server(binary, tmp, data, name, args)
+        servers.append(srv)
+        if not check(f"the server starts ({name})", srv.port is not None,
+                     f"exit status: {srv.proc.poll()}", *srv.log_tail()):
+            break
+        if name == "full" and not setup(srv):
+            break
+        for case in cases:
+            run_case(case.__name__, case, srv, details=srv.log_tail)
+        status = srv.stop()
+        check(f"the server ({name}) stops on SIGTERM with exit 0",
+              status == 0, f"exit status: {status}", *srv.log_tail())
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main, "smsp-dump."))

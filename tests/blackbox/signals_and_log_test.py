@@ -19,170 +19,43 @@
 Timeouts are hang detectors only: a slow machine does not fail the test.
 """
 
-import ctypes
 import fcntl
 import os
-import re
-import select
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import termios
 import threading
 import time
 
-WAIT_S = 30
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import blackbox_support as bb  # noqa: E402
+from blackbox_support import (LISTENING, WAIT_S, check,  # noqa: E402
+                              die_with_parent, read_file, run, run_case,
+                              wait_for)
+
 REPLY_S = 20
-LISTENING = "smsp-actors listening on "
-
-passed = 0
-failed = 0
 
 
-def check(name, ok, *details):
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f"PASS: {name}")
-    else:
-        failed += 1
-        print(f"FAIL: {name}")
-        for line in details:
-            print(f"    {line}")
-    sys.stdout.flush()
-    return ok
-
-
-def die_with_parent():
-    """Run in the child: the kernel kills it if this test dies (a ctest
-    timeout), so no server outlives the test."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def read_file(path):
-    try:
-        with open(path, "rb") as f:
-            return f.read().decode(errors="replace")
-    except FileNotFoundError:
-        return ""
-
-
-def wait_for(predicate, timeout=WAIT_S):
-    """Polls `predicate` until it holds or `timeout` passes: its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(0.05)
-
-
-class Server:
+def start_server(binary, tmp, name, stderr, args=()):
     """The built server; its stdout goes to a file, its stderr to `stderr`
     (a file object, a pipe's descriptor, ...)."""
-
-    def __init__(self, binary, tmp, name, stderr, args=()):
-        self.name = name
-        self.out_path = os.path.join(tmp, name + ".out")
-        self.port = None
-        with open(self.out_path, "wb") as out:
-            self.proc = subprocess.Popen(
-                [binary, "--port", "0", "--pwhash", "min", "--data-dir",
-                 os.path.join(tmp, name + ".data")] + list(args),
-                stdin=subprocess.DEVNULL, stdout=out, stderr=stderr, cwd=tmp,
-                preexec_fn=die_with_parent)
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            m = re.search(LISTENING + r"\S+:(\d+)$", read_file(self.out_path),
-                          re.M)
-            if m:
-                self.port = int(m.group(1))
-                return
-            time.sleep(0.05)
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def stop(self, timeout=WAIT_S):
-        """SIGTERM: (exit status or None if it did not stop in time,
-        seconds it took)."""
-        t0 = time.monotonic()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-                return None, time.monotonic() - t0
-        return self.proc.returncode, time.monotonic() - t0
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+    return bb.Server(binary, tmp, name, args, stderr=stderr,
+                     data_dir=os.path.join(tmp, name + ".data"))
 
 
-class Client:
-    """One connection, LF-framed requests and replies."""
+def connect(port):
+    """One connection; requests and replies are str."""
+    return bb.Client(port, REPLY_S, text=True)
 
-    def __init__(self, port):
-        self.sock = socket.create_connection(("127.0.0.1", port),
-                                             timeout=REPLY_S)
-        self.buf = b""
 
-    def line(self, timeout=REPLY_S):
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            ready, _, _ = select.select([self.sock], [], [], left)
-            if not ready:
-                continue
-            try:
-                chunk = self.sock.recv(65536)
-            except OSError:
-                chunk = b""
-            if not chunk:
-                return None
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return line.decode(errors="replace")
-
-    def ask(self, request):
-        self.sock.sendall(request.encode() + b"\n")
-        return self.line()
-
-    def pipeline(self, requests, timeout=REPLY_S * 3):
-        """Sends all requests at once (from a thread, so that a server that
-        stops reading cannot deadlock the test) and returns the replies
-        (None for each one missing after `timeout`)."""
-        data = b"".join(r.encode() + b"\n" for r in requests)
-        sender = threading.Thread(target=self._send_quietly, args=(data,),
-                                  daemon=True)
-        sender.start()
-        deadline = time.monotonic() + timeout
-        replies = []
-        for _ in requests:
-            reply = self.line(max(0.0, deadline - time.monotonic()))
-            replies.append(reply)
-            if reply is None:
-                break
-        replies += [None] * (len(requests) - len(replies))
-        return replies
-
-    def _send_quietly(self, data):
-        try:
-            self.sock.sendall(data)
-        except OSError:
-            pass
-
-    def close(self):
-        self.sock.close()
+def stop(srv, timeout=WAIT_S):
+    """SIGTERM: (exit status or None if it did not stop in time, seconds it
+    took)."""
+    t0 = time.monotonic()
+    status = srv.stop(timeout)
+    return status, time.monotonic() - t0
 
 
 def register(client, user):
@@ -198,7 +71,8 @@ def case_head(binary, tmp, cleanup):
                             stdout=subprocess.DEVNULL,
                             preexec_fn=die_with_parent)
     cleanup.append(head.kill)
-    srv = Server(binary, tmp, "head", head.stdin, ["--dump-interval", "0"])
+    srv = start_server(binary, tmp, "head", head.stdin,
+                       ["--dump-interval", "0"])
     cleanup.append(srv.kill)
     head.stdin.close()  # only the server writes into the pipe now
     if not check("(a) the server starts with its stderr into head -c 10",
@@ -210,7 +84,7 @@ def case_head(binary, tmp, cleanup):
         pass
     check("(a) head has read its 10 bytes and exited (the log's pipe has no "
           "reader now)", head.poll() is not None)
-    client = Client(srv.port)
+    client = connect(srv.port)
     try:
         cookie = register(client, "u1")
         check("(a) REGISTER u1 answers OK <cookie>", cookie is not None)
@@ -228,7 +102,7 @@ def case_head(binary, tmp, cleanup):
               f"reply: {reply!r}", f"exit status: {srv.proc.poll()}")
     finally:
         client.close()
-    status, took = srv.stop()
+    status, took = stop(srv)
     check(f"(a) SIGTERM stops it with exit 0 ({took:.1f} s)", status == 0,
           f"exit status: {status}")
 
@@ -238,8 +112,8 @@ def case_unread_pipe(binary, tmp, cleanup):
     read_end, write_end = os.pipe()
     cleanup.append(lambda: os.close(read_end))
     try:
-        srv = Server(binary, tmp, "unread", write_end,
-                     ["--dump-interval", "0", "--sync", "off"])
+        srv = start_server(binary, tmp, "unread", write_end,
+                           ["--dump-interval", "0", "--sync", "off"])
     finally:
         os.close(write_end)
     cleanup.append(srv.kill)
@@ -249,7 +123,7 @@ def case_unread_pipe(binary, tmp, cleanup):
         return
     users = [f"user{i:02d}" for i in range(20)]
     text = "x" * 40 + "-" + "y" * 40  # longer than DUMP shows of a text
-    setup = Client(srv.port)
+    setup = connect(srv.port)
     clients = []
     try:
         cookies = {u: register(setup, u) for u in users}
@@ -267,7 +141,7 @@ def case_unread_pipe(binary, tmp, cleanup):
         # 5 connections x 60 DUMPs, each followed by a COUNT: about 6 MB of
         # log into a 64 KiB pipe, beyond the server's 4 MiB queue too.
         rounds = 60
-        clients = [Client(srv.port) for _ in range(5)]
+        clients = [connect(srv.port) for _ in range(5)]
         results = []
         threads = []
         for i, c in enumerate(clients):
@@ -306,7 +180,7 @@ def case_unread_pipe(binary, tmp, cleanup):
         setup.close()
         for c in clients:
             c.close()
-    status, took = srv.stop()
+    status, took = stop(srv)
     check(f"(b) SIGTERM stops it with exit 0 in bounded time ({took:.1f} s)",
           status == 0, f"exit status: {status} (None: still running after "
           f"{WAIT_S} s)")
@@ -316,7 +190,7 @@ def case_sighup_stderr(binary, tmp, cleanup):
     """(c) SIGHUP with the log on stderr."""
     log_path = os.path.join(tmp, "hup.err")
     with open(log_path, "wb") as err:
-        srv = Server(binary, tmp, "hup", err)
+        srv = start_server(binary, tmp, "hup", err)
     cleanup.append(srv.kill)
     if not check("(c) the server starts (log on stderr)",
                  srv.port is not None, f"exit status: {srv.proc.poll()}"):
@@ -328,7 +202,7 @@ def case_sighup_stderr(binary, tmp, cleanup):
         logged = read_file(log_path).count("SIGHUP") >= 2 * n
         reply = None
         if srv.alive():
-            client = Client(srv.port)
+            client = connect(srv.port)
             try:
                 reply = client.ask("COUNT a b")
             finally:
@@ -342,7 +216,7 @@ def case_sighup_stderr(binary, tmp, cleanup):
     check("(c) with stderr the log says there is nothing to reopen",
           "nothing to reopen" in read_file(log_path),
           *read_file(log_path).splitlines()[-4:])
-    status, _ = srv.stop()
+    status, _ = stop(srv)
     check("(c) SIGTERM after SIGHUP: exit 0", status == 0,
           f"exit status: {status}")
 
@@ -365,8 +239,8 @@ def case_log_file(binary, tmp, cleanup):
     moved2 = log_path + ".2"
     err_path = os.path.join(tmp, "file.err")
     with open(err_path, "wb") as err:
-        srv = Server(binary, tmp, "file", err,
-                     ["--log-file", log_path, "--dump-interval", "0"])
+        srv = start_server(binary, tmp, "file", err,
+                           ["--log-file", log_path, "--dump-interval", "0"])
     cleanup.append(srv.kill)
     if not check("(c) the server starts with --log-file",
                  srv.port is not None, f"exit status: {srv.proc.poll()}",
@@ -382,7 +256,7 @@ def case_log_file(binary, tmp, cleanup):
           and (os.stat(log_path).st_mode & 0o777) == 0o600,
           f"mode: {oct(os.stat(log_path).st_mode & 0o777)}"
           if os.path.exists(log_path) else "no file")
-    client = Client(srv.port)
+    client = connect(srv.port)
     try:
         reply, came = dump(srv, log_path, client, 0)
         check("(c) a DUMP goes to the log file", reply == "OK" and came,
@@ -420,7 +294,7 @@ def case_log_file(binary, tmp, cleanup):
               reopened, f"file: {read_file(log_path)!r}")
     finally:
         client.close()
-    status, _ = srv.stop()
+    status, _ = stop(srv)
     check("(c) SIGTERM: exit 0, and its line is in the reopened file",
           status == 0 and "stopping on SIGTERM" in read_file(log_path),
           f"exit status: {status}", f"file: {read_file(log_path)[-300:]!r}")
@@ -431,7 +305,7 @@ def case_bad_log_file(binary, tmp, cleanup):
     path = os.path.join(tmp, "missing", "dir", "smsp.log")
     err_path = os.path.join(tmp, "bad.err")
     with open(err_path, "wb") as err:
-        srv = Server(binary, tmp, "bad", err, ["--log-file", path])
+        srv = start_server(binary, tmp, "bad", err, ["--log-file", path])
     cleanup.append(srv.kill)
     if srv.port is not None:
         srv.stop()
@@ -439,36 +313,15 @@ def case_bad_log_file(binary, tmp, cleanup):
     check("(c) a log file in a missing directory stops the start (exit 1, "
           "a message naming the file, no listening)",
           srv.port is None and srv.proc.returncode == 1 and path in err
-          and LISTENING not in read_file(srv.out_path),
+          and LISTENING not in srv.out(),
           f"exit status: {srv.proc.returncode}", f"stderr: {err.strip()!r}")
 
 
-def main():
-    if len(sys.argv) != 2:
-        print(f"usage: {sys.argv[0]} SERVER_BIN", file=sys.stderr)
-        return 2
-    binary = os.path.abspath(sys.argv[1])
-    tmp = tempfile.mkdtemp(prefix="smsp-signals.")
-    cleanup = []
-    try:
-        for case in (case_head, case_unread_pipe, case_sighup_stderr,
-                     case_log_file, case_bad_log_file):
-            try:
-                case(binary, tmp, cleanup)
-            except OSError as e:
-                # A server that died or stopped answering: a failure of this
-                # case, not a crash of the test.
-                check(f"{case.__name__} runs to its end", False, repr(e))
-    finally:
-        for action in reversed(cleanup):
-            try:
-                action()
-            except OSError:
-                pass
-        shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{passed} passed, {failed} failed")
-    return 0 if failed == 0 else 1
+def main(binaries, tmp, cleanup):
+    for case in (case_head, case_unread_pipe, case_sighup_stderr,
+                 case_log_file, case_bad_log_file):
+        run_case(case.__name__, case, binaries[0], tmp, cleanup)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main, "smsp-signals."))

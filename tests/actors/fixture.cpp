@@ -1,0 +1,344 @@
+// The actor tests' fixture and helpers, compiled once for every unit's tests.
+#include "tests/actors/fixture.hpp"
+
+#include <thread>
+
+#include <sqlite3.h>
+
+#include "actors/logic/credentials.hpp"
+#include "caf/all.hpp"
+
+using namespace std::chrono_literals;
+
+namespace smsp::testing {
+
+namespace {
+
+/// libsodium must be initialized once before cookies or hashes.
+const bool crypto_ready = init_crypto();
+
+bool is_lower_hex(const std::string& str) {
+  for (char c : str)
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+      return false;
+  return true;
+}
+
+} // namespace
+
+// -- helpers ------------------------------------------------------------------
+
+bool is_cookie(const std::string& str) {
+  return str.size() == 32 && is_lower_hex(str);
+}
+
+std::string outcome_of(const caf::error& err) {
+  if (!err)
+    return "OK";
+  if (err.category() == error_category)
+    return error_reply(static_cast<errc>(err.code()));
+  return "caf error: " + caf::to_string(err);
+}
+
+std::string ko(errc code) {
+  return error_reply(code);
+}
+
+bool wait_until(const std::function<bool()>& done,
+                std::chrono::milliseconds limit) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline)
+      return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+
+std::vector<std::string> texts_of(const std::vector<stored_mail>& mails) {
+  std::vector<std::string> result;
+  for (auto& mail : mails)
+    result.push_back(mail.text);
+  return result;
+}
+
+write_lock::write_lock(const std::string& file) {
+  REQUIRE(sqlite3_open_v2(file.c_str(), &db_, SQLITE_OPEN_READWRITE, nullptr)
+          == SQLITE_OK);
+  REQUIRE(sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr)
+          == SQLITE_OK);
+}
+
+write_lock::~write_lock() {
+  release();
+}
+
+void write_lock::release() {
+  if (db_ == nullptr)
+    return;
+  sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(db_);
+  db_ = nullptr;
+}
+
+// -- the fixture --------------------------------------------------------------
+
+fixture::fixture(options o)
+  : opts{std::move(o)}, sys{cfg.set("scheduler.max-threads", 2)}, self{sys} {
+  REQUIRE(crypto_ready);
+  try {
+    start();
+  } catch (...) {
+    // The actor system's destructor waits for every actor: stop the ones
+    // already running before the failure travels on.
+    stop();
+    throw;
+  }
+}
+
+fixture::~fixture() {
+  stop();
+}
+
+void fixture::start() {
+  auto db = store::open(dir.str(), opts.sync);
+  auto queued = db.imq();
+  writer = spawn_writer(sys, std::move(db));
+  reader = spawn_reader(sys, dir.str());
+  imq = spawn_imq(sys, writer, std::move(queued), opts.mail);
+  hasher = smsp::spawn_hasher(sys, opts.hashing);
+  auto reg_cfg = opts.registry;
+  reg_cfg.mail = opts.mail;
+  reg_cfg.data_dir = dir.str();
+  registry = spawn_registry(sys, hasher, imq, writer, reader, reg_cfg);
+}
+
+bool fixture::stop() {
+  // Mailboxes spawned by a test: a pending request timeout (their load's)
+  // would keep them, and the actor system's shutdown, alive for seconds.
+  bool ok = true;
+  for (auto& mb : boxes)
+    ok = stop_actor(mb) && ok;
+  boxes.clear();
+  ok = stop_actor(registry) && ok;
+  ok = stop_actor(imq) && ok;
+  ok = stop_actor(hasher) && ok;
+  ok = stop_actor(reader) && ok;
+  return stop_actor(writer) && ok;
+}
+
+void fixture::restart() {
+  REQUIRE(stop());
+  start();
+}
+
+bool fixture::wait_down(const caf::actor_addr& addr) {
+  bool down = false;
+  bool timed_out = false;
+  while (!down && !timed_out)
+    self->receive([&](caf::down_msg& msg) { down = msg.source == addr; },
+                  caf::after(request_timeout) >> [&] { timed_out = true; });
+  return down;
+}
+
+std::string fixture::db_file() const {
+  return (dir.path / "smsp.db").string();
+}
+
+// -- the store as a new reader sees it ----------------------------------------
+
+std::vector<std::string> fixture::stored_mailbox(const std::string& owner) {
+  return texts_of(store::open_reader(dir.str()).mailbox(owner));
+}
+
+std::vector<queued_message> fixture::stored_imq() {
+  return store::open_reader(dir.str()).imq();
+}
+
+// -- registry: accounts and sessions ------------------------------------------
+
+caf::expected<std::string>
+fixture::registry_register(const std::string& name,
+                           const std::string& password) {
+  return ask_registry<std::string>(register_atom::value, name, password);
+}
+
+std::string fixture::registry_must_register(const std::string& name,
+                                            const std::string& password) {
+  auto cookie = registry_register(name, password);
+  REQUIRE(outcome(cookie) == "OK");
+  return *cookie;
+}
+
+caf::expected<std::string> fixture::registry_login(const std::string& name,
+                                                   const std::string& password,
+                                                   const std::string& address) {
+  return ask_registry<std::string>(login_atom::value, name, password, address);
+}
+
+caf::expected<caf::ok_atom>
+fixture::registry_logout(const std::string& cookie) {
+  return ask_registry<caf::ok_atom>(logout_atom::value, cookie);
+}
+
+registry_figures fixture::registry_stats() {
+  using figures = std::tuple<uint64_t, uint64_t, uint64_t, uint64_t>;
+  auto [active, activations, passivations, cached]
+    = must(ask_registry<figures>(stats_atom::value));
+  return {active, activations, passivations, cached};
+}
+
+caf::expected<caf::ok_atom> fixture::registry_dump() {
+  return ask_registry<caf::ok_atom>(dump_atom::value);
+}
+
+// -- registry: routed requests ------------------------------------------------
+
+caf::expected<caf::ok_atom> fixture::registry_post(const std::string& cookie,
+                                                   const std::string& text) {
+  return ask_registry<caf::ok_atom>(post_atom::value, cookie, text);
+}
+
+caf::expected<caf::ok_atom> fixture::registry_store(const std::string& cookie,
+                                                    const std::string& target) {
+  return ask_registry<caf::ok_atom>(store_atom::value, cookie, target);
+}
+
+caf::expected<uint64_t> fixture::registry_count(const std::string& cookie,
+                                                const std::string& owner) {
+  return ask_registry<uint64_t>(count_atom::value, cookie, owner);
+}
+
+caf::expected<std::string> fixture::registry_get(const std::string& cookie,
+                                                 const std::string& owner) {
+  return ask_registry<std::string>(caf::get_atom::value, cookie, owner);
+}
+
+caf::expected<caf::ok_atom> fixture::registry_delete(const std::string& cookie,
+                                                     const std::string& owner) {
+  return ask_registry<caf::ok_atom>(caf::delete_atom::value, cookie, owner);
+}
+
+std::vector<std::string> fixture::registry_drain(const std::string& cookie,
+                                                 const std::string& owner) {
+  std::vector<std::string> texts;
+  for (;;) {
+    auto text = registry_get(cookie, owner);
+    if (!text) {
+      REQUIRE(outcome(text) == ko(errc::mailbox_empty));
+      break;
+    }
+    texts.push_back(std::move(*text));
+    REQUIRE(outcome(registry_delete(cookie, owner)) == "OK");
+    REQUIRE(texts.size() <= 10000u);
+  }
+  CHECK(must(registry_count(cookie, owner)) == 0u);
+  return texts;
+}
+
+void fixture::expect_session(const std::string& cookie,
+                             const std::string& user) {
+  INFO("expected a live session of " << user);
+  auto before = registry_count(cookie, user);
+  REQUIRE(outcome(before) == "OK");
+  auto marker = "probe for " + user + " " + new_cookie();
+  REQUIRE(outcome(registry_post(cookie, marker)) == "OK");
+  // Into a mailbox that is no account's, so no mailbox actor caches it.
+  auto probed = imq_store(user, "probe");
+  CHECK(outcome(probed) == "OK");
+  if (probed)
+    CHECK(probed->text == marker);
+  auto after = registry_count(cookie, user);
+  REQUIRE(outcome(after) == "OK");
+  CHECK(*after == *before);
+}
+
+void fixture::expect_not_logged_in(const std::string& cookie,
+                                   const std::string& user) {
+  INFO("expected a dead cookie, user " << user);
+  CHECK(outcome(registry_post(cookie, "from a dead cookie"))
+        == ko(errc::not_logged_in));
+  CHECK(outcome(registry_store(cookie, user)) == ko(errc::not_logged_in));
+  CHECK(outcome(registry_count(cookie, user)) == ko(errc::not_logged_in));
+  CHECK(outcome(registry_get(cookie, user)) == ko(errc::not_logged_in));
+  CHECK(outcome(registry_delete(cookie, user)) == ko(errc::not_logged_in));
+  CHECK(outcome(registry_logout(cookie)) == ko(errc::not_logged_in));
+}
+
+// -- mailbox (spawned directly, without the registry) -------------------------
+
+mailbox_actor fixture::spawn_mailbox(const std::string& owner,
+                                     mailbox_actor predecessor) {
+  auto mb = smsp::spawn_mailbox(
+    sys, owner, mailbox_deps{reader, imq, writer, timeouts{}, opts.mail},
+    std::move(predecessor));
+  boxes.push_back(mb);
+  return mb;
+}
+
+caf::expected<caf::ok_atom> fixture::mailbox_store(const mailbox_actor& mb,
+                                                   const std::string& poster) {
+  return ask_mailbox<caf::ok_atom>(mb, store_atom::value, poster);
+}
+
+caf::expected<caf::ok_atom> fixture::mailbox_deliver(const mailbox_actor& mb,
+                                                     const std::string& text) {
+  auto posted = imq_post("sender", text);
+  if (!posted)
+    return posted.error();
+  return mailbox_store(mb, "sender");
+}
+
+caf::expected<std::string> fixture::mailbox_get(const mailbox_actor& mb) {
+  return ask_mailbox<std::string>(mb, caf::get_atom::value);
+}
+
+caf::expected<caf::ok_atom> fixture::mailbox_delete(const mailbox_actor& mb) {
+  return ask_mailbox<caf::ok_atom>(mb, caf::delete_atom::value);
+}
+
+caf::expected<uint64_t> fixture::mailbox_count(const mailbox_actor& mb) {
+  return ask_mailbox<uint64_t>(mb, count_atom::value);
+}
+
+caf::expected<caf::ok_atom> fixture::mailbox_retire(const mailbox_actor& mb) {
+  return ask_mailbox<caf::ok_atom>(mb, retire_atom::value);
+}
+
+// -- IMQ ----------------------------------------------------------------------
+
+caf::expected<caf::ok_atom> fixture::imq_post(const std::string& poster,
+                                              const std::string& text) {
+  return ask_imq<caf::ok_atom>(post_atom::value, poster, text);
+}
+
+caf::expected<stored_mail> fixture::imq_store(const std::string& poster,
+                                              const std::string& owner) {
+  using moved = std::tuple<uint64_t, std::string>;
+  auto result = ask_imq<moved>(store_atom::value, poster, owner);
+  if (!result)
+    return result.error();
+  return stored_mail{std::get<0>(*result), std::get<1>(*result)};
+}
+
+uint64_t fixture::imq_count() {
+  return must(ask_imq<uint64_t>(count_atom::value));
+}
+
+bool fixture::imq_has_nothing_for(const std::string& poster) {
+  return outcome(imq_store(poster, "probe")) == ko(errc::nothing_to_store);
+}
+
+// -- writer -------------------------------------------------------------------
+
+std::tuple<uint64_t, uint64_t> fixture::writer_stats() {
+  return must(ask_writer<std::tuple<uint64_t, uint64_t>>(stats_atom::value));
+}
+
+// -- hasher -------------------------------------------------------------------
+
+hasher_actor fixture::spawn_hasher(const hasher_config& pool_cfg) {
+  return smsp::spawn_hasher(sys, pool_cfg);
+}
+
+} // namespace smsp::testing

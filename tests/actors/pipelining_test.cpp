@@ -1,0 +1,195 @@
+// Order tests: pipelined and concurrent requests through the registry.
+#include "tests/actors/fixture.hpp"
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+using namespace smsp;
+using namespace smsp::testing;
+using namespace std::string_literals;
+using namespace std::chrono_literals;
+
+TEST_CASE("pipelined requests from one client are answered in order",
+          "[actors]") {
+  fixture f;
+  auto alice = f.registry_must_register("alice", "s3cret");
+  auto bob = f.registry_must_register("bob", "hunter22");
+  auto& self = f.self;
+  auto& reg = f.registry;
+  // STORE is a barrier: a connection sends nothing after it until it is
+  // answered (its mailbox write comes back through the imq, which a later
+  // request on another path could overtake). Everything up to a STORE is
+  // pipelined.
+  // Stage 1: POST POST STORE sent at once. The STORE sees both POSTs and
+  // takes the second.
+  auto p1 = self->request(reg, request_timeout, post_atom::value, alice,
+                          "one"s);
+  auto p2 = self->request(reg, request_timeout, post_atom::value, alice,
+                          "two"s);
+  auto s1 = self->request(reg, request_timeout, store_atom::value, alice,
+                          "bob"s);
+  CHECK(outcome(await_reply<caf::ok_atom>(p1)) == "OK");
+  CHECK(outcome(await_reply<caf::ok_atom>(s1)) == "OK");
+  CHECK(outcome(await_reply<caf::ok_atom>(p2)) == "OK");
+  // Stage 2: the COUNT is on alice's own mailbox, which the STORE before
+  // did not touch and the STORE after has not touched yet.
+  auto c1 = self->request(reg, request_timeout, count_atom::value, alice,
+                          "alice"s);
+  auto bad = self->request(reg, request_timeout, count_atom::value, alice,
+                           "bob"s);
+  auto dead = self->request(reg, request_timeout, post_atom::value,
+                            new_cookie(), "lost"s);
+  auto s2 = self->request(reg, request_timeout, store_atom::value, alice,
+                          "alice"s);
+  CHECK(outcome(await_reply<caf::ok_atom>(s2)) == "OK");
+  auto c1_value = await_reply<uint64_t>(c1);
+  REQUIRE(outcome(c1_value) == "OK");
+  CHECK(*c1_value == 0u);
+  CHECK(outcome(await_reply<uint64_t>(bad)) == ko(errc::not_your_mailbox));
+  CHECK(outcome(await_reply<caf::ok_atom>(dead)) == ko(errc::not_logged_in));
+  CHECK(outcome(f.registry_store(alice, "alice"))
+        == ko(errc::nothing_to_store));
+  // Stage 3, after the STOREs answered: reads and deletes sent at once.
+  auto g1 = self->request(reg, request_timeout, caf::get_atom::value, bob,
+                          "bob"s);
+  auto d1 = self->request(reg, request_timeout, caf::delete_atom::value, bob,
+                          "bob"s);
+  auto g2 = self->request(reg, request_timeout, caf::get_atom::value, bob,
+                          "bob"s);
+  auto d2 = self->request(reg, request_timeout, caf::delete_atom::value, bob,
+                          "bob"s);
+  auto c2 = self->request(reg, request_timeout, count_atom::value, bob, "bob"s);
+  auto g3 = self->request(reg, request_timeout, caf::get_atom::value, alice,
+                          "alice"s);
+  auto c3 = self->request(reg, request_timeout, count_atom::value, alice,
+                          "alice"s);
+  auto d3 = self->request(reg, request_timeout, caf::delete_atom::value, alice,
+                          "alice"s);
+  auto c4 = self->request(reg, request_timeout, count_atom::value, alice,
+                          "alice"s);
+  auto g1_value = await_reply<std::string>(g1);
+  REQUIRE(outcome(g1_value) == "OK");
+  CHECK(*g1_value == "two");
+  CHECK(outcome(await_reply<caf::ok_atom>(d1)) == "OK");
+  CHECK(outcome(await_reply<std::string>(g2)) == ko(errc::mailbox_empty));
+  CHECK(outcome(await_reply<caf::ok_atom>(d2)) == ko(errc::mailbox_empty));
+  CHECK(must(await_reply<uint64_t>(c2)) == 0u);
+  CHECK(must(await_reply<std::string>(g3)) == "one");
+  CHECK(must(await_reply<uint64_t>(c3)) == 1u);
+  CHECK(outcome(await_reply<caf::ok_atom>(d3)) == "OK");
+  CHECK(must(await_reply<uint64_t>(c4)) == 0u);
+}
+
+TEST_CASE("long pipelines of POST then STORE then GET and DELETE keep order",
+          "[actors]") {
+  fixture f;
+  auto alice = f.registry_must_register("alice", "s3cret");
+  auto bob = f.registry_must_register("bob", "hunter22");
+  auto& self = f.self;
+  auto& reg = f.registry;
+  constexpr int n = 50;
+  using ok_handle = decltype(self->request(reg, request_timeout,
+                                           post_atom::value, alice, "x"s));
+  using text_handle = decltype(self->request(
+    reg, request_timeout, caf::get_atom::value, bob, "bob"s));
+  // n POSTs then n STOREs, all sent before the first reply is read. A
+  // connection would wait after each STORE (a barrier), but STOREs to one
+  // target travel one path (registry, that mailbox, imq), so the actors keep
+  // even this order.
+  std::vector<ok_handle> posts;
+  std::vector<ok_handle> stores;
+  for (int i = 0; i < n; ++i)
+    posts.emplace_back(self->request(reg, request_timeout, post_atom::value,
+                                     alice, "m" + std::to_string(i)));
+  for (int i = 0; i < n; ++i)
+    stores.emplace_back(
+      self->request(reg, request_timeout, store_atom::value, alice, "bob"s));
+  auto extra = self->request(reg, request_timeout, store_atom::value, alice,
+                             "bob"s);
+  for (auto& h : posts)
+    CHECK(outcome(await_reply<caf::ok_atom>(h)) == "OK");
+  for (auto& h : stores)
+    CHECK(outcome(await_reply<caf::ok_atom>(h)) == "OK");
+  CHECK(outcome(await_reply<caf::ok_atom>(extra))
+        == ko(errc::nothing_to_store));
+  // Then GET DELETE pairs and a final GET, all sent at once: each STORE
+  // took the most recent message left, so bob reads m49 down to m0.
+  std::vector<text_handle> gets;
+  std::vector<ok_handle> dels;
+  for (int i = 0; i <= n; ++i) {
+    gets.emplace_back(
+      self->request(reg, request_timeout, caf::get_atom::value, bob, "bob"s));
+    if (i < n)
+      dels.emplace_back(self->request(reg, request_timeout,
+                                      caf::delete_atom::value, bob, "bob"s));
+  }
+  for (int i = 0; i <= n; ++i) {
+    INFO("GET number " << i);
+    auto text = await_reply<std::string>(gets[i]);
+    if (i < n) {
+      REQUIRE(outcome(text) == "OK");
+      CHECK(*text == "m" + std::to_string(n - 1 - i));
+      CHECK(outcome(await_reply<caf::ok_atom>(dels[i])) == "OK");
+    } else {
+      CHECK(outcome(text) == ko(errc::mailbox_empty));
+    }
+  }
+  CHECK(must(f.registry_count(bob, "bob")) == 0u);
+}
+
+TEST_CASE("concurrent clients posting and storing to one user lose nothing",
+          "[actors]") {
+  fixture f;
+  auto bob = f.registry_must_register("bob", "hunter22");
+  constexpr int users = 8;
+  constexpr int per_user = 5;
+  std::vector<std::string> cookies;
+  for (int u = 0; u < users; ++u)
+    cookies.push_back(f.registry_must_register("u" + std::to_string(u), "pw"));
+  std::vector<std::unique_ptr<caf::scoped_actor>> clients;
+  for (int u = 0; u < users; ++u)
+    clients.emplace_back(std::make_unique<caf::scoped_actor>(f.sys));
+  using ok_handle
+    = decltype((*clients[0])
+                 ->request(f.registry, request_timeout, post_atom::value,
+                           std::string{}, std::string{}));
+  // Every client pipelines its POSTs then its STOREs to bob; all clients
+  // send before any reply is read.
+  std::vector<std::vector<ok_handle>> pending(users);
+  for (int u = 0; u < users; ++u) {
+    auto& client = *clients[u];
+    for (int k = 0; k < per_user; ++k)
+      pending[u].emplace_back(client->request(
+        f.registry, request_timeout, post_atom::value, cookies[u],
+        "u" + std::to_string(u) + "#" + std::to_string(k)));
+    for (int k = 0; k < per_user; ++k)
+      pending[u].emplace_back(client->request(
+        f.registry, request_timeout, store_atom::value, cookies[u], "bob"s));
+  }
+  for (int u = 0; u < users; ++u)
+    for (auto& h : pending[u]) {
+      INFO("client " << u);
+      CHECK(outcome(await_reply<caf::ok_atom>(h)) == "OK");
+    }
+  // Every acknowledged STORE is committed: a new reader sees the same mail.
+  auto stored = f.stored_mailbox("bob");
+  auto texts = f.registry_drain(bob, "bob");
+  CHECK(texts.size() == static_cast<size_t>(users * per_user));
+  CHECK(stored == texts);
+  // Each user's messages arrive most recent first, whatever the interleaving.
+  std::map<std::string, std::vector<std::string>> by_user;
+  for (auto& text : texts)
+    by_user[text.substr(0, text.find('#'))].push_back(text);
+  CHECK(by_user.size() == static_cast<size_t>(users));
+  for (int u = 0; u < users; ++u) {
+    auto name = "u" + std::to_string(u);
+    std::vector<std::string> expected;
+    for (int k = per_user - 1; k >= 0; --k)
+      expected.push_back(name + "#" + std::to_string(k));
+    INFO("user " << name);
+    CHECK(by_user[name] == expected);
+    CHECK(f.imq_has_nothing_for(name));
+  }
+}

@@ -7,6 +7,7 @@
 
 #include "actors/logic/credentials.hpp"
 #include "caf/all.hpp"
+#include "net/wire/replies.hpp"
 
 using namespace std::chrono_literals;
 
@@ -36,12 +37,12 @@ std::string outcome_of(const caf::error& err) {
   if (!err)
     return "OK";
   if (err.category() == error_category)
-    return error_reply(static_cast<errc>(err.code()));
+    return std::string{reply::failure(static_cast<errc>(err.code()))};
   return "caf error: " + caf::to_string(err);
 }
 
 std::string ko(errc code) {
-  return error_reply(code);
+  return std::string{reply::failure(code)};
 }
 
 bool wait_until(const std::function<bool()>& done,
@@ -107,10 +108,11 @@ void fixture::start() {
   reader = spawn_reader(sys, dir.str());
   imq = spawn_imq(sys, writer, std::move(queued), opts.mail);
   hasher = smsp::spawn_hasher(sys, opts.hashing);
+  dumper = spawn_dumper(sys, dir.str(), writer, opts.dump);
   auto reg_cfg = opts.registry;
   reg_cfg.mail = opts.mail;
-  reg_cfg.data_dir = dir.str();
-  registry = spawn_registry(sys, hasher, imq, writer, reader, reg_cfg);
+  registry = spawn_registry(
+    sys, registry_deps{hasher, imq, writer, reader, dumper}, reg_cfg);
 }
 
 bool fixture::stop() {
@@ -123,6 +125,7 @@ bool fixture::stop() {
   ok = stop_actor(registry) && ok;
   ok = stop_actor(imq) && ok;
   ok = stop_actor(hasher) && ok;
+  ok = stop_actor(dumper) && ok;
   ok = stop_actor(reader) && ok;
   return stop_actor(writer) && ok;
 }
@@ -181,11 +184,9 @@ fixture::registry_logout(const std::string& cookie) {
   return ask_registry<caf::ok_atom>(logout_atom::value, cookie);
 }
 
-registry_figures fixture::registry_stats() {
-  using figures = std::tuple<uint64_t, uint64_t, uint64_t, uint64_t>;
-  auto [active, activations, passivations, cached]
-    = must(ask_registry<figures>(stats_atom::value));
-  return {active, activations, passivations, cached};
+registry_counts fixture::registry_stats() {
+  auto f = must(ask_registry<smsp::registry_figures>(stats_atom::value));
+  return {f.active_mailboxes, f.activations, f.passivations, f.cached_accounts};
 }
 
 caf::expected<caf::ok_atom> fixture::registry_dump() {

@@ -107,8 +107,8 @@ private:
   sqlite3* db_ = nullptr;
 };
 
-/// The registry's figures (stats_atom).
-struct registry_figures {
+/// The registry's mailbox figures (from its stats_atom reply).
+struct registry_counts {
   uint64_t active = 0;
   uint64_t activations = 0;
   uint64_t passivations = 0;
@@ -122,6 +122,14 @@ struct options {
   mail_limits mail;
   sync_mode sync = sync_mode::off;
   hasher_config hashing = fast_hasher;
+  /// DUMP at once, every time (the rate limit has tests of its own).
+  dump_config dump = unlimited_dumps();
+
+  static dump_config unlimited_dumps() {
+    dump_config cfg;
+    cfg.min_interval = std::chrono::milliseconds{0};
+    return cfg;
+  }
 };
 
 // -- the fixture --------------------------------------------------------------
@@ -143,6 +151,7 @@ struct fixture {
   reader_actor reader;
   imq_actor imq;
   hasher_actor hasher;
+  dumper_actor dumper;
   registry_actor registry;
   /// The mailboxes spawned with spawn_mailbox.
   std::vector<mailbox_actor> boxes;
@@ -246,7 +255,7 @@ struct fixture {
 
   caf::expected<caf::ok_atom> registry_logout(const std::string& cookie);
 
-  registry_figures registry_stats();
+  registry_counts registry_stats();
 
   caf::expected<caf::ok_atom> registry_dump();
 

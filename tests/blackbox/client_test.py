@@ -18,6 +18,7 @@ import select
 import socket
 import subprocess
 import sys
+import termios
 import threading
 import time
 import tty
@@ -159,10 +160,19 @@ def run_to_files(client, args, script, env, tmp):
         return proc.returncode, out.read(), err.read()
 
 
+def line_editor_reading(fd):
+    """Whether the terminal of pty master `fd` is in the line editor's own
+    mode (neither canonical nor echoing): only then does the editor, not the
+    kernel, echo what is typed."""
+    lflag = termios.tcgetattr(fd)[3]
+    return not lflag & (termios.ICANON | termios.ECHO)
+
+
 def run_interactive(client, args, lines, env):
     """Interactive mode: stdin, stdout and stderr on one pseudo-terminal in
-    its default (cooked) settings, as a reader's; each line is typed after
-    the client's prompt appears. Returns (status, screen with CRLF as LF)."""
+    its default (cooked) settings, as a reader's; each line is typed once the
+    client's prompt is on the screen and libedit reads the terminal in its
+    own mode. Returns (status, screen with CRLF as LF)."""
     master, slave = pty.openpty()
     proc = subprocess.Popen([client] + args, stdin=slave, stdout=slave,
                             stderr=slave, env=env,
@@ -174,12 +184,20 @@ def run_interactive(client, args, lines, env):
     deadline = time.monotonic() + WAIT_S
 
     def read_until_prompt(mark):
-        """Reads until a prompt follows a line break after screen[mark:]."""
+        """Reads until a prompt follows a line break after screen[mark:] and
+        the line editor has switched the terminal to its own mode. libedit
+        writes the prompt while the terminal is still cooked: a line typed
+        then is echoed by the kernel after the prompt and once more by
+        libedit on the next line, where the command's output belongs."""
         nonlocal screen
         while time.monotonic() < deadline:
-            if screen.endswith(b"> ") and b"\n" in screen[mark:]:
+            prompted = screen.endswith(b"> ") and b"\n" in screen[mark:]
+            if prompted and line_editor_reading(master):
                 return True
-            ready, _, _ = select.select([master], [], [], 0.2)
+            # Once prompted, only the terminal's mode is awaited: no output
+            # comes before the line is typed, so poll it briefly.
+            ready, _, _ = select.select([master], [], [],
+                                        0.005 if prompted else 0.2)
             if ready:
                 try:
                     chunk = os.read(master, 65536)

@@ -1,6 +1,8 @@
 // The actor tests' fixture and helpers, compiled once for every unit's tests.
 #include "tests/actors/fixture.hpp"
 
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 #include <sqlite3.h>
@@ -63,6 +65,45 @@ std::vector<std::string> texts_of(const std::vector<stored_mail>& mails) {
   return result;
 }
 
+struct scheduler_pause::gate {
+  std::mutex mtx;
+  std::condition_variable cv;
+  size_t blocked = 0;
+  bool open = false;
+};
+
+scheduler_pause::scheduler_pause(caf::actor_system& sys, size_t threads)
+  : gate_(std::make_shared<gate>()) {
+  for (size_t i = 0; i < threads; ++i)
+    sys.spawn([g = gate_](caf::event_based_actor*) {
+      // Blocks the scheduler thread that runs this actor's start.
+      std::unique_lock<std::mutex> guard{g->mtx};
+      ++g->blocked;
+      g->cv.notify_all();
+      g->cv.wait(guard, [&] { return g->open; });
+    });
+  // Each blocker holds its thread: once all have started, every thread is
+  // held (an idle thread steals a blocker queued behind a held one).
+  std::unique_lock<std::mutex> guard{gate_->mtx};
+  auto all_held = gate_->cv.wait_for(guard, std::chrono::seconds{30},
+                                     [&] { return gate_->blocked == threads; });
+  guard.unlock();
+  if (!all_held) {
+    resume();
+    FAIL("the scheduler's threads were not all held within 30 s");
+  }
+}
+
+scheduler_pause::~scheduler_pause() {
+  resume();
+}
+
+void scheduler_pause::resume() {
+  std::lock_guard<std::mutex> guard{gate_->mtx};
+  gate_->open = true;
+  gate_->cv.notify_all();
+}
+
 write_lock::write_lock(const std::string& file) {
   REQUIRE(sqlite3_open_v2(file.c_str(), &db_, SQLITE_OPEN_READWRITE, nullptr)
           == SQLITE_OK);
@@ -85,7 +126,9 @@ void write_lock::release() {
 // -- the fixture --------------------------------------------------------------
 
 fixture::fixture(options o)
-  : opts{std::move(o)}, sys{cfg.set("scheduler.max-threads", 2)}, self{sys} {
+  : opts{std::move(o)},
+    sys{cfg.set("scheduler.max-threads", scheduler_threads)},
+    self{sys} {
   REQUIRE(crypto_ready);
   try {
     start();
@@ -187,6 +230,19 @@ fixture::registry_logout(const std::string& cookie) {
 registry_counts fixture::registry_stats() {
   auto f = must(ask_registry<smsp::registry_figures>(stats_atom::value));
   return {f.active_mailboxes, f.activations, f.passivations, f.cached_accounts};
+}
+
+registry_counts fixture::registry_sweep() {
+  self->send(registry, caf::tick_atom::value);
+  return registry_stats();
+}
+
+registry_counts fixture::registry_sweep_after(manual_clock& clock,
+                                              std::chrono::milliseconds idle) {
+  // Answered after every request sent before it: they are all routed.
+  registry_stats();
+  clock.advance(idle);
+  return registry_sweep();
 }
 
 caf::expected<caf::ok_atom> fixture::registry_dump() {

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -86,11 +87,34 @@ caf::expected<T> await_reply(Handle& pending) {
   return err;
 }
 
-/// Polls `done` every few milliseconds until it holds or `limit` passed.
+/// Polls `done` every few milliseconds until it holds or `limit` passed: a
+/// hang detector for an outcome no message announces, never a measure of
+/// time (tests that depend on time drive a manual_clock instead).
 bool wait_until(const std::function<bool()>& done,
                 std::chrono::milliseconds limit = std::chrono::seconds{10});
 
 std::vector<std::string> texts_of(const std::vector<stored_mail>& mails);
+
+/// Threads of the fixture's scheduler (caf's scheduler.max-threads).
+constexpr size_t scheduler_threads = 2;
+
+/// Keeps every thread of `sys`'s scheduler busy for as long as it lives (or
+/// until resume()), so that no scheduled actor runs meanwhile: messages sent
+/// then are all in their receivers' mailboxes before any of them is handled,
+/// whatever the machine's speed. Detached actors (the store's threads, the
+/// hash workers) and scoped actors run on; so does the test.
+class scheduler_pause {
+public:
+  scheduler_pause(caf::actor_system& sys, size_t threads);
+  scheduler_pause(const scheduler_pause&) = delete;
+  scheduler_pause& operator=(const scheduler_pause&) = delete;
+  ~scheduler_pause();
+  void resume();
+
+private:
+  struct gate;
+  std::shared_ptr<gate> gate_;
+};
 
 /// Holds the database's write lock from a connection of its own, as another
 /// program could: the writer's next BEGIN waits for it (SQLite's busy
@@ -256,6 +280,20 @@ struct fixture {
   caf::expected<caf::ok_atom> registry_logout(const std::string& cookie);
 
   registry_counts registry_stats();
+
+  /// Runs the registry's passivation sweep (its caf::tick_atom, sent by
+  /// hand) and returns its figures after it: the stats request is answered
+  /// after the tick, as one sender's messages arrive in order.
+  registry_counts registry_sweep();
+
+  /// With `clock` as the registry's clock (options::registry.now): once the
+  /// registry has routed every request sent so far, lets `idle` pass and
+  /// runs the sweep; returns the figures after it. Requests the registry
+  /// routed are stamped with the time before `idle`, however long the
+  /// machine took: this is how a test passivates mailboxes at a chosen
+  /// point, in between pipelined requests too.
+  registry_counts registry_sweep_after(manual_clock& clock,
+                                       std::chrono::milliseconds idle);
 
   caf::expected<caf::ok_atom> registry_dump();
 

@@ -152,7 +152,11 @@ TEST_CASE("a retiring mailbox answers after its writes and its successor "
   auto next = f.spawn_mailbox("alice", old);
   auto counted = self->request(next, request_timeout, count_atom::value);
   auto first = self->request(next, request_timeout, caf::get_atom::value);
-  // Time for a successor that does not wait to load and answer too early.
+  // Not a wait for anything: a successor that wrongly did not wait for its
+  // predecessor gets this long to load and answer before the writes commit
+  // (and then fails the checks below). A correct one passes however long
+  // this takes: every reply here waits for the lock's release, and nothing
+  // has a deadline but the hang detector's request_timeout.
   std::this_thread::sleep_for(50ms);
   lock.release();
   CHECK(outcome(await_reply<caf::ok_atom>(stored)) == "OK");

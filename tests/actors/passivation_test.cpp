@@ -1,4 +1,8 @@
-// Passivation tests: idle mailboxes stop and their mail loads again.
+// Passivation tests: idle mailboxes stop and their mail loads again. The
+// registry reads a manual clock and its sweep is run by hand, so a mailbox
+// is idle exactly when a test says, whatever the machine's speed. (The idle
+// time is a minute on that clock: the registry's own sweep, once a second
+// of real time, then finds nothing the test did not mean.)
 #include "tests/actors/fixture.hpp"
 
 #include <chrono>
@@ -16,8 +20,10 @@ using namespace std::chrono_literals;
 TEST_CASE("idle mailboxes are passivated and load their mail on the next "
           "request",
           "[actors][passivation]") {
+  manual_clock clock;
   options opts;
-  opts.registry.mailbox_idle = 300ms;
+  opts.registry.mailbox_idle = 1min;
+  opts.registry.now = clock.fn();
   fixture f{opts};
   constexpr uint64_t n = 50;
   auto name = [](uint64_t u) { return "u" + std::to_string(u); };
@@ -37,22 +43,23 @@ TEST_CASE("idle mailboxes are passivated and load their mail on the next "
   for (auto& h : pending)
     REQUIRE(outcome(await_reply<caf::ok_atom>(h)) == "OK");
   pending.clear();
-  auto started = std::chrono::steady_clock::now();
   for (uint64_t u = 0; u < n; ++u)
     pending.emplace_back(self->request(f.registry, request_timeout,
                                        store_atom::value, cookies[u], name(u)));
   for (auto& h : pending)
     REQUIRE(outcome(await_reply<caf::ok_atom>(h)) == "OK");
-  auto touched = f.registry_stats();
-  auto elapsed = std::chrono::steady_clock::now() - started;
+  // No time has passed on the registry's clock: all 50 are active.
+  auto touched = f.registry_sweep();
   CHECK(touched.activations == n);
-  CHECK(touched.active + touched.passivations == n);
-  // All 50 are active unless this machine took longer than the idle time.
-  if (elapsed < opts.registry.mailbox_idle)
-    CHECK(touched.active == n);
-  // Past the idle time every one of them stops.
-  REQUIRE(wait_until([&] { return f.registry_stats().active == 0; }));
-  auto idle = f.registry_stats();
+  CHECK(touched.active == n);
+  CHECK(touched.passivations == 0u);
+  // A millisecond short of the idle time, none of them stops.
+  auto early = f.registry_sweep_after(clock, opts.registry.mailbox_idle - 1ms);
+  CHECK(early.active == n);
+  CHECK(early.passivations == 0u);
+  // At the idle time every one of them stops.
+  auto idle = f.registry_sweep_after(clock, 1ms);
+  CHECK(idle.active == 0u);
   CHECK(idle.passivations == n);
   CHECK(idle.activations == n);
   for (uint64_t u = 0; u < n; ++u)
@@ -77,28 +84,61 @@ TEST_CASE("idle mailboxes are passivated and load their mail on the next "
     CHECK(must(await_reply<uint64_t>(counts[u])) == 1u);
     CHECK(must(await_reply<std::string>(texts[u])) == text(u));
   }
+  // Each user's COUNT activated a new mailbox, which its GET found.
   auto woken = f.registry_stats();
-  CHECK(woken.activations >= 2 * n);
-  CHECK(woken.activations == woken.active + woken.passivations);
+  CHECK(woken.activations == 2 * n);
+  CHECK(woken.active == n);
+  CHECK(woken.passivations == n);
 }
 
 TEST_CASE("requests racing passivations lose and duplicate no message",
           "[actors][passivation]") {
-  // Retired after 20 ms without requests (swept every 10 ms): the mailbox
-  // stops and starts again many times during the test.
+  // The mailbox is passivated at points chosen by a seeded generator: before
+  // a barrier, in between pipelined requests (the retirement reaches the
+  // old mailbox behind requests it has not answered yet, and the requests
+  // after it go to a successor that must wait for it), and while one of its
+  // writes cannot commit.
+  manual_clock clock;
   options opts;
-  opts.registry.mailbox_idle = 20ms;
+  opts.registry.mailbox_idle = 1min;
+  opts.registry.now = clock.fn();
   fixture f{opts};
   auto alice = f.registry_must_register("alice", "s3cret");
   auto& self = f.self;
   auto& reg = f.registry;
   std::deque<std::string> model;
+  // Requests routed to alice's mailbox since the last sweep: a sweep then
+  // passivates it (exactly once), else it has none to passivate.
+  bool touched = false;
+  uint64_t expected_passivations = 0;
+  auto passivate = [&] {
+    auto before = f.registry_stats();
+    auto after = f.registry_sweep_after(clock, opts.registry.mailbox_idle);
+    uint64_t expected = touched ? 1 : 0;
+    CHECK(after.passivations - before.passivations == expected);
+    CHECK(after.active == 0u);
+    expected_passivations += expected;
+    touched = false;
+  };
+  std::minstd_rand rng{42};
+  // Where a passivation goes in a pipeline of two requests: before, in
+  // between, after, or nowhere.
+  std::uniform_int_distribution<int> slot{0, 3};
   auto check_model = [&](int round) {
     INFO("round " << round);
+    auto at = slot(rng);
+    if (at == 0)
+      passivate();
     auto counted = self->request(reg, request_timeout, count_atom::value, alice,
                                  "alice"s);
+    touched = true;
+    if (at == 1)
+      passivate();
     auto first = self->request(reg, request_timeout, caf::get_atom::value,
                                alice, "alice"s);
+    touched = true;
+    if (at == 2)
+      passivate();
     CHECK(must(await_reply<uint64_t>(counted)) == model.size());
     auto text = await_reply<std::string>(first);
     if (model.empty())
@@ -106,8 +146,6 @@ TEST_CASE("requests racing passivations lose and duplicate no message",
     else
       CHECK(must(text) == model.front());
   };
-  std::minstd_rand rng{42};
-  std::uniform_int_distribution<int> pause_ms{0, 45};
   constexpr int rounds = 100;
   for (int round = 0; round < rounds; ++round) {
     INFO("round " << round);
@@ -124,15 +162,18 @@ TEST_CASE("requests racing passivations lose and duplicate no message",
                                      alice, "alice"s)
                      : self->request(reg, request_timeout,
                                      caf::delete_atom::value, alice, "alice"s);
-      // Counted after the write reached the registry: a later passivation
-      // is of the mailbox that has this write under way.
-      auto before = f.registry_stats().passivations;
-      REQUIRE(wait_until(
-        [&] { return f.registry_stats().passivations > before; }, 2s));
+      touched = true;
+      // The write reached the mailbox before its retirement.
+      passivate();
       auto counted = self->request(reg, request_timeout, count_atom::value,
                                    alice, "alice"s);
       auto first = self->request(reg, request_timeout, caf::get_atom::value,
                                  alice, "alice"s);
+      touched = true;
+      // Not a wait for anything: a successor that wrongly did not wait for
+      // its predecessor gets this long to load and answer before the write
+      // commits (and then fails the checks below). A correct one passes
+      // however long this takes.
       std::this_thread::sleep_for(10ms);
       lock.release();
       REQUIRE(outcome(await_reply<caf::ok_atom>(write)) == "OK");
@@ -144,32 +185,47 @@ TEST_CASE("requests racing passivations lose and duplicate no message",
       CHECK(must(await_reply<std::string>(first)) == model.front());
       if (!storing) {
         // The message posted this round is still queued: store it now.
+        if (slot(rng) == 0)
+          passivate();
         REQUIRE(outcome(f.registry_store(alice, "alice")) == "OK");
+        touched = true;
         model.push_back(text);
       }
     } else {
       // STORE is a barrier (the connection waits for its reply); the
       // reads and deletes behind it are pipelined.
+      if (slot(rng) == 0)
+        passivate();
       REQUIRE(outcome(f.registry_store(alice, "alice")) == "OK");
+      touched = true;
       model.push_back(text);
       check_model(round);
       if (round % 3 == 2) {
+        auto at = slot(rng);
+        if (at == 0)
+          passivate();
         auto first = self->request(reg, request_timeout, caf::get_atom::value,
                                    alice, "alice"s);
+        touched = true;
+        if (at == 1)
+          passivate();
         auto deleted = self->request(reg, request_timeout,
                                      caf::delete_atom::value, alice, "alice"s);
+        touched = true;
+        if (at == 2)
+          passivate();
         CHECK(must(await_reply<std::string>(first)) == model.front());
         CHECK(outcome(await_reply<caf::ok_atom>(deleted)) == "OK");
         model.pop_front();
         check_model(round);
       }
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds{pause_ms(rng)});
   }
   auto figures = f.registry_stats();
   INFO(figures.passivations << " passivations");
-  // The race did happen, many times.
-  CHECK(figures.passivations >= 20u);
+  // The race happened at every point chosen, and only there.
+  CHECK(figures.passivations == expected_passivations);
+  CHECK(expected_passivations >= 50u);
   CHECK(figures.activations == figures.active + figures.passivations);
   std::vector<std::string> expected(model.begin(), model.end());
   CHECK(f.stored_mailbox("alice") == expected);

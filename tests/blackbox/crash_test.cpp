@@ -5,8 +5,10 @@
 // Each client thread owns a poster and a sink account and runs one request
 // at a time (MESSAGE, STORE into its sink, GETMSG and DELMSG on the sink,
 // REGISTER of new accounts), keeping a model of what the server
-// acknowledged. At a random moment the server gets SIGKILL. After a restart
-// on the same data dir every client checks, through the protocol only, that
+// acknowledged. Once the clients together have had a random number of
+// replies (so the kill lands in the load whatever the machine's speed), the
+// server gets SIGKILL amid the requests under way. After a restart on the
+// same data dir every client checks, through the protocol only, that
 // the server holds exactly its acknowledged state, or that state with its
 // one unacknowledged request applied; then the next round starts.
 #include <atomic>
@@ -39,6 +41,11 @@ using namespace std::chrono_literals;
 
 std::mutex report_mutex;
 std::atomic<int> failures{0};
+
+/// Replies the clients have had in the current round, and clients still
+/// driving it.
+std::atomic<long> replies_in_round{0};
+std::atomic<int> drivers_running{0};
 
 void fail(const std::string& what) {
   std::lock_guard<std::mutex> guard{report_mutex};
@@ -125,7 +132,18 @@ enum class op { message, store, getmsg, delmsg, enroll };
 
 /// Runs requests until the server dies. Every reply is checked against
 /// the model as well.
+void drive_until_killed(uint16_t port, client_model& m, int round,
+                        unsigned seed);
+
+/// Runs requests until the server dies (see drive_until_killed); counted in
+/// drivers_running.
 void drive(uint16_t port, client_model& m, int round, unsigned seed) {
+  drive_until_killed(port, m, round, seed);
+  --drivers_running;
+}
+
+void drive_until_killed(uint16_t port, client_model& m, int round,
+                        unsigned seed) {
   std::mt19937 rng{seed};
   std::unique_ptr<line_client> poster_conn, sink_conn;
   std::string poster_cookie, sink_cookie;
@@ -220,6 +238,7 @@ void drive(uint16_t port, client_model& m, int round, unsigned seed) {
         }
       }
       m.in_flight.clear();
+      ++replies_in_round;
     } catch (const std::exception&) {
       return; // the server is gone: m.in_flight is the cut-off request
     }
@@ -352,13 +371,27 @@ int main(int argc, char** argv) {
     size_t acknowledged = 0;
     for (int round = 1; round <= rounds && failures == 0; ++round) {
       server_process srv{bin, data_dir};
+      replies_in_round = 0;
+      drivers_running = clients;
       std::vector<std::thread> threads;
       for (int i = 0; i < clients; ++i)
         threads.emplace_back(drive, srv.port, std::ref(models[i]), round,
                              static_cast<unsigned>(rng()));
-      auto delay = std::uniform_int_distribution<int>{200, 1500}(rng);
-      std::this_thread::sleep_for(std::chrono::milliseconds{delay});
+      // Killed after a number of replies, not of milliseconds: on a slow
+      // machine as on a fast one the round cuts into its load. The bound in
+      // time is a hang detector; clients that stop early have failed.
+      auto target = std::uniform_int_distribution<long>{20, 600}(rng);
+      auto give_up = std::chrono::steady_clock::now() + 120s;
+      while (replies_in_round < target && drivers_running > 0
+             && std::chrono::steady_clock::now() < give_up)
+        std::this_thread::sleep_for(1ms);
+      auto replies = replies_in_round.load();
       srv.kill_hard();
+      if (replies < target)
+        fail("round " + std::to_string(round) + ": " + std::to_string(replies)
+             + " replies before the kill, " + std::to_string(target)
+             + " wanted (" + std::to_string(drivers_running.load())
+             + " client(s) still running)");
       for (auto& t : threads)
         t.join();
       std::string cut;
@@ -370,7 +403,7 @@ int main(int argc, char** argv) {
       for (auto& m : models)
         verify(again.port, m);
       note("round " + std::to_string(round) + ": killed after "
-           + std::to_string(delay) + " ms; cut off:" + cut + "; "
+           + std::to_string(replies) + " replies; cut off:" + cut + "; "
            + (failures == 0 ? "state matches" : "MISMATCH"));
       again.kill_hard();
     }

@@ -3,7 +3,6 @@
 
 #include <condition_variable>
 #include <mutex>
-#include <thread>
 
 #include <sqlite3.h>
 
@@ -45,17 +44,6 @@ std::string outcome_of(const caf::error& err) {
 
 std::string ko(errc code) {
   return std::string{reply::failure(code)};
-}
-
-bool wait_until(const std::function<bool()>& done,
-                std::chrono::milliseconds limit) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline)
-      return false;
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
 }
 
 std::vector<std::string> texts_of(const std::vector<stored_mail>& mails) {

@@ -5,7 +5,6 @@
 
 #include <chrono>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -86,12 +85,6 @@ caf::expected<T> await_reply(Handle& pending) {
     err = caf::make_error(caf::sec::runtime_error, "no reply");
   return err;
 }
-
-/// Polls `done` every few milliseconds until it holds or `limit` passed: a
-/// hang detector for an outcome no message announces, never a measure of
-/// time (tests that depend on time drive a manual_clock instead).
-bool wait_until(const std::function<bool()>& done,
-                std::chrono::milliseconds limit = std::chrono::seconds{10});
 
 std::vector<std::string> texts_of(const std::vector<stored_mail>& mails);
 

@@ -96,6 +96,7 @@ server_log_tail() {
 start_server() {
   : >"$tmp/server.out"
   : >"$tmp/server.err"
+  dumps_read=0
   "$server_bin" --port 0 --pwhash min --data-dir "$tmp/data" "$@" \
     >"$tmp/server.out" 2>"$tmp/server.err" &
   server_pid=$!
@@ -460,6 +461,8 @@ if start_server --max-connections 1 --idle-timeout 1; then
   # the broker tests' business (tests/broker, with a manual clock).
   check_match "limits: --idle-timeout 1 closes an idle connection ($waited ms)" \
     '^<eof> (9[0-9]{2}|[1-9][0-9]{3,})$' "$reply $waited"
+  # The log has a writer thread of its own: wait for the line (bounded).
+  wait_log 'closed: idle for 1 s \(--idle-timeout\)'
   check_match "limits: the idle close is logged" \
     'closed: idle for 1 s \(--idle-timeout\)' "$(cat "$tmp/server.err")"
   # The server sees the close a moment after the client: retry (bounded).
@@ -524,6 +527,35 @@ check_match "throttle: a bad --trusted-networks is refused, saying why" \
 
 # The DUMP line of the registry, e.g. "3 active mailbox(es) (5 activated, 2
 # passivated)", from the server log's last DUMP.
+# wait_log ERE: waits (bounded, 30 s) until the server's log has a line
+# matching ERE. The log is written by a thread of its own, a moment after
+# the replies that caused its lines.
+wait_log() {
+  local _
+  for _ in $(seq 300); do
+    grep -qE "$1" "$tmp/server.err" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# DUMP runs this server has answered that the tests below waited for.
+dumps_read=0
+
+# dump_logged: call (in this shell, not in $(...)) after each DUMP's reply:
+# waits (bounded, 30 s) until that DUMP's run is logged to its end. The log
+# is written by a thread of its own, a moment after the reply.
+dump_logged() {
+  local _
+  dumps_read=$((dumps_read + 1))
+  for _ in $(seq 300); do
+    (($(grep -c 'DUMP done' "$tmp/server.err") >= dumps_read)) && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# The figures of the last DUMP logged.
 last_dump_counts() {
   grep -o '[0-9]* active mailbox(es) ([0-9]* activated, [0-9]* passivated)' \
     "$tmp/server.err" | tail -n 1
@@ -547,6 +579,7 @@ if command -v nc >/dev/null && start_server --mailbox-idle 0.3; then
                 | tr '\n' ' ')
     check_eq "passivation: 20 mailboxes in use" \
       "OK OK COUNTED 1 $(printf 'COUNTED 0 %.0s' $(seq 2 20))OK " "$replies"
+    dump_logged
     check_match "passivation: DUMP counts 20 active mailboxes" \
       '^20 active mailbox\(es\) \(20 activated, [0-9]+ passivated\)$' \
       "$(last_dump_counts)"
@@ -555,6 +588,7 @@ if command -v nc >/dev/null && start_server --mailbox-idle 0.3; then
     for _ in $(seq 30); do
       sleep 1
       printf 'DUMP\n' | timeout 20 nc -w1 "$host" "$port" >/dev/null
+      dump_logged
       [[ $(last_dump_counts) == "0 active"* ]] && break
     done
     check_match "passivation: after --mailbox-idle none is active" \
@@ -565,6 +599,7 @@ if command -v nc >/dev/null && start_server --mailbox-idle 0.3; then
                 | timeout 20 nc -w1 "$host" "$port" | tr '\n' ' ')
     check_eq "passivation: mail is intact on the next request" \
       "OK kept while asleep COUNTED 0 OK " "$replies"
+    dump_logged
     check_match "passivation: the next request activates the mailbox again" \
       '^2 active mailbox\(es\) \(22 activated, [0-9]+ passivated\)$' \
       "$(last_dump_counts)"

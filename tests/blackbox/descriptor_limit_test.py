@@ -109,6 +109,8 @@ def scenario(binary, tmp, servers, clients):
                  srv.port is not None,
                  f"exit status: {srv.proc.returncode}", *srv.log_tail()):
         return
+    # The log has its own writer thread: wait (bounded) for the start line.
+    wait_for(lambda: "smsp-actors started" in srv.log())
     log = srv.log()
     m = re.search(r"serving at most (\d+) connections, not the (\d+) of "
                   r"--max-connections: the open-file limit is 64 ", log)
@@ -186,7 +188,8 @@ def scenario(binary, tmp, servers, clients):
     check(f"the others are refused ({refused} of {CLIENTS - expected})",
           limit is not None and refused == CLIENTS - limit)
     check("the log says when refusing starts",
-          "refusing new ones with 'KO server busy'" in srv.log(),
+          wait_for(lambda: "refusing new ones with 'KO server busy'"
+                   in srv.log()),
           *srv.log_tail())
 
     if served:
@@ -232,8 +235,8 @@ def scenario(binary, tmp, servers, clients):
     check(f"once they are closed a new connection is served (attempt "
           f"{attempts})", reply == "KO not logged in",
           f"last reply: {reply!r}", *srv.log_tail())
-    m = re.search(r"accepting connections again, after refusing (\d+)",
-                  srv.log())
+    m = wait_for(lambda: re.search(
+        r"accepting connections again, after refusing (\d+)", srv.log()))
     check("the log says when accepting starts again, with the count",
           m is not None and int(m.group(1)) >= CLIENTS - expected,
           *srv.log_tail())

@@ -351,7 +351,7 @@ TEST_CASE("a client that does not read its replies costs bounded memory and "
   // SECURITY.md: one connection costs at most about 600 KiB; one
   // connection's growth also shows the allocator's steps, so the average
   // over 20 is checked below.
-  CHECK(growth_kib < 2048);
+  CHECK(growth_kib < 2048 * smsp::testing::memory_factor);
   // Once it reads, the slow client gets every reply, intact and in order.
   for (int i = 0; i < requests; ++i) {
     auto reply = slow->read_reply();
@@ -860,7 +860,7 @@ TEST_CASE("the server-wide budget bounds the memory of many clients that do "
                           << growth_kib << " KiB");
   // Without the budget each would hold --max-unsent (256 KiB) twice over:
   // 20 MiB. With it: twice the budget plus about 100 KiB each (SECURITY.md).
-  CHECK(growth_kib < 2 * 1024 + clients * 160);
+  CHECK(growth_kib < (2 * 1024 + clients * 160) * smsp::testing::memory_factor);
   log.restore();
   CHECK_THAT(log.text(), Catch::Contains("unsent replies reached "
                                          "--max-unsent-total"));
@@ -889,5 +889,5 @@ TEST_CASE("20 clients that do not read cost the memory SECURITY.md states, "
   INFO("RSS growth with " << clients
                           << " clients that do not read: " << growth_kib
                           << " KiB, " << growth_kib / clients << " KiB each");
-  CHECK(growth_kib / clients < 700);
+  CHECK(growth_kib / clients < 700 * smsp::testing::memory_factor);
 }

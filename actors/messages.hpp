@@ -173,7 +173,8 @@ using registry_actor = caf::typed_actor<
   caf::replies_to<dump_atom>::with<caf::ok_atom>,
   // -> the registry's figures.
   caf::replies_to<stats_atom>::with<registry_figures>,
-  // To itself: passivate the mailboxes idle for too long.
+  // Passivates the mailboxes idle for too long. The registry sends it to
+  // itself periodically; one from anyone else (a test) sweeps once.
   caf::reacts_to<caf::tick_atom>>;
 
 /// Runs DUMP (see dump_config in spawn.hpp): logs the registry's figures

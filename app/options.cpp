@@ -141,8 +141,11 @@ std::variant<command_line, int> parse_command_line(int argc,
                                                    const char* const* argv) {
   CLI::App app{"smsp-actors: a mail server for the Simple Mail Server "
                "Protocol (SMSP), built on the C++ Actor Framework.\n"
-               "Options not listed here go to CAF's configuration (also read "
-               "from ./caf-application.ini), e.g. --scheduler.max-threads=1."};
+               "Besides the options below, it accepts three of CAF's "
+               "settings, on the command line or in ./caf-application.ini: "
+               "--scheduler.max-threads=N (1 to 256; default: the cores "
+               "less one), --scheduler.max-throughput=N (messages per actor "
+               "run, at least 1) and --scheduler.policy=stealing|sharing."};
   server_options opts;
   command_line result;
   auto& srv = opts.server;

@@ -3,7 +3,11 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <limits>
+#include <string_view>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include <sys/resource.h>
 
@@ -62,9 +66,83 @@ void configure_actor_system(caf::actor_system_config& cfg) {
   // thread and password hashes on their own threads, so the actors get the
   // other cores: on 2 cores, 1 scheduler thread measured 96k COUNT/s
   // against 73k with 2 (docs/BENCHMARKS.md).
-  auto cores = std::max(2u, std::thread::hardware_concurrency());
-  cfg.set("scheduler.max-threads", static_cast<size_t>(cores - 1));
+  if (!caf::get_if(&cfg.content, "scheduler.max-threads")) {
+    auto cores = std::max(2u, std::thread::hardware_concurrency());
+    cfg.set("scheduler.max-threads", static_cast<size_t>(cores - 1));
+  }
   cfg.set("middleman.max-consecutive-reads", size_t{1});
+}
+
+namespace {
+
+/// A numeric CAF setting smsp-actors accepts, with its range.
+struct caf_number {
+  const char* name;
+  int64_t min;
+  int64_t max;
+};
+
+/// CAF checks none of these: scheduler.max-threads=0 divides by zero,
+/// max-throughput=0 makes the scheduler spin, a million threads exhaust
+/// memory.
+constexpr caf_number caf_numbers[] = {
+  {"scheduler.max-threads", 1, 256},
+  {"scheduler.max-throughput", 1, std::numeric_limits<int64_t>::max()},
+};
+
+/// CAF's own options that only steer its command-line parsing.
+constexpr std::string_view caf_parsing_keys[] = {"config-file", "help",
+                                                 "long-help", "dump-config"};
+
+/// Appends every leaf of `xs` to `out`, named by its dotted path.
+void flatten(
+  const caf::settings& xs, const std::string& prefix,
+  std::vector<std::pair<std::string, const caf::config_value*>>& out) {
+  for (auto& [key, value] : xs) {
+    auto name = prefix.empty() ? key : prefix + "." + key;
+    if (auto group = caf::get_if<caf::settings>(&value))
+      flatten(*group, name, out);
+    else
+      out.emplace_back(name, &value);
+  }
+}
+
+} // namespace
+
+std::string check_actor_system(const caf::actor_system_config& cfg) {
+  std::vector<std::pair<std::string, const caf::config_value*>> leaves;
+  flatten(cfg.content, "", leaves);
+  for (auto& [name, value] : leaves) {
+    auto is = [&name = name](std::string_view x) { return name == x; };
+    if (std::any_of(std::begin(caf_parsing_keys), std::end(caf_parsing_keys),
+                    is))
+      continue;
+    auto number = std::find_if(std::begin(caf_numbers), std::end(caf_numbers),
+                               [&](auto& x) { return is(x.name); });
+    if (number != std::end(caf_numbers)) {
+      auto n = caf::get_if<caf::config_value::integer>(value);
+      if (!n || *n < number->min || *n > number->max)
+        return "CAF setting " + name + ": '" + caf::to_string(*value)
+               + "' is not a whole number from " + std::to_string(number->min)
+               + " to " + std::to_string(number->max);
+      continue;
+    }
+    if (is("scheduler.policy")) {
+      auto policy = caf::get_if<caf::atom_value>(value);
+      if (!policy
+          || (*policy != caf::atom("stealing")
+              && *policy != caf::atom("sharing")))
+        return "CAF setting scheduler.policy: " + caf::to_string(*value)
+               + " is neither stealing nor sharing";
+      continue;
+    }
+    return "CAF setting " + name
+           + " is not one smsp-actors accepts (it accepts "
+             "scheduler.max-threads, scheduler.max-throughput and "
+             "scheduler.policy, on the command line or in "
+             "./caf-application.ini)";
+  }
+  return {};
 }
 
 caf::expected<server> start_server(caf::actor_system& sys,

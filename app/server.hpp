@@ -53,12 +53,21 @@ struct server {
   uint16_t port = 0;
 };
 
-/// CAF settings every smsp-actors actor system uses, set before the command
-/// line or caf-application.ini may override them: scheduler threads for the
-/// cores left beside CAF's I/O thread, and one read per socket event (CAF
-/// 0.17 reads up to 50 times per event, past a connection's decision to stop
-/// reading, which would let one event queue 800 KiB of requests).
+/// CAF settings every smsp-actors actor system uses, set after the command
+/// line and caf-application.ini were parsed: scheduler threads for the cores
+/// left beside CAF's I/O thread (unless scheduler.max-threads was given), and
+/// one read per socket event (CAF 0.17 reads up to 50 times per event, past
+/// a connection's decision to stop reading, which would let one event queue
+/// 800 KiB of requests).
 void configure_actor_system(caf::actor_system_config& cfg);
+
+/// Why the CAF settings parsed into `cfg` (from the command line and
+/// ./caf-application.ini) cannot be used, or "" when they can. Only
+/// scheduler.max-threads (1 to 256), scheduler.max-throughput (at least 1)
+/// and scheduler.policy (stealing or sharing) are accepted, besides CAF's
+/// parsing options (config-file, long-help, dump-config): CAF checks no
+/// range, and the server relies on the middleman settings it sets itself.
+std::string check_actor_system(const caf::actor_system_config& cfg);
 
 /// Descriptors kept free beyond those open when the server starts listening:
 /// the listening socket, connections being refused, a log file reopened.

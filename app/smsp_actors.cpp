@@ -48,13 +48,19 @@ sigset_t take_signals() {
 int run(const smsp::command_line& cmd, const sigset_t& signals) {
   caf::actor_system_config cfg;
   cfg.load<caf::io::middleman>();
-  // The command line or the ini file may still override these.
-  smsp::configure_actor_system(cfg);
   std::vector<std::string> caf_args = cmd.caf_args;
   if (auto err = cfg.parse(caf_args)) {
     std::cerr << "smsp-actors: bad CAF option: " << cfg.render(err) << "\n";
     return smsp::exit_usage;
   }
+  // --long-help or --dump-config: CAF printed what was asked.
+  if (cfg.cli_helptext_printed)
+    return smsp::exit_ok;
+  if (auto why = smsp::check_actor_system(cfg); !why.empty()) {
+    std::cerr << "smsp-actors: " << why << "\n";
+    return smsp::exit_usage;
+  }
+  smsp::configure_actor_system(cfg);
   caf::actor_system sys{cfg};
   auto& srv_cfg = cmd.server;
   auto started = std::chrono::steady_clock::now();

@@ -9,8 +9,10 @@ with -1, 0 and 2^64: -1 and 2^64 must be refused (exit status 2, stderr
 naming the option, no "listening" line); 0 is refused when below the
 printed minimum and otherwise starts a server, which then stops on SIGTERM
 with exit status 0. A few malformed numbers (hex, a leading '+', a unit
-suffix, an empty value) are refused too. Every server started is stopped
-and its directory removed, also when a check fails.
+suffix, an empty value) are refused too, and so are CAF settings out of
+range or other than the three the server accepts, given on the command
+line or in ./caf-application.ini. Every server started is stopped and its
+directory removed, also when a check fails.
 """
 
 import os
@@ -55,14 +57,18 @@ def parse_help(text):
     return options
 
 
-def run_server(binary, tmp, option, argv_tail):
+def run_server(binary, tmp, option, argv_tail, ini=None):
     """Runs the server with `--pwhash min`, a data directory, `--port 0`
-    unless `option` is --port, and `argv_tail`: returns (status, stdout,
-    stderr) once it exits or, when it prints its listening line, after
-    SIGTERM (status None if it would not stop)."""
+    unless `option` is --port, and `argv_tail`, in a directory whose
+    caf-application.ini holds `ini` (none when None): returns (status,
+    stdout, stderr) once it exits or, when it prints its listening line,
+    after SIGTERM (status None if it would not stop)."""
     work = tempfile.mkdtemp(dir=tmp)
     srv = None
     try:
+        if ini is not None:
+            with open(os.path.join(work, "caf-application.ini"), "w") as f:
+                f.write(ini)
         srv = Server(binary, work, "server", argv_tail,
                      data_dir=os.path.join(tmp, "data"),
                      ephemeral_port=option != "--port")
@@ -74,8 +80,8 @@ def run_server(binary, tmp, option, argv_tail):
         shutil.rmtree(work, ignore_errors=True)
 
 
-def check_refused(binary, tmp, option, argv_tail, shown):
-    status, out, err = run_server(binary, tmp, option, argv_tail)
+def check_refused(binary, tmp, option, argv_tail, shown, ini=None):
+    status, out, err = run_server(binary, tmp, option, argv_tail, ini)
     first_err = err.strip().splitlines()[:2]
     check(f"{option} {shown} is refused (exit 2, stderr names {option}, "
           f"no listening)",
@@ -84,9 +90,11 @@ def check_refused(binary, tmp, option, argv_tail, shown):
           f"stderr: {first_err!r}")
 
 
-def check_accepted(binary, tmp, option, value):
-    status, out, err = run_server(binary, tmp, option, [f"{option}={value}"])
-    check(f"{option}={value} is accepted (listening, exit 0 on SIGTERM)",
+def check_accepted(binary, tmp, option, value, ini=None):
+    argv_tail = [f"{option}={value}"] if value is not None else []
+    status, out, err = run_server(binary, tmp, option, argv_tail, ini)
+    shown = f"{option}={value}" if value is not None else f"ini {ini!r}"
+    check(f"{shown} is accepted (listening, exit 0 on SIGTERM)",
           LISTENING in out and status == 0,
           f"exit status: {status}", f"stdout: {out.strip()[:200]!r}",
           f"stderr tail: {err.strip().splitlines()[-3:]!r}")
@@ -154,6 +162,35 @@ def main(binaries, tmp, cleanup):
     check_refused(binary, tmp, "--port", ["-p", "-1"], "as -p -1")
     check_refused(binary, tmp, "--max-unsent", ["--max-unsent", ""],
                   "'' (its own argument)")
+    check_caf_settings(binary, tmp)
+
+
+def check_caf_settings(binary, tmp):
+    """CAF's settings, which CAF itself does not range-check
+    (scheduler.max-threads=0 divided by zero, max-throughput=0 spun for
+    ever): the three the server accepts have ranges, every other one is
+    refused, from the command line and from ./caf-application.ini alike."""
+    for setting, value in (("scheduler.max-threads", "0"),
+                           ("scheduler.max-threads", "257"),
+                           ("scheduler.max-throughput", "0"),
+                           ("scheduler.policy", "foo"),
+                           ("middleman.max-consecutive-reads", "50"),
+                           ("work-stealing.aggressive-steal-interval", "0"),
+                           ("logger.file-name", "x.log")):
+        check_refused(binary, tmp, setting, [f"--{setting}={value}"],
+                      f"={value} (as --{setting})")
+    check_refused(binary, tmp, "scheduler.max-threads", [],
+                  "=0 (in caf-application.ini)",
+                  ini="[scheduler]\nmax-threads=0\n")
+    check_refused(binary, tmp, "smsp.port", [], "(in caf-application.ini)",
+                  ini="[smsp]\nport=5001\n")
+    for setting, value in (("scheduler.max-threads", "1"),
+                           ("scheduler.max-threads", "256"),
+                           ("scheduler.max-throughput", "1"),
+                           ("scheduler.policy", "sharing")):
+        check_accepted(binary, tmp, f"--{setting}", value)
+    check_accepted(binary, tmp, "scheduler.max-threads", None,
+                   ini="[scheduler]\nmax-threads=1\n")
 
 
 if __name__ == "__main__":

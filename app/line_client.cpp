@@ -1,6 +1,7 @@
-// Blocking TCP line client for SMSP (poll with a timeout on every read).
+// Blocking TCP line client for SMSP (poll against a deadline per reply).
 #include "app/line_client.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -86,7 +87,23 @@ line_client::~line_client() {
     ::close(fd_);
 }
 
+template <class Error>
+void line_client::give_up(const std::string& why) {
+  given_up_ = why;
+  inbuf_.clear();
+  inbuf_.shrink_to_fit();
+  // The descriptor stays ours until the destructor: fd() remains valid.
+  ::shutdown(fd_, SHUT_RDWR);
+  throw Error(why);
+}
+
+void line_client::check_usable() const {
+  if (!given_up_.empty())
+    throw std::runtime_error("connection given up earlier: " + given_up_);
+}
+
 void line_client::send_raw(std::string_view bytes) {
+  check_usable();
   while (!bytes.empty()) {
     auto n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
     if (n < 0) {
@@ -98,26 +115,56 @@ void line_client::send_raw(std::string_view bytes) {
   }
 }
 
-std::optional<std::string> line_client::read_reply(char term) {
+std::optional<std::string> line_client::read_reply(terminator term) {
+  check_usable();
+  using clock = std::chrono::steady_clock;
+  // One deadline for the whole reply: a server that trickles a byte now and
+  // then must not hold the caller longer than the timeout.
+  auto deadline = clock::now() + timeout_;
+  auto last = term == terminator::nul ? '\0' : '\n';
+  // Bytes of inbuf_ already searched for `last`: each byte is looked at once
+  // (a reply arriving in many small pieces costs linear, not quadratic, time).
+  size_t searched = 0;
   for (;;) {
-    auto pos = inbuf_.find(term);
-    if (pos != std::string::npos) {
-      auto reply = inbuf_.substr(0, pos);
+    // Only the first max_reply_ bytes may hold the terminator.
+    auto window = std::string_view{inbuf_}.substr(0, max_reply_);
+    auto pos = window.find(last, searched);
+    if (pos != std::string_view::npos) {
+      auto len = pos;
+      if (term == terminator::crlf) {
+        if (pos == 0 || inbuf_[pos - 1] != '\r')
+          give_up<std::runtime_error>(
+            "the server ended a reply with a bare LF where CRLF was due");
+        --len;
+      }
+      auto reply = inbuf_.substr(0, len);
       inbuf_.erase(0, pos + 1);
-      if (term == '\n' && !reply.empty() && reply.back() == '\r')
-        reply.pop_back();
       return reply;
     }
+    if (inbuf_.size() >= max_reply_)
+      give_up<reply_too_long>("the server's reply exceeds "
+                              + std::to_string(max_reply_)
+                              + " bytes, the longest allowed (terminator "
+                                "included)");
+    searched = inbuf_.size();
+    auto left
+      = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock::now());
+    if (left.count() <= 0)
+      give_up<std::runtime_error>(
+        "no complete reply from the server within "
+        + std::to_string(timeout_.count()) + " ms"
+        + (inbuf_.empty()
+             ? std::string{}
+             : " (" + std::to_string(inbuf_.size()) + " bytes of it arrived)"));
     pollfd pfd{fd_, POLLIN, 0};
-    auto rc = ::poll(&pfd, 1, static_cast<int>(timeout_.count()));
+    auto rc = ::poll(&pfd, 1, static_cast<int>(left.count()));
     if (rc < 0) {
       if (errno == EINTR)
         continue;
       throw sys_error("poll");
     }
     if (rc == 0)
-      throw std::runtime_error("no reply from the server within "
-                               + std::to_string(timeout_.count()) + " ms");
+      continue; // the deadline check above decides
     char buf[65536];
     auto n = ::recv(fd_, buf, sizeof(buf), 0);
     if (n < 0) {
@@ -133,11 +180,11 @@ std::optional<std::string> line_client::read_reply(char term) {
   }
 }
 
-std::string line_client::call(std::string_view request) {
+std::string line_client::call(std::string_view request, terminator term) {
   std::string line{request};
-  line += '\n';
+  line += terminator_bytes(term);
   send_raw(line);
-  auto reply = read_reply('\n');
+  auto reply = read_reply(term);
   if (!reply)
     throw std::runtime_error("the server closed the connection");
   return *reply;

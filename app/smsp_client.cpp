@@ -2,11 +2,13 @@
 // SMSP server.
 #include "app/line_client.hpp"
 #include "app/terminal_text.hpp"
+#include "net/wire/codec.hpp"
 
 #include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -109,13 +111,20 @@ const char* help_text
 
 class shell {
 public:
-  shell(std::string host, uint16_t port, std::chrono::milliseconds timeout)
-    : host_(std::move(host)), port_(port), timeout_(timeout) {
+  // `timeout` bounds each reply as a whole; `max_text` is the server's
+  // --max-text in bytes, which sets the longest reply accepted.
+  shell(std::string host, uint16_t port, std::chrono::milliseconds timeout,
+        size_t max_text)
+    : host_(std::move(host)),
+      port_(port),
+      timeout_(timeout),
+      max_text_(max_text) {
   }
 
   // Throws std::runtime_error when the server is unreachable.
   void connect() {
     conn_ = std::make_unique<smsp::line_client>(host_, port_, timeout_);
+    conn_->set_max_reply(smsp::max_reply_for_text(max_text_));
   }
 
   std::string endpoint() const {
@@ -280,11 +289,20 @@ private:
   // One request, one reply. After any transport error the reply stream can
   // no longer be matched to requests, so the connection is dropped and the
   // next command opens a fresh one (sessions survive: they are cookies).
+  // The client sends LF, so a '\r' at the end of a reply is the text's own.
   std::string call(std::string_view request) {
     try {
       if (!conn_)
         connect();
-      return conn_->call(request);
+      return conn_->call(request, smsp::terminator::lf);
+    } catch (const smsp::reply_too_long& e) {
+      conn_.reset();
+      throw command_error("connection error: " + std::string{e.what()}
+                          + " for message texts of up to "
+                          + std::to_string(max_text_)
+                          + " bytes; connection dropped (a server run with a "
+                            "larger --max-text needs the same --max-text "
+                            "here)");
     } catch (const std::exception& e) {
       conn_.reset();
       throw command_error(std::string{"connection error: "} + e.what());
@@ -294,6 +312,7 @@ private:
   std::string host_;
   uint16_t port_;
   std::chrono::milliseconds timeout_;
+  size_t max_text_;
   std::unique_ptr<smsp::line_client> conn_;
   std::string user_;
   std::string cookie_;
@@ -479,9 +498,22 @@ int main(int argc, char** argv) {
     ->check(CLI::Range(1, 65535))
     ->capture_default_str();
   app
-    .add_option("--timeout", timeout_s, "seconds to wait for a reply")
+    .add_option("--timeout", timeout_s,
+                "seconds to wait for each whole reply: a deadline, however "
+                "slowly its bytes trickle in; past it the command fails and "
+                "the connection is dropped")
     // poll() takes an int of milliseconds: a day is plenty.
     ->check(CLI::Range(0.001, 86400.0))
+    ->capture_default_str();
+  size_t max_text = smsp::wire_limits{}.max_text;
+  app
+    .add_option("--max-text", max_text,
+                "the server's --max-text, in bytes: a reply longer than a "
+                "GETMSG of a text this long fails the command and drops the "
+                "connection (bounds the memory a server can make the client "
+                "use)")
+    // The server's own range for --max-text.
+    ->check(CLI::Range(size_t{1}, size_t{1} << 30))
     ->capture_default_str();
   std::string escape = "auto";
   app
@@ -500,7 +532,7 @@ int main(int argc, char** argv) {
 
   auto timeout = std::chrono::milliseconds{
     static_cast<int64_t>(std::ceil(timeout_s * 1000))};
-  shell sh{host, port, timeout};
+  shell sh{host, port, timeout, max_text};
   try {
     sh.connect();
   } catch (const std::exception& e) {

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-# Black-box test: smsp-client escapes received text on a terminal only.
+# Black-box test: smsp-client shows received text exactly (escaped on a
+# terminal only) and bounds what a server can make it wait for or hold.
 """Usage: client_test.py SERVER_BIN CLIENT_BIN
 
 Starts the built server on an ephemeral port with a fresh data directory,
@@ -10,6 +11,14 @@ and reads it back with the built client: under a pseudo-terminal, scripted
 pipe, and with each --escape override. A fake server whose replies hold
 escape sequences checks the other paths that print server bytes (refusals
 on stderr and stdout, the cookie shown by whoami).
+
+A text that ends in CR keeps it (the client sends LF, so a CR before the
+reply's LF is the text's own): `\\x0d` on a terminal, the byte itself to a
+file or pipe. The longest reply the default limits allow gets through, and
+--max-text sets the cap. Fake servers that stream a reply without a newline,
+or trickle one byte at a time, make the client fail with a message and exit
+1, within bounded memory (its peak RSS) and before a hang detector: the
+--timeout is a deadline for the whole reply, not for each read.
 """
 
 import os
@@ -25,7 +34,8 @@ import tty
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from blackbox_support import WAIT_S, Server, check, run  # noqa: E402
+from blackbox_support import (WAIT_S, Client, Server, check,  # noqa: E402
+                              run, run_case)
 
 # The posted text and what a terminal must show of it, piece by piece.
 PIECES = [
@@ -111,6 +121,93 @@ class FakeServer:
 
     def stop(self):
         self.sock.close()
+
+
+class StreamingServer:
+    """Answers the first request of each connection with a reply that never
+    ends: `chunk` bytes without a newline every `pause_s` seconds, as long as
+    the client takes them, up to `limit` bytes (a bound on the test's own
+    work, far beyond what a client may hold). `sent` counts the bytes of the
+    latest connection."""
+
+    def __init__(self, chunk, pause_s, limit):
+        self.chunk = chunk
+        self.pause_s = pause_s
+        self.limit = limit
+        self.sent = 0
+        self.stopping = threading.Event()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,),
+                             daemon=True).start()
+
+    def _serve(self, conn):
+        self.sent = 0
+        with conn:
+            request = b""
+            while b"\n" not in request:
+                data = conn.recv(4096)
+                if not data:
+                    return
+                request += data
+            # Ends when the client closes (EPIPE, ECONNRESET) or at `limit`.
+            while self.sent < self.limit and not self.stopping.is_set():
+                try:
+                    conn.sendall(self.chunk)
+                except OSError:
+                    return
+                self.sent += len(self.chunk)
+                if self.pause_s:
+                    self.stopping.wait(self.pause_s)
+            # At `limit`: keep the connection open, as a stuck server would.
+            self.stopping.wait()
+
+    def stop(self):
+        self.stopping.set()
+        self.sock.close()
+
+
+def run_measured(client, args, script, env, tmp):
+    """Scripted mode with stdout and stderr to files, the client killed if it
+    has not exited after WAIT_S (a hang detector). Returns (status or None
+    if it was killed, stdout, stderr, its peak RSS in KiB, seconds)."""
+    out_path = os.path.join(tmp, "measured.out")
+    err_path = os.path.join(tmp, "measured.err")
+    start = time.monotonic()
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        proc = subprocess.Popen([client] + args, stdin=subprocess.PIPE,
+                                stdout=out, stderr=err, env=env)
+    try:
+        proc.stdin.write(script)
+        proc.stdin.close()
+    except OSError:
+        pass  # it exited already: its status tells
+    killed = False
+    while True:
+        # wait4 gives this child's own peak RSS, not the maximum over all
+        # children getrusage(RUSAGE_CHILDREN) would give.
+        pid, wstatus, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid == proc.pid:
+            break
+        if not killed and time.monotonic() - start > WAIT_S:
+            proc.kill()
+            killed = True
+        time.sleep(0.05)
+    seconds = time.monotonic() - start
+    proc.returncode = os.waitstatus_to_exitcode(wstatus)  # Popen: reaped
+    with open(out_path, "rb") as out, open(err_path, "rb") as err:
+        return (None if killed else proc.returncode, out.read(), err.read(),
+                usage.ru_maxrss, seconds)
 
 
 def read_until_eof(fd, proc):
@@ -230,12 +327,25 @@ def main(binaries, tmp, cleanup):
     cleanup.append(lambda: server.stop(10))
     fake = FakeServer()
     cleanup.append(fake.stop)
+    # As fast as the client reads, up to 1 GiB; one byte every 0.25 s.
+    flood = StreamingServer(b"A" * 65536, 0, 1 << 30)
+    cleanup.append(flood.stop)
+    trickle = StreamingServer(b"A", 0.25, 1 << 30)
+    cleanup.append(trickle.stop)
     if server.port is None:
         check("server starts", False,
               "no 'smsp-actors listening on <host>:<port>' within 20 s",
               f"stdout: {server.out()[-2000:]!r}", *server.log_tail(20))
         return
-    run_checks(client, server.port, fake.port, env, tmp)
+    details = lambda: server.log_tail(20)  # noqa: E731
+    run_case("escapes", run_checks, client, server.port, fake.port, env, tmp,
+             details=details)
+    run_case("text ending in CR", run_cr_checks, client, server.port, env,
+             tmp, details=details)
+    run_case("reply caps", run_cap_checks, client, server.port, env, tmp,
+             details=details)
+    run_case("endless replies", run_endless_checks, client, flood, trickle,
+             env, tmp)
 
 
 def run_checks(client, port, fake_port, env, tmp):
@@ -344,6 +454,156 @@ def run_checks(client, port, fake_port, env, tmp):
           f"status {status}, screen {screen!r}")
     check_screen_safe("interactive (libedit): no sequence of the refusal",
                       screen, (b"\x1b[2J", b"\xc2\x9b"))
+
+
+
+def post(port, user, text):
+    """Registers `user` and delivers `text` to its mailbox over a plain LF
+    connection (the bytes exactly as given); returns the session cookie."""
+    poster = Client(port, WAIT_S)
+    try:
+        reply = poster.ask(b"REGISTER " + user + b" pw-" + user)
+        check(f"{user.decode()} registers", reply and reply.startswith(b"OK "),
+              f"reply: {reply!r}")
+        cookie = reply[3:] if reply else b"none"
+        replies = [poster.ask(b"MESSAGE " + text + b" " + cookie),
+                   poster.ask(b"STORE " + user + b" " + cookie)]
+        check_eq(f"{user.decode()}'s text is posted and stored",
+                 [b"OK", b"OK"], replies)
+        return cookie
+    finally:
+        poster.close()
+
+
+def run_cr_checks(client, port, env, tmp):
+    """A text that ends in CR (F6): the CR before the reply's LF is the
+    text's, not part of the terminator, since the client sends LF."""
+    text = b"ends in CR\r"
+    cookie = post(port, b"carriage", text)
+    peek = Client(port, WAIT_S)
+    reply = peek.ask(b"GETMSG carriage " + cookie)
+    peek.close()
+    check_eq("the server keeps the CR at the end of the text", b"OK " + text,
+             reply)
+
+    to_server = ["--port", str(port), "--timeout", "10"]
+    raw_script = b"raw GETMSG carriage " + cookie + b"\n"
+    proc = subprocess.run([client] + to_server, input=raw_script,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          env=env, timeout=WAIT_S)
+    check_eq("stdout to a pipe: raw keeps a trailing CR",
+             (0, b"OK " + text + b"\n", b""),
+             (proc.returncode, proc.stdout, proc.stderr))
+    status, screen = run_on_pty(client, to_server, raw_script, env)
+    check_eq("pty: raw shows a trailing CR as \\x0d",
+             (0, b"OK ends in CR\\x0d\n"), (status, screen))
+
+    get_script = b"login carriage pw-carriage\nget\n"
+    got = b"logged in as carriage\n"
+    status, out, err = run_to_files(client, to_server, get_script, env, tmp)
+    check_eq("stdout to a file: get writes a trailing CR byte for byte",
+             (0, got + text + b"\n", b""), (status, out, err))
+    proc = subprocess.run([client] + to_server, input=get_script,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          env=env, timeout=WAIT_S)
+    check_eq("stdout to a pipe: get writes a trailing CR byte for byte",
+             (0, got + text + b"\n", b""),
+             (proc.returncode, proc.stdout, proc.stderr))
+    status, screen = run_on_pty(client, to_server, get_script, env)
+    check_eq("pty: get shows a trailing CR as \\x0d",
+             (0, got + b"ends in CR\\x0d\n"), (status, screen))
+    status, out, _ = run_to_files(client, to_server + ["--escape", "always"],
+                                  get_script, env, tmp)
+    check_eq("--escape always: get shows a trailing CR as \\x0d",
+             (0, got + b"ends in CR\\x0d\n"), (status, out))
+
+
+def run_cap_checks(client, port, env, tmp):
+    """The longest reply of the default limits (a 16 KiB text) gets through;
+    --max-text sets the cap, and a reply beyond it fails the command."""
+    to_server = ["--port", str(port), "--timeout", "10"]
+    longest = bytes(ord("a") + i % 26 for i in range(16384))
+    post(port, b"longest", longest)
+    status, out, err = run_to_files(
+        client, to_server, b"login longest pw-longest\nget\n", env, tmp)
+    check_eq("the default accepts a GETMSG of a 16384-byte text",
+             (0, b"logged in as longest\n" + longest + b"\n", b""),
+             (status, out, err))
+
+    hundred = b"h" * 100
+    post(port, b"hundred", hundred)
+    script = b"login hundred pw-hundred\nget\n"
+    status, out, err = run_to_files(client, to_server + ["--max-text", "100"],
+                                    script, env, tmp)
+    check_eq("--max-text 100 accepts a 100-byte text",
+             (0, b"logged in as hundred\n" + hundred + b"\n", b""),
+             (status, out, err))
+    status, out, err = run_to_files(client, to_server + ["--max-text", "50"],
+                                    script, env, tmp)
+    check("--max-text 50 refuses a 100-byte text: exit 1, a message naming "
+          "the cap and --max-text",
+          status == 1 and out == b"logged in as hundred\n"
+          and err.startswith(b"smsp-client: line 2 (get): connection error: "
+                             b"the server's reply exceeds 64 bytes")
+          and b"--max-text" in err,
+          f"status {status}, stdout {out!r}, stderr {err!r}")
+    for value in ("0", "1073741825", "lots"):
+        status, out, err = run_to_files(
+            client, to_server + ["--max-text", value], script, env, tmp)
+        check(f"--max-text {value} is refused, naming the option",
+              status != 0 and out == b"" and b"--max-text" in err,
+              f"status {status}, stdout {out!r}, stderr {err!r}")
+    proc = subprocess.run([client, "--help"], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, env=env, timeout=WAIT_S)
+    check("--help documents --max-text and --timeout as a deadline",
+          proc.returncode == 0 and b"--max-text" in proc.stdout
+          and b"whole reply" in proc.stdout,
+          f"status {proc.returncode}, output {proc.stdout!r}")
+
+
+# A generous bound on the client's peak RSS: it holds one reply of at most
+# 16 KiB plus one 64 KiB read, about 5 MiB in all in a plain build (the
+# figure wait4 reports also counts this Python's image in the child before
+# its exec, about 14 MiB), leaving room for a sanitized build. An unbounded
+# buffer reached 148 MB within 6 s against the flood.
+PEAK_RSS_KIB = 96 * 1024
+
+
+def run_endless_checks(client, flood, trickle, env, tmp):
+    """A reply that never ends (F7): streamed without a newline, the client
+    gives up at the cap in bounded memory; trickled a byte at a time, at the
+    deadline of --timeout for the whole reply."""
+    status, out, err, rss_kib, seconds = run_measured(
+        client, ["--port", str(flood.port), "--timeout", "10"], b"dump\n",
+        env, tmp)
+    check("a server streaming a reply without a newline: exit 1 with a "
+          "message naming the cap, no hang",
+          status == 1 and out == b""
+          and err.startswith(b"smsp-client: line 1 (dump): connection error: "
+                             b"the server's reply exceeds 16389 bytes")
+          and b"--max-text" in err,
+          f"status {status} after {seconds:.1f} s (None: killed after "
+          f"{WAIT_S} s)", f"stdout {out!r}", f"stderr {err[:500]!r}",
+          f"the fake server sent {flood.sent} bytes")
+    check(f"... the client's peak RSS stays under {PEAK_RSS_KIB} KiB",
+          0 < rss_kib < PEAK_RSS_KIB,
+          f"peak RSS {rss_kib} KiB; the fake server sent {flood.sent} bytes")
+
+    # One byte every 0.25 s: each wait for more bytes is far shorter than
+    # the 3 s timeout, so only a deadline for the whole reply ends it; the
+    # hang detector allows 10 times that.
+    status, out, err, rss_kib, seconds = run_measured(
+        client, ["--port", str(trickle.port), "--timeout", "3"], b"dump\n",
+        env, tmp)
+    check("a server trickling a reply byte by byte: exit 1 at the --timeout "
+          "deadline, with a message",
+          status == 1 and out == b""
+          and err.startswith(b"smsp-client: line 1 (dump): connection error: "
+                             b"no complete reply from the server within "
+                             b"3000 ms"),
+          f"status {status} after {seconds:.1f} s (None: killed after "
+          f"{WAIT_S} s)", f"stdout {out!r}", f"stderr {err[:500]!r}",
+          f"the fake server sent {trickle.sent} bytes")
 
 
 if __name__ == "__main__":

@@ -229,6 +229,47 @@ TEST_CASE("replies end with the terminator of their request", "[server]") {
         == std::string{"OK\r\nKO unknown command\0OK\n", 26});
 }
 
+TEST_CASE("a text that ends in CR comes back whole under each terminator",
+          "[server]") {
+  // The line client removes exactly the terminator it was told: the CR
+  // before the LF of an LF-framed reply is the text's.
+  test_server server;
+  auto c = server.connect();
+  auto me = register_user(*c, "carriage");
+  for (auto term :
+       {smsp::terminator::lf, smsp::terminator::crlf, smsp::terminator::nul}) {
+    INFO("terminator " << static_cast<int>(term));
+    CHECK(c->call("MESSAGE ends in CR\r " + me, term) == "OK");
+    CHECK(c->call("STORE carriage " + me, term) == "OK");
+    CHECK(c->call("GETMSG carriage " + me, term) == "OK ends in CR\r");
+    CHECK(c->call("DELMSG carriage " + me, term) == "OK");
+  }
+  // Pipelined, the caller names each reply's terminator.
+  c->send_raw("COUNT carriage " + me + "\r\nCOUNT carriage " + me + "\n");
+  CHECK(c->read_reply(smsp::terminator::crlf) == "COUNTED 0"s);
+  CHECK(c->read_reply(smsp::terminator::lf) == "COUNTED 0"s);
+}
+
+TEST_CASE("the line client gives up a connection whose reply is too long or "
+          "ends with the wrong terminator",
+          "[server]") {
+  test_server server;
+  auto c = server.connect();
+  auto me = register_user(*c, "capped");
+  std::string text(100, 't');
+  REQUIRE(c->call("MESSAGE " + text + " " + me) == "OK");
+  REQUIRE(c->call("STORE capped " + me) == "OK");
+  c->set_max_reply(smsp::max_reply_for_text(text.size()));
+  CHECK(c->call("GETMSG capped " + me) == "OK " + text);
+  c->set_max_reply(smsp::max_reply_for_text(50));
+  CHECK_THROWS_AS(c->call("GETMSG capped " + me), smsp::reply_too_long);
+  CHECK_THROWS_WITH(c->call("COUNT capped " + me), Catch::Contains("given up"));
+  auto d = server.connect();
+  d->send_raw("COUNT capped " + me + "\n");
+  CHECK_THROWS_WITH(d->read_reply(smsp::terminator::crlf),
+                    Catch::Contains("bare LF"));
+}
+
 TEST_CASE("1000 pipelined requests in one write are answered in order",
           "[server]") {
   test_server server;

@@ -77,12 +77,32 @@ log_writer* writer = nullptr;
 std::atomic<bool> running{false};
 std::atomic<uint64_t> dropped{0};
 
+/// Opens `path` for appending, or returns -1 with errno set. Never blocks:
+/// opening a FIFO that nobody reads would wait for a reader for ever (at
+/// start, before SIGTERM is heeded; on SIGHUP, in the writer thread), so it
+/// fails with ENXIO instead. Writes then block as for any file: the queue in
+/// front of them bounds what a slow reader costs.
 int open_log(const std::string& path) {
-  return ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  auto fd = ::open(
+    path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0600);
+  if (fd >= 0)
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  return fd;
+}
+
+/// Why open_log failed, from its errno.
+std::string open_error(int err) {
+  std::string why = std::strerror(err);
+  if (err == ENXIO)
+    why += " (a FIFO that nobody reads?)";
+  return why;
 }
 
 void drain(log_writer* w) {
   uint64_t reported = 0;
+  // Whether the last write to the log file failed: the first failure of a
+  // run is told on stderr, since the log itself cannot tell it.
+  bool failing = false;
   std::unique_lock<std::mutex> guard{w->mtx};
   for (;;) {
     w->wake.wait(guard,
@@ -98,7 +118,7 @@ void drain(log_writer* w) {
         w->fd = fd;
         note = "log: reopened " + w->path + " (SIGHUP)";
       } else {
-        note = "log: cannot reopen " + w->path + ": " + std::strerror(errno)
+        note = "log: cannot reopen " + w->path + ": " + open_error(errno)
                + "; still writing to the old file";
       }
       write_all(w->fd, stamped(note));
@@ -120,8 +140,18 @@ void drain(log_writer* w) {
                                      "keep up, or writing it failed")))
         reported = lost;
     }
-    if (!write_all(w->fd, line))
+    if (write_all(w->fd, line)) {
+      failing = false;
+    } else {
       dropped.fetch_add(1);
+      if (!failing && w->fd != STDERR_FILENO)
+        write_all(STDERR_FILENO,
+                  stamped("log: cannot write " + w->path + ": "
+                          + std::strerror(errno)
+                          + "; lines are lost until it can be written again "
+                            "(the log says how many)"));
+      failing = true;
+    }
     guard.lock();
   }
 }
@@ -153,7 +183,7 @@ std::string log_start(const std::string& path) {
   if (!path.empty()) {
     w->fd = open_log(path);
     if (w->fd < 0) {
-      auto why = "cannot open log file " + path + ": " + std::strerror(errno);
+      auto why = "cannot open log file " + path + ": " + open_error(errno);
       delete w;
       return why;
     }

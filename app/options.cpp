@@ -9,6 +9,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "actors/logic/credentials.hpp"
 #include "actors/logic/throttle.hpp"
 
 namespace smsp {
@@ -39,6 +40,17 @@ std::optional<double> parse_seconds(const std::string& text) {
     return std::nullopt;
   return value;
 }
+
+/// The longest request other than MESSAGE, in bytes: a REGISTER with the
+/// longest name and password, CRLF included.
+constexpr size_t longest_fixed_request = std::string_view{"REGISTER "}.size()
+                                         + max_username_bytes + 1
+                                         + max_password_bytes + 2;
+
+/// What a MESSAGE adds to its text, in bytes: "MESSAGE ", the space before
+/// the cookie, the cookie and CRLF.
+constexpr size_t message_overhead = std::string_view{"MESSAGE "}.size() + 1
+                                    + cookie_chars + 2;
 
 std::string range_text(uint64_t min, uint64_t max) {
   return std::to_string(min) + " to " + std::to_string(max);
@@ -118,6 +130,13 @@ resolve_options(const server_options& opts) {
              + "' is not a network (e.g. 10.0.0.0/8, fd00::/8, 192.0.2.7)";
     throttle.trusted_networks.push_back(net);
   }
+  auto& wire = cfg.acceptor.connection.wire;
+  if (wire.max_text + message_overhead > wire.max_request)
+    return "--max-text " + std::to_string(wire.max_text)
+           + " does not fit in --max-request "
+           + std::to_string(wire.max_request) + ": a MESSAGE with that text "
+           + "takes " + std::to_string(wire.max_text + message_overhead)
+           + " bytes; lower --max-text or raise --max-request";
   if (throttle.max_penalty < throttle.first_penalty)
     return std::string{"--login-penalty-max is below --login-penalty"};
   // The attempt admitted when the longest window ends keeps its slot.
@@ -226,8 +245,10 @@ std::variant<command_line, int> parse_command_line(int argc,
              "N",
              "Password hashes that may wait for a worker; beyond it REGISTER "
              "and LOGIN get 'KO server busy'");
-  add_number(app, "--max-request", conn.wire.max_request, 16, uint64_t{1} << 30,
-             "BYTES", "Longest request in bytes, terminator included");
+  add_number(app, "--max-request", conn.wire.max_request, longest_fixed_request,
+             uint64_t{1} << 30, "BYTES",
+             "Longest request in bytes, terminator included; at least the "
+             "longest REGISTER, and a MESSAGE of --max-text bytes must fit");
   add_number(app, "--max-text", conn.wire.max_text, 1, uint64_t{1} << 30,
              "BYTES", "Longest MESSAGE text in bytes");
   add_number(app, "--max-unsent", conn.max_unsent, 1024, uint64_t{1} << 30,
@@ -282,10 +303,19 @@ std::variant<command_line, int> parse_command_line(int argc,
     ->default_str("full");
   add_seconds(app, "--dump-interval", srv.dump.min_interval, 0.0, 3600.0,
               "At most one DUMP run per this many seconds; DUMPs sent "
-              "meanwhile fold into the next run and are answered with it");
-  app.add_option("--log-file", result.log_file,
-                 "Append the log to this file instead of stderr; reopened on "
-                 "SIGHUP (for logrotate)");
+              "meanwhile fold into the next run and are answered with it. 0 "
+              "lifts the limit, and with it the bound on the log DUMPs "
+              "write: for tests, never on a server that untrusted clients "
+              "reach");
+  app
+    .add_option("--log-file", result.log_file,
+                "Append the log to this file instead of stderr; reopened on "
+                "SIGHUP (for logrotate)")
+    ->check([](const std::string& path) {
+      return path.empty() ? "a path is needed (leave the option out to log "
+                            "to stderr)"
+                          : "";
+    });
   app.allow_extras();
   try {
     app.parse(argc, argv);

@@ -12,13 +12,13 @@ bool valid_username(std::string_view name) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
            || (c >= '0' && c <= '9');
   };
-  return !name.empty() && name.size() <= 32
+  return !name.empty() && name.size() <= max_username_bytes
          && std::all_of(name.begin(), name.end(), alnum);
 }
 
 bool valid_password(std::string_view password) {
   auto printable = [](char c) { return c >= 0x21 && c <= 0x7e; };
-  return !password.empty() && password.size() <= 128
+  return !password.empty() && password.size() <= max_password_bytes
          && std::all_of(password.begin(), password.end(), printable);
 }
 
@@ -27,7 +27,7 @@ bool init_crypto() {
 }
 
 std::string new_cookie() {
-  unsigned char bytes[16];
+  unsigned char bytes[cookie_chars / 2];
   randombytes_buf(bytes, sizeof(bytes));
   char hex[sizeof(bytes) * 2 + 1];
   sodium_bin2hex(hex, sizeof(hex), bytes, sizeof(bytes));

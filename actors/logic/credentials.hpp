@@ -1,11 +1,21 @@
 // Name and password rules, session cookies, Argon2id hashing (libsodium).
 #pragma once
 
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
 
 namespace smsp {
+
+/// Longest username, in bytes (PROTOCOL.md section 3).
+inline constexpr size_t max_username_bytes = 32;
+
+/// Longest password, in bytes (PROTOCOL.md section 3).
+inline constexpr size_t max_password_bytes = 128;
+
+/// Length of the cookies this server issues, in hex characters (128 bits).
+inline constexpr size_t cookie_chars = 32;
 
 /// 1-32 characters from a-zA-Z0-9.
 bool valid_username(std::string_view name);

@@ -160,6 +160,12 @@ def main(binaries, tmp, cleanup):
         check_refused(binary, tmp, option, [f"{option}={value}"],
                       f"={value!r}")
     check_refused(binary, tmp, "--port", ["-p", "-1"], "as -p -1")
+    # Options that only make sense together: a MESSAGE of --max-text bytes
+    # must fit in --max-request (65536 by default, 43 bytes of overhead).
+    check_refused(binary, tmp, "--max-text", ["--max-text", "65494"],
+                  "65494 (a MESSAGE would not fit --max-request)")
+    check_accepted(binary, tmp, "--max-text", "65493")
+    check_refused(binary, tmp, "--log-file", ["--log-file="], "'' (empty)")
     check_refused(binary, tmp, "--max-unsent", ["--max-unsent", ""],
                   "'' (its own argument)")
     check_caf_settings(binary, tmp)

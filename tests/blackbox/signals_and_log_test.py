@@ -15,6 +15,10 @@
     to the new F and not to the moved one; a path that cannot be reopened
     keeps the old file; a log file that cannot be opened at start stops
     the start with exit 1 and a message.
+(d) --log-file naming a FIFO nobody reads stops the start at once (it used
+    to hang there, deaf to SIGTERM); with a reader the log flows through.
+(e) --log-file /dev/full: the failure is told once on stderr, and the
+    server goes on serving.
 
 Timeouts are hang detectors only: a slow machine does not fail the test.
 """
@@ -317,9 +321,87 @@ def case_bad_log_file(binary, tmp, cleanup):
           f"exit status: {srv.proc.returncode}", f"stderr: {err.strip()!r}")
 
 
+def case_log_fifo(binary, tmp, cleanup):
+    """(d) --log-file naming a FIFO: with nobody reading it the start stops
+    at once (opening it used to wait for a reader for ever, deaf to
+    SIGTERM); with a reader the log flows through it."""
+    fifo = os.path.join(tmp, "log.fifo")
+    os.mkfifo(fifo)
+    err_path = os.path.join(tmp, "fifo.err")
+    with open(err_path, "wb") as err:
+        srv = start_server(binary, tmp, "fifo", err, ["--log-file", fifo])
+    cleanup.append(srv.kill)
+    if srv.port is not None:
+        srv.stop()
+    err = read_file(err_path)
+    check("(d) a FIFO nobody reads stops the start (exit 1, a message naming "
+          "it, no listening)",
+          srv.port is None and srv.proc.returncode == 1 and fifo in err
+          and "FIFO" in err and LISTENING not in srv.out(),
+          f"exit status: {srv.proc.returncode}", f"stderr: {err.strip()!r}")
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    cleanup.append(lambda: os.close(reader))
+    got = []
+
+    def read_some():
+        try:
+            got.append(os.read(reader, 65536).decode(errors="replace"))
+        except BlockingIOError:
+            pass
+        return "DUMP done" in "".join(got)
+
+    with open(os.path.join(tmp, "fifo2.err"), "wb") as err:
+        srv = start_server(binary, tmp, "fifo2", err, ["--log-file", fifo])
+    cleanup.append(srv.kill)
+    check("(d) with a reader on the FIFO the server starts", srv.port is not None,
+          f"stderr: {read_file(os.path.join(tmp, 'fifo2.err'))!r}")
+    if srv.port is None:
+        return
+    client = connect(srv.port)
+    try:
+        reply = client.ask("DUMP")
+        came = wait_for(read_some)
+        check("(d) the DUMP's lines come through the FIFO",
+              reply == "OK" and came, f"reply: {reply!r}",
+              f"read: {''.join(got)[-300:]!r}")
+    finally:
+        client.close()
+    status, _ = stop(srv)
+    check("(d) SIGTERM: exit 0", status == 0, f"exit status: {status}")
+
+
+def case_log_write_fails(binary, tmp, cleanup):
+    """(e) a log file that cannot be written (/dev/full): the server says so
+    on stderr, once, and goes on serving."""
+    err_path = os.path.join(tmp, "full.err")
+    with open(err_path, "wb") as err:
+        srv = start_server(binary, tmp, "full", err,
+                           ["--log-file", "/dev/full", "--dump-interval", "0"])
+    cleanup.append(srv.kill)
+    check("(e) the server starts with --log-file /dev/full",
+          srv.port is not None, f"stderr: {read_file(err_path)!r}")
+    if srv.port is None:
+        return
+    client = connect(srv.port)
+    try:
+        replies = [client.ask("DUMP") for _ in range(5)]
+        told = wait_for(lambda: "cannot write /dev/full" in read_file(err_path))
+        err = read_file(err_path)
+        check("(e) every DUMP is answered and stderr says, once, that the "
+              "log cannot be written",
+              replies == ["OK"] * 5 and told
+              and err.count("cannot write /dev/full") == 1,
+              f"replies: {replies!r}", f"stderr: {err[-500:]!r}")
+    finally:
+        client.close()
+    status, _ = stop(srv)
+    check("(e) SIGTERM: exit 0", status == 0, f"exit status: {status}")
+
+
 def main(binaries, tmp, cleanup):
     for case in (case_head, case_unread_pipe, case_sighup_stderr,
-                 case_log_file, case_bad_log_file):
+                 case_log_file, case_bad_log_file, case_log_fifo,
+                 case_log_write_fails):
         run_case(case.__name__, case, binaries[0], tmp, cleanup)
 
 

@@ -88,13 +88,9 @@ def check_screen_safe(name, screen, sequences=TEXT_SEQUENCES):
     check(name, not problems, *problems, f"screen: {screen!r}")
 
 
-class FakeServer:
-    """Answers LOGIN with a cookie holding an OSC sequence and everything
-    else with a refusal holding escape sequences: what a hostile or broken
-    server could send."""
-
-    COOKIE = b"c00k1e\x1b]0;fake\x07"
-    REFUSAL = b"KO refused\x1b[2J\xc2\x9b1m\xff"
+class ListeningServer:
+    """A fake server on an ephemeral port of 127.0.0.1: each connection is
+    served by `_serve(conn)` on a thread of its own until stop()."""
 
     def __init__(self):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -112,6 +108,18 @@ class FakeServer:
             threading.Thread(target=self._serve, args=(conn,),
                              daemon=True).start()
 
+    def stop(self):
+        self.sock.close()
+
+
+class FakeServer(ListeningServer):
+    """Answers LOGIN with a cookie holding an OSC sequence and everything
+    else with a refusal holding escape sequences: what a hostile or broken
+    server could send."""
+
+    COOKIE = b"c00k1e\x1b]0;fake\x07"
+    REFUSAL = b"KO refused\x1b[2J\xc2\x9b1m\xff"
+
     def _serve(self, conn):
         with conn, conn.makefile("rb") as lines:
             for line in lines:
@@ -119,11 +127,8 @@ class FakeServer:
                          else self.REFUSAL)
                 conn.sendall(reply + b"\n")
 
-    def stop(self):
-        self.sock.close()
 
-
-class StreamingServer:
+class StreamingServer(ListeningServer):
     """Answers the first request of each connection with a reply that never
     ends: `chunk` bytes without a newline every `pause_s` seconds, as long as
     the client takes them, up to `limit` bytes (a bound on the test's own
@@ -136,20 +141,7 @@ class StreamingServer:
         self.limit = limit
         self.sent = 0
         self.stopping = threading.Event()
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,),
-                             daemon=True).start()
+        super().__init__()
 
     def _serve(self, conn):
         self.sent = 0
@@ -174,7 +166,7 @@ class StreamingServer:
 
     def stop(self):
         self.stopping.set()
-        self.sock.close()
+        super().stop()
 
 
 def run_measured(client, args, script, env, tmp):

@@ -304,21 +304,29 @@ def case_log_file(binary, tmp, cleanup):
           f"exit status: {status}", f"file: {read_file(log_path)[-300:]!r}")
 
 
-def case_bad_log_file(binary, tmp, cleanup):
-    """(c) a log file that cannot be opened stops the start."""
-    path = os.path.join(tmp, "missing", "dir", "smsp.log")
-    err_path = os.path.join(tmp, "bad.err")
+def check_start_refused(binary, tmp, name, log_file, label, needle=""):
+    """Starts the server with `--log-file log_file` and checks that it
+    refuses to start: exit 1, stderr naming the file (and holding `needle`),
+    no listening line."""
+    err_path = os.path.join(tmp, name + ".err")
     with open(err_path, "wb") as err:
-        srv = start_server(binary, tmp, "bad", err, ["--log-file", path])
-    cleanup.append(srv.kill)
+        srv = start_server(binary, tmp, name, err, ["--log-file", log_file])
     if srv.port is not None:
         srv.stop()
+    srv.kill()
     err = read_file(err_path)
-    check("(c) a log file in a missing directory stops the start (exit 1, "
-          "a message naming the file, no listening)",
-          srv.port is None and srv.proc.returncode == 1 and path in err
-          and LISTENING not in srv.out(),
+    check(f"{label} (exit 1, a message naming it, no listening)",
+          srv.port is None and srv.proc.returncode == 1 and log_file in err
+          and needle in err and LISTENING not in srv.out(),
           f"exit status: {srv.proc.returncode}", f"stderr: {err.strip()!r}")
+
+
+def case_bad_log_file(binary, tmp, cleanup):
+    """(c) a log file that cannot be opened stops the start."""
+    check_start_refused(binary, tmp, "bad",
+                        os.path.join(tmp, "missing", "dir", "smsp.log"),
+                        "(c) a log file in a missing directory stops the "
+                        "start")
 
 
 def case_log_fifo(binary, tmp, cleanup):
@@ -327,18 +335,8 @@ def case_log_fifo(binary, tmp, cleanup):
     SIGTERM); with a reader the log flows through it."""
     fifo = os.path.join(tmp, "log.fifo")
     os.mkfifo(fifo)
-    err_path = os.path.join(tmp, "fifo.err")
-    with open(err_path, "wb") as err:
-        srv = start_server(binary, tmp, "fifo", err, ["--log-file", fifo])
-    cleanup.append(srv.kill)
-    if srv.port is not None:
-        srv.stop()
-    err = read_file(err_path)
-    check("(d) a FIFO nobody reads stops the start (exit 1, a message naming "
-          "it, no listening)",
-          srv.port is None and srv.proc.returncode == 1 and fifo in err
-          and "FIFO" in err and LISTENING not in srv.out(),
-          f"exit status: {srv.proc.returncode}", f"stderr: {err.strip()!r}")
+    check_start_refused(binary, tmp, "fifo", fifo,
+                        "(d) a FIFO nobody reads stops the start", "FIFO")
     reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
     cleanup.append(lambda: os.close(reader))
     got = []

@@ -324,12 +324,19 @@ std::variant<command_line, int> parse_command_line(int argc,
     return code == 0 ? exit_ok : exit_usage;
   }
   result.caf_args = app.remaining();
-  for (auto& arg : result.caf_args)
-    if (arg.rfind("--", 0) != 0) {
-      std::cerr << "smsp-actors: unexpected argument '" << arg
+  for (auto& arg : result.caf_args) {
+    // CAF's settings are group.name; its own parsing options have no dot.
+    auto name = arg.substr(0, arg.find('='));
+    bool caf_option = name == "--config-file" || name == "--long-help"
+                      || name == "--dump-config"
+                      || (arg.rfind("--", 0) == 0
+                          && name.find('.') != std::string::npos);
+    if (!caf_option) {
+      std::cerr << "smsp-actors: unknown option or unexpected argument '" << arg
                 << "'\nRun with --help for more information.\n";
       return exit_usage;
     }
+  }
   srv.hashing.cost = *parse_pwhash_cost(pwhash);
   result.pwhash = pwhash;
   auto resolved = resolve_options(opts);

@@ -2,7 +2,10 @@
 #include "app/server.hpp"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <string_view>
 #include <thread>
@@ -107,11 +110,10 @@ void flatten(
   }
 }
 
-} // namespace
-
-std::string check_actor_system(const caf::actor_system_config& cfg) {
+/// Why the CAF settings `xs`, read from `source`, cannot be used, or "".
+std::string check_settings(const caf::settings& xs, const std::string& source) {
   std::vector<std::pair<std::string, const caf::config_value*>> leaves;
-  flatten(cfg.content, "", leaves);
+  flatten(xs, "", leaves);
   for (auto& [name, value] : leaves) {
     auto is = [&name = name](std::string_view x) { return name == x; };
     if (std::any_of(std::begin(caf_parsing_keys), std::end(caf_parsing_keys),
@@ -122,9 +124,10 @@ std::string check_actor_system(const caf::actor_system_config& cfg) {
     if (number != std::end(caf_numbers)) {
       auto n = caf::get_if<caf::config_value::integer>(value);
       if (!n || *n < number->min || *n > number->max)
-        return "CAF setting " + name + ": '" + caf::to_string(*value)
-               + "' is not a whole number from " + std::to_string(number->min)
-               + " to " + std::to_string(number->max);
+        return "CAF setting " + name + " (" + source + "): '"
+               + caf::to_string(*value) + "' is not a whole number from "
+               + std::to_string(number->min) + " to "
+               + std::to_string(number->max);
       continue;
     }
     if (is("scheduler.policy")) {
@@ -132,17 +135,42 @@ std::string check_actor_system(const caf::actor_system_config& cfg) {
       if (!policy
           || (*policy != caf::atom("stealing")
               && *policy != caf::atom("sharing")))
-        return "CAF setting scheduler.policy: " + caf::to_string(*value)
-               + " is neither stealing nor sharing";
+        return "CAF setting scheduler.policy (" + source + "): "
+               + caf::to_string(*value) + " is neither stealing nor sharing";
       continue;
     }
-    return "CAF setting " + name
-           + " is not one smsp-actors accepts (it accepts "
+    return "CAF setting " + name + " (" + source
+           + ") is not one smsp-actors accepts (it accepts "
              "scheduler.max-threads, scheduler.max-throughput and "
              "scheduler.policy, on the command line or in "
              "./caf-application.ini)";
   }
   return {};
+}
+
+} // namespace
+
+std::string check_actor_system(const caf::actor_system_config& cfg) {
+  // CAF's reader drops without a word a value of the wrong type for a
+  // setting it knows (policy="sharing", max-threads=3.5) and skips a file it
+  // cannot read: so the file is read again here, as written, and checked.
+  const auto& path = cfg.config_file_path;
+  std::error_code ec;
+  auto status = std::filesystem::status(path, ec);
+  if (!ec && std::filesystem::exists(status)) {
+    if (std::filesystem::is_directory(status))
+      return "the configuration file " + path + " is a directory";
+    if (std::ifstream probe{path}; !probe)
+      return "cannot read the configuration file " + path + ": "
+             + std::strerror(errno);
+    auto raw = caf::actor_system_config::parse_config_file(path.c_str());
+    if (!raw)
+      return "cannot parse the configuration file " + path + ": "
+             + caf::to_string(raw.error());
+    if (auto why = check_settings(*raw, path); !why.empty())
+      return why;
+  }
+  return check_settings(cfg.content, "command line or " + path);
 }
 
 caf::expected<server> start_server(caf::actor_system& sys,

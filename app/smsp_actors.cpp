@@ -50,7 +50,8 @@ int run(const smsp::command_line& cmd, const sigset_t& signals) {
   cfg.load<caf::io::middleman>();
   std::vector<std::string> caf_args = cmd.caf_args;
   if (auto err = cfg.parse(caf_args)) {
-    std::cerr << "smsp-actors: bad CAF option: " << cfg.render(err) << "\n";
+    std::cerr << "smsp-actors: bad CAF setting (command line or "
+              << cfg.config_file_path << "): " << cfg.render(err) << "\n";
     return smsp::exit_usage;
   }
   // --long-help or --dump-config: CAF printed what was asked.

@@ -407,6 +407,11 @@ int run_script(shell& sh, const printer& print) {
     try {
       if (has_nul(line))
         throw command_error("the line contains a NUL byte");
+      // The client ends each request with LF: a CR before it would make the
+      // server read a CRLF terminator, and the CR would be lost.
+      if (!line.empty() && line.back() == '\r')
+        throw command_error("the line ends in two CRs (a CRLF file converted "
+                            "twice?); a request cannot end in CR");
       print_output(print, sh.run(line));
       if (sh.quit_requested())
         return 0;
@@ -502,7 +507,16 @@ int main(int argc, char** argv) {
                 "seconds to wait for each whole reply: a deadline, however "
                 "slowly its bytes trickle in; past it the command fails and "
                 "the connection is dropped")
-    // poll() takes an int of milliseconds: a day is plenty.
+    // poll() takes an int of milliseconds: a day is plenty. NaN passes
+    // every comparison, so CLI::Range alone would let it through.
+    ->check(
+      [](const std::string& text) {
+        char* end = nullptr;
+        auto value = std::strtod(text.c_str(), &end);
+        return std::isfinite(value) ? std::string{}
+                                    : "'" + text + "' is not a number";
+      },
+      "finite")
     ->check(CLI::Range(0.001, 86400.0))
     ->capture_default_str();
   size_t max_text = smsp::wire_limits{}.max_text;

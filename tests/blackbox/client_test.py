@@ -545,6 +545,22 @@ def run_cap_checks(client, port, env, tmp):
         check(f"--max-text {value} is refused, naming the option",
               status != 0 and out == b"" and b"--max-text" in err,
               f"status {status}, stdout {out!r}, stderr {err!r}")
+    for value in ("nan", "inf", "0"):
+        status, out, err = run_to_files(
+            client, ["--port", str(port), "--timeout", value], script, env,
+            tmp)
+        check(f"--timeout {value} is refused, naming the option",
+              status != 0 and out == b"" and b"--timeout" in err,
+              f"status {status}, stdout {out!r}, stderr {err!r}")
+    # A line ending in CR after its CRLF's CR was taken off: sent with LF
+    # it would be read as CRLF-terminated, the CR lost (and the cookie of a
+    # LOGIN would have come back with a CR in it).
+    status, out, err = run_to_files(
+        client, to_server, b"login hundred pw-hundred\r\r\nget\n", env, tmp)
+    check("a line ending in two CRs is refused: exit 1, a message, nothing "
+          "sent", status == 1 and out == b""
+          and b"line 1 (login): the line ends in two CRs" in err,
+          f"status {status}, stdout {out!r}, stderr {err!r}")
     proc = subprocess.run([client, "--help"], stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, env=env, timeout=WAIT_S)
     check("--help documents --max-text and --timeout as a deadline",

@@ -171,6 +171,27 @@ def main(binaries, tmp, cleanup):
     check_caf_settings(binary, tmp)
 
 
+def check_refused_with_ini_dir(binary, tmp):
+    """A directory named caf-application.ini: CAF skips it without a word;
+    the server refuses to start, naming it."""
+    work = tempfile.mkdtemp(dir=tmp)
+    srv = None
+    try:
+        os.mkdir(os.path.join(work, "caf-application.ini"))
+        srv = Server(binary, work, "server", [],
+                     data_dir=os.path.join(tmp, "data"))
+        status = srv.proc.returncode if srv.port is None else srv.stop()
+        err = srv.log()
+        check("a directory named caf-application.ini is refused (exit 2, "
+              "stderr names it, no listening)",
+              status == 2 and "caf-application.ini is a directory" in err,
+              f"exit status: {status}", f"stderr: {err.strip()[:300]!r}")
+    finally:
+        if srv is not None:
+            srv.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def check_caf_settings(binary, tmp):
     """CAF's settings, which CAF itself does not range-check
     (scheduler.max-threads=0 divided by zero, max-throughput=0 spun for
@@ -190,6 +211,16 @@ def check_caf_settings(binary, tmp):
                   ini="[scheduler]\nmax-threads=0\n")
     check_refused(binary, tmp, "smsp.port", [], "(in caf-application.ini)",
                   ini="[smsp]\nport=5001\n")
+    # Values of the wrong type, which CAF's own reader drops without a word.
+    for line in ('policy="sharing"', "max-threads=3.5", "max-threads=[1,2]",
+                 "max-throughput=-5"):
+        setting = "scheduler." + line.split("=")[0]
+        check_refused(binary, tmp, setting, [],
+                      f"{line!r} (in caf-application.ini)",
+                      ini=f"[scheduler]\n{line}\n")
+    check_refused_with_ini_dir(binary, tmp)
+    check_refused(binary, tmp, "--prot", ["--prot=5000"],
+                  "(a misspelt option, not a CAF setting)")
     for setting, value in (("scheduler.max-threads", "1"),
                            ("scheduler.max-threads", "256"),
                            ("scheduler.max-throughput", "1"),

@@ -102,6 +102,24 @@ void line_client::check_usable() const {
     throw std::runtime_error("connection given up earlier: " + given_up_);
 }
 
+bool line_client::peer_closed() const {
+  if (!given_up_.empty())
+    return true;
+  if (!inbuf_.empty())
+    return false;
+  pollfd pfd{fd_, POLLIN, 0};
+  if (::poll(&pfd, 1, 0) <= 0)
+    return false;
+  if ((pfd.revents & (POLLERR | POLLNVAL)) != 0)
+    return true;
+  char byte;
+  auto n = ::recv(fd_, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  // 0: an orderly close; ECONNRESET: the server's abortive close.
+  return n == 0
+         || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK
+             && errno != EINTR);
+}
+
 void line_client::send_raw(std::string_view bytes) {
   check_usable();
   while (!bytes.empty()) {

@@ -96,6 +96,12 @@ public:
   /// Closes our sending side (the server may then drop unanswered requests).
   void shutdown_write();
 
+  /// Whether the server has closed or reset the connection and no reply of
+  /// it is left to read (e.g. after the server's --idle-timeout), or the
+  /// connection was given up. Checks without blocking, so that a caller
+  /// about to send can reconnect rather than lose the request.
+  bool peer_closed() const;
+
   int fd() const {
     return fd_;
   }

@@ -288,10 +288,14 @@ private:
 
   // One request, one reply. After any transport error the reply stream can
   // no longer be matched to requests, so the connection is dropped and the
-  // next command opens a fresh one (sessions survive: they are cookies).
+  // next command opens a fresh one (sessions survive: they are cookies). A
+  // connection the server closed meanwhile (its idle timeout) is replaced
+  // before sending: nothing was sent on it, so nothing is lost or repeated.
   // The client sends LF, so a '\r' at the end of a reply is the text's own.
   std::string call(std::string_view request) {
     try {
+      if (conn_ && conn_->peer_closed())
+        conn_.reset();
       if (!conn_)
         connect();
       return conn_->call(request, smsp::terminator::lf);

@@ -35,7 +35,7 @@ import tty
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from blackbox_support import (WAIT_S, Client, Server, check,  # noqa: E402
-                              run, run_case)
+                              run, run_case, wait_for)
 
 # The posted text and what a terminal must show of it, piece by piece.
 PIECES = [
@@ -338,6 +338,8 @@ def main(binaries, tmp, cleanup):
              details=details)
     run_case("endless replies", run_endless_checks, client, flood, trickle,
              env, tmp)
+    run_case("reconnect after the idle timeout", run_idle_reconnect_checks,
+             client, server_bin, env, tmp, cleanup)
 
 
 def run_checks(client, port, fake_port, env, tmp):
@@ -575,6 +577,43 @@ def run_cap_checks(client, port, env, tmp):
 # its exec, about 14 MiB), leaving room for a sanitized build. An unbounded
 # buffer reached 148 MB within 6 s against the flood.
 PEAK_RSS_KIB = 96 * 1024
+
+
+def run_idle_reconnect_checks(client, server_bin, env, tmp, cleanup):
+    """A connection the server closed for its --idle-timeout is replaced
+    before the next command is sent: the command is not lost, and the
+    session (a cookie) goes on. The script's second line is written only
+    once the server has logged the close, so nothing races a clock."""
+    server = Server(server_bin, tmp, "idler", ["--idle-timeout", "0.5"],
+                    start_s=20)
+    cleanup.append(lambda: server.stop(10))
+    check("a server with --idle-timeout 0.5 starts", server.port is not None,
+          *server.log_tail(10))
+    if server.port is None:
+        return
+    out_path = os.path.join(tmp, "idler-client.out")
+    err_path = os.path.join(tmp, "idler-client.err")
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        proc = subprocess.Popen([client, "--port", str(server.port)],
+                                stdin=subprocess.PIPE, stdout=out, stderr=err,
+                                env=env)
+    cleanup.append(proc.kill)
+    proc.stdin.write(b"register idler pw-idler\n")
+    proc.stdin.flush()
+    closed = wait_for(lambda: "(--idle-timeout)" in server.log())
+    check("the server closes the client's idle connection", closed,
+          *server.log_tail(10))
+    proc.stdin.write(b"count\nwhoami\n")
+    proc.stdin.close()
+    status = proc.wait(timeout=WAIT_S)
+    with open(out_path, "rb") as out, open(err_path, "rb") as err:
+        got, errors = out.read(), err.read()
+    check("the next command reconnects and is answered in the same session "
+          "(exit 0, count 0, still idler)",
+          status == 0 and got.startswith(b"registered and logged in as idler\n"
+                                         b"0\nidler ") and errors == b"",
+          f"status {status}", f"stdout {got!r}", f"stderr {errors!r}")
+    server.stop(10)
 
 
 def run_endless_checks(client, flood, trickle, env, tmp):

@@ -249,7 +249,7 @@ std::variant<command_line, int> parse_command_line(int argc,
              uint64_t{1} << 30, "BYTES",
              "Longest request in bytes, terminator included; at least the "
              "longest REGISTER, and a MESSAGE of --max-text bytes must fit");
-  add_number(app, "--max-text", conn.wire.max_text, 1, uint64_t{1} << 30,
+  add_number(app, "--max-text", conn.wire.max_text, 1, max_text_ceiling,
              "BYTES", "Longest MESSAGE text in bytes");
   add_number(app, "--max-unsent", conn.max_unsent, 1024, uint64_t{1} << 30,
              "BYTES",
@@ -325,12 +325,15 @@ std::variant<command_line, int> parse_command_line(int argc,
   }
   result.caf_args = app.remaining();
   for (auto& arg : result.caf_args) {
-    // CAF's settings are group.name; its own parsing options have no dot.
     auto name = arg.substr(0, arg.find('='));
-    bool caf_option = name == "--config-file" || name == "--long-help"
-                      || name == "--dump-config"
-                      || (arg.rfind("--", 0) == 0
-                          && name.find('.') != std::string::npos);
+    auto is_parsing_option = [&name](std::string_view x) {
+      return name.size() == x.size() + 2 && name.compare(2, x.size(), x) == 0;
+    };
+    bool caf_option
+      = arg.rfind("--", 0) == 0
+        && (name.find('.') != std::string::npos
+            || std::any_of(std::begin(caf_parsing_options),
+                           std::end(caf_parsing_options), is_parsing_option));
     if (!caf_option) {
       std::cerr << "smsp-actors: unknown option or unexpected argument '" << arg
                 << "'\nRun with --help for more information.\n";

@@ -93,10 +93,6 @@ constexpr caf_number caf_numbers[] = {
   {"scheduler.max-throughput", 1, std::numeric_limits<int64_t>::max()},
 };
 
-/// CAF's own options that only steer its command-line parsing.
-constexpr std::string_view caf_parsing_keys[] = {"config-file", "help",
-                                                 "long-help", "dump-config"};
-
 /// Appends every leaf of `xs` to `out`, named by its dotted path.
 void flatten(
   const caf::settings& xs, const std::string& prefix,
@@ -116,8 +112,8 @@ std::string check_settings(const caf::settings& xs, const std::string& source) {
   flatten(xs, "", leaves);
   for (auto& [name, value] : leaves) {
     auto is = [&name = name](std::string_view x) { return name == x; };
-    if (std::any_of(std::begin(caf_parsing_keys), std::end(caf_parsing_keys),
-                    is))
+    if (std::any_of(std::begin(caf_parsing_options),
+                    std::end(caf_parsing_options), is))
       continue;
     auto number = std::find_if(std::begin(caf_numbers), std::end(caf_numbers),
                                [&](auto& x) { return is(x.name); });

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "actors/spawn.hpp"
 #include "caf/actor.hpp"
@@ -60,6 +61,12 @@ struct server {
 /// a connection's decision to stop reading, which would let one event queue
 /// 800 KiB of requests).
 void configure_actor_system(caf::actor_system_config& cfg);
+
+/// CAF's own options that only steer its command-line parsing (given as
+/// --name): the only CAF options without a dot, the others being settings
+/// group.name.
+inline constexpr std::string_view caf_parsing_options[]
+  = {"config-file", "help", "long-help", "dump-config"};
 
 /// Why the CAF settings parsed into `cfg` (from the command line and
 /// ./caf-application.ini) cannot be used, or "" when they can. Only

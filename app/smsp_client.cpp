@@ -515,10 +515,9 @@ int main(int argc, char** argv) {
     // every comparison, so CLI::Range alone would let it through.
     ->check(
       [](const std::string& text) {
-        char* end = nullptr;
-        auto value = std::strtod(text.c_str(), &end);
-        return std::isfinite(value) ? std::string{}
-                                    : "'" + text + "' is not a number";
+        return std::isfinite(std::strtod(text.c_str(), nullptr))
+                 ? std::string{}
+                 : "'" + text + "' is not a number";
       },
       "finite")
     ->check(CLI::Range(0.001, 86400.0))
@@ -531,7 +530,7 @@ int main(int argc, char** argv) {
                 "connection (bounds the memory a server can make the client "
                 "use)")
     // The server's own range for --max-text.
-    ->check(CLI::Range(size_t{1}, size_t{1} << 30))
+    ->check(CLI::Range(size_t{1}, smsp::max_text_ceiling))
     ->capture_default_str();
   std::string escape = "auto";
   app

@@ -86,7 +86,7 @@ const parse_result& parsed_next(connection_state& st) {
 /// Whether the cookie can be one the server issued (new_cookie): else the
 /// request needs no session lookup to fail.
 bool cookie_shaped(const std::string& cookie) {
-  return cookie.size() >= 32
+  return cookie.size() >= cookie_chars
          && std::all_of(cookie.begin(), cookie.end(), [](char c) {
               return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
             });

@@ -14,6 +14,10 @@ namespace smsp {
 /// How a request ended; its reply ends the same way.
 enum class terminator : uint8_t { lf, crlf, nul };
 
+/// The largest --max-text a server may be given, in bytes (1 GiB): also the
+/// top of smsp-client's --max-text.
+inline constexpr size_t max_text_ceiling = size_t{1} << 30;
+
 /// Wire limits from PROTOCOL.md section 1 (defaults, configurable).
 struct wire_limits {
   /// Longest request in bytes, terminator included.

@@ -249,6 +249,14 @@ def run_to_files(client, args, script, env, tmp):
         return proc.returncode, out.read(), err.read()
 
 
+def run_to_pipes(client, args, script, env):
+    """Scripted mode with stdout and stderr to pipes: (status, out, err)."""
+    proc = subprocess.run([client] + args, input=script,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          env=env, timeout=WAIT_S)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
 def line_editor_reading(fd):
     """Whether the terminal of pty master `fd` is in the line editor's own
     mode (neither canonical nor echoing): only then does the editor, not the
@@ -385,12 +393,9 @@ def run_checks(client, port, fake_port, env, tmp):
                                   tmp)
     cookie = out.split(b"\n")[1].split(b" ")[1] if status == 0 else b"none"
     raw_script = b"raw GETMSG reader " + cookie + b"\n"
-    proc = subprocess.run([client] + to_server, input=raw_script,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          env=env, timeout=WAIT_S)
     check_eq("stdout to a pipe: raw passes the reply through byte for byte",
              (0, b"OK " + TEXT + b"\n", b""),
-             (proc.returncode, proc.stdout, proc.stderr))
+             run_to_pipes(client, to_server, raw_script, env))
     status, screen = run_on_pty(client, to_server, raw_script, env)
     check_eq("pty: raw shows the reply escaped", (0, b"OK " + SHOWN + b"\n"),
              (status, screen))
@@ -482,12 +487,9 @@ def run_cr_checks(client, port, env, tmp):
 
     to_server = ["--port", str(port), "--timeout", "10"]
     raw_script = b"raw GETMSG carriage " + cookie + b"\n"
-    proc = subprocess.run([client] + to_server, input=raw_script,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          env=env, timeout=WAIT_S)
     check_eq("stdout to a pipe: raw keeps a trailing CR",
              (0, b"OK " + text + b"\n", b""),
-             (proc.returncode, proc.stdout, proc.stderr))
+             run_to_pipes(client, to_server, raw_script, env))
     status, screen = run_on_pty(client, to_server, raw_script, env)
     check_eq("pty: raw shows a trailing CR as \\x0d",
              (0, b"OK ends in CR\\x0d\n"), (status, screen))
@@ -497,12 +499,9 @@ def run_cr_checks(client, port, env, tmp):
     status, out, err = run_to_files(client, to_server, get_script, env, tmp)
     check_eq("stdout to a file: get writes a trailing CR byte for byte",
              (0, got + text + b"\n", b""), (status, out, err))
-    proc = subprocess.run([client] + to_server, input=get_script,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          env=env, timeout=WAIT_S)
     check_eq("stdout to a pipe: get writes a trailing CR byte for byte",
              (0, got + text + b"\n", b""),
-             (proc.returncode, proc.stdout, proc.stderr))
+             run_to_pipes(client, to_server, get_script, env))
     status, screen = run_on_pty(client, to_server, get_script, env)
     check_eq("pty: get shows a trailing CR as \\x0d",
              (0, got + b"ends in CR\\x0d\n"), (status, screen))

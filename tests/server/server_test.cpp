@@ -80,6 +80,14 @@ std::string register_user(line_client& c, const std::string& name) {
   return cookie_of(c.call("REGISTER " + name + " pw-" + name));
 }
 
+/// Posts `text` as `name` (session `cookie`) and stores it in `name`'s own
+/// mailbox, both acknowledged.
+void deliver_to_self(line_client& c, const std::string& name,
+                     const std::string& cookie, const std::string& text) {
+  REQUIRE(c.call("MESSAGE " + text + " " + cookie) == "OK");
+  REQUIRE(c.call("STORE " + name + " " + cookie) == "OK");
+}
+
 /// `n` bytes from `c`, or fewer if the connection closes first; a read that
 /// blocks for 60 s fails the test (a hang detector, not a speed check).
 std::string read_exactly(line_client& c, size_t n) {
@@ -257,8 +265,7 @@ TEST_CASE("the line client gives up a connection whose reply is too long or "
   auto c = server.connect();
   auto me = register_user(*c, "capped");
   std::string text(100, 't');
-  REQUIRE(c->call("MESSAGE " + text + " " + me) == "OK");
-  REQUIRE(c->call("STORE capped " + me) == "OK");
+  deliver_to_self(*c, "capped", me, text);
   c->set_max_reply(smsp::max_reply_for_text(text.size()));
   CHECK(c->call("GETMSG capped " + me) == "OK " + text);
   c->set_max_reply(smsp::max_reply_for_text(50));
@@ -373,8 +380,7 @@ TEST_CASE("a client that does not read its replies costs bounded memory and "
   auto slow = server.connect();
   auto me = register_user(*slow, "slow");
   std::string text(16 * 1024, 'x');
-  REQUIRE(slow->call("MESSAGE " + text + " " + me) == "OK");
-  REQUIRE(slow->call("STORE slow " + me) == "OK");
+  deliver_to_self(*slow, "slow", me, text);
   auto rss_before = rss_kib();
   // 4000 replies of 16 KiB: 64 MiB that the client leaves unread.
   constexpr int requests = 4000;
@@ -837,8 +843,7 @@ TEST_CASE("a client that takes none of its replies is closed after "
   auto owner = server.connect();
   auto me = register_user(*owner, "big");
   std::string text(16000, 'x');
-  REQUIRE(owner->call("MESSAGE " + text + " " + me) == "OK");
-  REQUIRE(owner->call("STORE big " + me) == "OK");
+  deliver_to_self(*owner, "big", me, text);
   auto deaf = non_reader(server, "big", me, 2000);
   // The slow reader takes one reply at a time, with pauses shorter than the
   // timeout: it makes progress, so it keeps its connection.
@@ -876,8 +881,7 @@ TEST_CASE("the server-wide budget bounds the memory of many clients that do "
   auto owner = server.connect();
   auto me = register_user(*owner, "big");
   std::string text(16000, 'x');
-  REQUIRE(owner->call("MESSAGE " + text + " " + me) == "OK");
-  REQUIRE(owner->call("STORE big " + me) == "OK");
+  deliver_to_self(*owner, "big", me, text);
   auto rss_before = rss_kib();
   constexpr int clients = 40;
   std::vector<std::unique_ptr<line_client>> deaf;
@@ -914,8 +918,7 @@ TEST_CASE("20 clients that do not read cost the memory SECURITY.md states, "
   auto owner = server.connect();
   auto me = register_user(*owner, "big");
   std::string text(16000, 'x');
-  REQUIRE(owner->call("MESSAGE " + text + " " + me) == "OK");
-  REQUIRE(owner->call("STORE big " + me) == "OK");
+  deliver_to_self(*owner, "big", me, text);
   auto rss_before = rss_kib();
   constexpr int clients = 20;
   std::vector<std::unique_ptr<line_client>> deaf;

@@ -1,6 +1,7 @@
 // The durable store over SQLite: schema, lock, prepared statements.
 #include "actors/store/store.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -17,7 +18,9 @@ namespace {
 /// "SMSP" in ASCII: marks the file as ours (PRAGMA application_id).
 constexpr int application_id = 0x534d5350;
 
-const char* const schema_sql = R"sql(
+/// The schema of version 1, which version 2 extends (so that an upgrade
+/// runs exactly the statements a new file gets on top of it).
+const char* const schema_v1_sql = R"sql(
 CREATE TABLE accounts (
   name TEXT PRIMARY KEY,
   hash TEXT NOT NULL
@@ -37,12 +40,76 @@ CREATE TABLE mail (
 CREATE INDEX mail_by_owner ON mail (owner, id);
 )sql";
 
+/// What version 2 adds: mailbox nodes.
+const char* const schema_v2_sql = R"sql(
+-- Key-value facts about this database, such as its store_id.
+CREATE TABLE meta (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) WITHOUT ROWID;
+-- Front side: IMQ entries being moved to a mailbox on a node. A claimed
+-- entry is not storable otherwise. seq keeps the claim order, so that a
+-- front resending its claims after a crash keeps each mailbox's order;
+-- AUTOINCREMENT so that it only grows.
+CREATE TABLE imq_claims (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  imq_id INTEGER NOT NULL UNIQUE,
+  owner TEXT NOT NULL
+);
+-- Node side: the moves applied to a mailbox here, by the origin front's
+-- store_id and its IMQ id, so that applying one again does nothing. Not
+-- the mail row: the user may delete the mail before the front settles.
+CREATE TABLE applied_moves (
+  origin TEXT NOT NULL,
+  imq_id INTEGER NOT NULL,
+  owner TEXT NOT NULL,
+  PRIMARY KEY (origin, imq_id)
+) WITHOUT ROWID;
+-- Holds the primary key too, so it serves (owner, origin) lookups.
+CREATE INDEX applied_by_owner ON applied_moves (owner);
+)sql";
+
 std::string database_file(const std::string& dir) {
   return (std::filesystem::path{dir} / "smsp.db").string();
 }
 
 [[noreturn]] void fail(sqlite3* db, const std::string& what) {
   throw store_error{what + ": " + (db ? sqlite3_errmsg(db) : "out of memory")};
+}
+
+/// 16 random bytes from the kernel as 32 lowercase hex digits. Read here
+/// rather than from SQLite's randomblob(), whose generator is seeded once
+/// per process and so repeats in a forked child.
+std::string random_store_id() {
+  unsigned char bytes[16];
+  size_t got = 0;
+  int err = EIO; // for a read that ends early without an error
+  int fd = ::open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    err = errno;
+  } else {
+    while (got < sizeof(bytes)) {
+      auto n = ::read(fd, bytes + got, sizeof(bytes) - got);
+      if (n > 0) {
+        got += static_cast<size_t>(n);
+      } else if (n == 0 || errno != EINTR) {
+        if (n < 0)
+          err = errno;
+        break;
+      }
+    }
+    ::close(fd);
+  }
+  if (got != sizeof(bytes))
+    throw store_error{std::string{"cannot read /dev/urandom for the store id: "}
+                      + std::strerror(err)};
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string result;
+  for (auto byte : bytes) {
+    result.push_back(digits[byte >> 4]);
+    result.push_back(digits[byte & 0xf]);
+  }
+  return result;
 }
 
 void exec(sqlite3* db, const char* sql) {
@@ -75,8 +142,53 @@ std::string column_bytes(sqlite3_stmt* stmt, int column) {
   return data ? std::string{data, size} : std::string{};
 }
 
-/// Creates the schema in a new file, or checks that an existing one is an
-/// smsp-actors database of the version this code knows.
+/// Runs `fn` in one write transaction, rolled back if it throws.
+template <class F>
+void write_transaction(sqlite3* db, F fn) {
+  exec(db, "BEGIN IMMEDIATE");
+  try {
+    fn();
+    exec(db, "COMMIT");
+  } catch (...) {
+    sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+    throw;
+  }
+}
+
+/// Adds what version 2 has on top of version 1, with a new store_id, and
+/// sets the version; inside the caller's transaction.
+void create_v2_part(sqlite3* db) {
+  exec(db, schema_v2_sql);
+  // The id is hex digits only, so it can be spliced into the statement.
+  exec(db, ("INSERT INTO meta (key, value) VALUES ('store_id', '"
+            + random_store_id() + "')")
+             .c_str());
+  exec(
+    db,
+    ("PRAGMA user_version = " + std::to_string(store::schema_version)).c_str());
+}
+
+/// The store_id of a database of the current schema version.
+std::string read_store_id(sqlite3* db, const std::string& file) {
+  const char* sql = "SELECT value FROM meta WHERE key = 'store_id'";
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v2(db, sql, -1, &stmt, nullptr) != SQLITE_OK)
+    fail(db, sql);
+  std::string result;
+  auto rc = sqlite3_step(stmt);
+  if (rc == SQLITE_ROW)
+    result = column_bytes(stmt, 0);
+  sqlite3_finalize(stmt);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    fail(db, sql);
+  if (result.empty())
+    throw store_error{file + " has no store_id (damaged?)"};
+  return result;
+}
+
+/// Creates the schema in a new file, upgrades a version 1 file (writable
+/// only), or checks that an existing one is an smsp-actors database of the
+/// version this code knows.
 void check_schema(sqlite3* db, const std::string& file, bool writable) {
   auto version = query_int(db, "PRAGMA user_version");
   auto app = query_int(db, "PRAGMA application_id");
@@ -84,13 +196,13 @@ void check_schema(sqlite3* db, const std::string& file, bool writable) {
   if (app == 0 && version == 0 && tables == 0) {
     if (!writable)
       throw store_error{file + " has no smsp-actors data yet"};
-    exec(db, "BEGIN IMMEDIATE");
-    exec(db, schema_sql);
-    exec(db,
-         ("PRAGMA application_id = " + std::to_string(application_id)
-          + "; PRAGMA user_version = " + std::to_string(store::schema_version))
-           .c_str());
-    exec(db, "COMMIT");
+    write_transaction(db, [db] {
+      exec(db, schema_v1_sql);
+      exec(
+        db,
+        ("PRAGMA application_id = " + std::to_string(application_id)).c_str());
+      create_v2_part(db);
+    });
     return;
   }
   if (app != application_id)
@@ -98,11 +210,32 @@ void check_schema(sqlite3* db, const std::string& file, bool writable) {
                       + " is not an smsp-actors database (another "
                         "program's file?); move it away or choose "
                         "another --data-dir"};
+  // A newer version may give the same tables a meaning this code does not
+  // know (e.g. claims it would ignore and so store a message twice), and
+  // there is no way back down: refused, even for reading.
   if (version > store::schema_version)
     throw store_error{file + " has schema version " + std::to_string(version)
                       + ", written by a newer smsp-actors; this one reads "
                         "version "
                       + std::to_string(store::schema_version)};
+  if (version == 1) {
+    // Upgrading writes, which only the server holding the data dir's lock
+    // may do; a reader (e.g. dump) cannot, and must not guess.
+    if (!writable)
+      throw store_error{file
+                        + " has schema version 1; start the "
+                          "smsp-actors server on this data dir once to "
+                          "upgrade it to version "
+                        + std::to_string(store::schema_version)};
+    // One transaction: a crash leaves version 1 whole, upgraded again at
+    // the next start. The version is read again under the write lock in
+    // case another writer upgraded it meanwhile.
+    write_transaction(db, [db] {
+      if (query_int(db, "PRAGMA user_version") == 1)
+        create_v2_part(db);
+    });
+    return;
+  }
   if (version != store::schema_version)
     throw store_error{file + " has unknown schema version "
                       + std::to_string(version)};
@@ -246,19 +379,39 @@ struct store::statements {
     : add_account(db, "INSERT OR IGNORE INTO accounts (name, hash) "
                       "VALUES (?1, ?2)"),
       post(db, "INSERT INTO imq (poster, text) VALUES (?1, ?2)"),
-      imq_text(db, "SELECT text FROM imq WHERE id = ?1"),
+      imq_storable_text(db, "SELECT text FROM imq WHERE id = ?1 AND NOT EXISTS "
+                            "(SELECT 1 FROM imq_claims WHERE imq_id = ?1)"),
       imq_delete(db, "DELETE FROM imq WHERE id = ?1"),
       mail_insert(db, "INSERT INTO mail (owner, text) VALUES (?1, ?2)"),
       mail_delete(db, "DELETE FROM mail WHERE id = ?1"),
       password_hash(db, "SELECT hash FROM accounts WHERE name = ?1"),
       mailbox(db, "SELECT id, text FROM mail WHERE owner = ?1 ORDER BY id"),
-      imq(db, "SELECT id, poster FROM imq ORDER BY id"),
+      imq(db, "SELECT imq.id, imq.poster, coalesce(imq_claims.owner, '') "
+              "FROM imq LEFT JOIN imq_claims ON imq_claims.imq_id = imq.id "
+              "ORDER BY imq.id"),
+      imq_claim(db, "SELECT imq.text, imq_claims.owner FROM imq LEFT JOIN "
+                    "imq_claims ON imq_claims.imq_id = imq.id "
+                    "WHERE imq.id = ?1"),
+      claim_insert(db, "INSERT INTO imq_claims (imq_id, owner) "
+                       "VALUES (?1, ?2)"),
+      claim_delete(db, "DELETE FROM imq_claims WHERE imq_id = ?1"),
+      claims(db, "SELECT imq_id, owner FROM imq_claims ORDER BY seq"),
+      applied_insert(db, "INSERT OR IGNORE INTO applied_moves "
+                         "(origin, imq_id, owner) VALUES (?1, ?2, ?3)"),
+      applied_delete(db, "DELETE FROM applied_moves "
+                         "WHERE origin = ?1 AND imq_id = ?2"),
+      applied_of_owner(db, "SELECT imq_id FROM applied_moves "
+                           "WHERE owner = ?1 AND origin = ?2"),
+      applied_count(db, "SELECT count(*) FROM applied_moves"),
+      account_names(db, "SELECT name FROM accounts ORDER BY name"),
       begin(db, "BEGIN IMMEDIATE"),
       commit(db, "COMMIT"),
       rollback(db, "ROLLBACK") {
   }
-  statement add_account, post, imq_text, imq_delete, mail_insert, mail_delete,
-    password_hash, mailbox, imq, begin, commit, rollback;
+  statement add_account, post, imq_storable_text, imq_delete, mail_insert,
+    mail_delete, password_hash, mailbox, imq, imq_claim, claim_insert,
+    claim_delete, claims, applied_insert, applied_delete, applied_of_owner,
+    applied_count, account_names, begin, commit, rollback;
 };
 
 store store::open(const std::string& dir, sync_mode mode) {
@@ -317,6 +470,7 @@ store store::open_reader(const std::string& dir) {
 }
 
 void store::prepare() {
+  store_id_ = read_store_id(db_, path_);
   stmts_ = std::make_unique<statements>(db_);
 }
 
@@ -324,6 +478,7 @@ store::store(store&& other) noexcept
   : db_(std::exchange(other.db_, nullptr)),
     stmts_(std::move(other.stmts_)),
     path_(std::move(other.path_)),
+    store_id_(std::move(other.store_id_)),
     lock_fd_(std::exchange(other.lock_fd_, -1)) {
 }
 
@@ -333,6 +488,7 @@ store& store::operator=(store&& other) noexcept {
     db_ = std::exchange(other.db_, nullptr);
     stmts_ = std::move(other.stmts_);
     path_ = std::move(other.path_);
+    store_id_ = std::move(other.store_id_);
     lock_fd_ = std::exchange(other.lock_fd_, -1);
   }
   return *this;
@@ -394,7 +550,7 @@ std::optional<stored_mail> store::move_to_mailbox(uint64_t imq_id,
                                                   const std::string& owner) {
   stored_mail result;
   {
-    auto query = stmts_->imq_text.use().integer(1, imq_id);
+    auto query = stmts_->imq_storable_text.use().integer(1, imq_id);
     if (!query.step())
       return std::nullopt;
     result.text = column_bytes(query.raw(), 0);
@@ -408,6 +564,77 @@ std::optional<stored_mail> store::move_to_mailbox(uint64_t imq_id,
 bool store::delete_mail(uint64_t mail_id) {
   stmts_->mail_delete.use().integer(1, mail_id).step();
   return sqlite3_changes(db_) == 1;
+}
+
+std::optional<std::string> store::claim_move(uint64_t imq_id,
+                                             const std::string& owner) {
+  std::string text;
+  {
+    auto query = stmts_->imq_claim.use().integer(1, imq_id);
+    if (!query.step())
+      return std::nullopt;
+    if (sqlite3_column_type(query.raw(), 1) != SQLITE_NULL)
+      return column_bytes(query.raw(), 1) == owner
+               ? std::optional<std::string>{column_bytes(query.raw(), 0)}
+               : std::nullopt;
+    text = column_bytes(query.raw(), 0);
+  }
+  stmts_->claim_insert.use().integer(1, imq_id).text(2, owner).step();
+  return text;
+}
+
+bool store::unclaim_move(uint64_t imq_id) {
+  stmts_->claim_delete.use().integer(1, imq_id).step();
+  return sqlite3_changes(db_) == 1;
+}
+
+bool store::settle_move(uint64_t imq_id) {
+  stmts_->claim_delete.use().integer(1, imq_id).step();
+  if (sqlite3_changes(db_) != 1)
+    return false;
+  // A claimed entry cannot leave the IMQ otherwise (move_to_mailbox refuses
+  // it), so it is still there.
+  stmts_->imq_delete.use().integer(1, imq_id).step();
+  return true;
+}
+
+std::optional<uint64_t>
+store::apply_move(const std::string& origin, uint64_t imq_id,
+                  const std::string& owner, const std::string& text) {
+  stmts_->applied_insert.use()
+    .text(1, origin)
+    .integer(2, imq_id)
+    .text(3, owner)
+    .step();
+  if (sqlite3_changes(db_) != 1)
+    return std::nullopt;
+  stmts_->mail_insert.use().text(1, owner).blob(2, text).step();
+  return static_cast<uint64_t>(sqlite3_last_insert_rowid(db_));
+}
+
+bool store::forget_applied(const std::string& origin, uint64_t imq_id) {
+  stmts_->applied_delete.use().text(1, origin).integer(2, imq_id).step();
+  return sqlite3_changes(db_) == 1;
+}
+
+size_t store::prune_applied(const std::string& origin, const std::string& owner,
+                            const std::vector<uint64_t>& keep) {
+  // Collected first: deleting rows of the table a query is still stepping
+  // through is not well defined in SQLite.
+  std::vector<uint64_t> doomed;
+  auto kept = keep;
+  std::sort(kept.begin(), kept.end());
+  {
+    auto query = stmts_->applied_of_owner.use().text(1, owner).text(2, origin);
+    while (query.step()) {
+      auto id = static_cast<uint64_t>(sqlite3_column_int64(query.raw(), 0));
+      if (!std::binary_search(kept.begin(), kept.end(), id))
+        doomed.push_back(id);
+    }
+  }
+  for (auto id : doomed)
+    stmts_->applied_delete.use().text(1, origin).integer(2, id).step();
+  return doomed.size();
 }
 
 std::optional<std::string> store::password_hash(const std::string& name) {
@@ -433,7 +660,32 @@ std::vector<queued_message> store::imq() {
   while (query.step())
     result.push_back(
       {static_cast<uint64_t>(sqlite3_column_int64(query.raw(), 0)),
+       column_bytes(query.raw(), 1), column_bytes(query.raw(), 2)});
+  return result;
+}
+
+std::vector<claimed_move> store::claimed_moves() {
+  std::vector<claimed_move> result;
+  auto query = stmts_->claims.use();
+  while (query.step())
+    result.push_back(
+      {static_cast<uint64_t>(sqlite3_column_int64(query.raw(), 0)),
        column_bytes(query.raw(), 1)});
+  return result;
+}
+
+uint64_t store::applied_count() {
+  auto query = stmts_->applied_count.use();
+  return query.step()
+           ? static_cast<uint64_t>(sqlite3_column_int64(query.raw(), 0))
+           : 0;
+}
+
+std::vector<std::string> store::account_names() {
+  std::vector<std::string> result;
+  auto query = stmts_->account_names.use();
+  while (query.step())
+    result.push_back(column_bytes(query.raw(), 0));
   return result;
 }
 
@@ -442,7 +694,9 @@ uint64_t store::account_count() {
 }
 
 void store::dump(const dump_sink& sink, size_t texts, size_t max_mailboxes) {
-  // One read transaction: every line describes the same moment.
+  // One read transaction: every line describes the same moment. Claimed
+  // entries are reported as IMQ messages (counted and listed): they are
+  // until settle_move() removes them, and the claim is no text to show.
   exec(db_, "BEGIN");
   try {
     statement imq_count{db_, "SELECT count(*) FROM imq"};

@@ -46,6 +46,15 @@ struct stored_mail {
 struct queued_message {
   uint64_t id = 0;
   std::string poster;
+  /// The owner whose mailbox on a node this entry is being moved to (see
+  /// claim_move); empty while the entry is storable.
+  std::string claimed_for;
+};
+
+/// One IMQ entry claimed for a move to a mailbox on a node, not yet settled.
+struct claimed_move {
+  uint64_t imq_id = 0;
+  std::string owner;
 };
 
 /// The file, its schema and its lock. Plain C++ over SQLite (no actors):
@@ -54,8 +63,10 @@ struct queued_message {
 /// own read-only connection. Not thread-safe: one owner at a time.
 class store {
 public:
-  /// The schema this code reads and writes (PRAGMA user_version).
-  static constexpr int schema_version = 1;
+  /// The schema this code reads and writes (PRAGMA user_version). Version 2
+  /// added the claims, the applied moves and the store's id (mailbox
+  /// nodes); open() upgrades a version 1 file.
+  static constexpr int schema_version = 2;
 
   /// Opens (creating if missing) `dir` and its database for writing, takes
   /// the directory's lock (one server per data dir), creates or checks the
@@ -63,7 +74,8 @@ public:
   static store open(const std::string& dir, sync_mode mode);
 
   /// A read-only connection to the database in `dir`, which a writable
-  /// store must have created. Throws store_error.
+  /// store must have created (or upgraded to this schema version). Throws
+  /// store_error.
   static store open_reader(const std::string& dir);
 
   store(store&&) noexcept;
@@ -72,6 +84,14 @@ public:
 
   const std::string& path() const {
     return path_;
+  }
+
+  /// This database's identity: 32 lowercase hex digits drawn at random when
+  /// the schema was created (or upgraded), read at open. A front sends it
+  /// as the `origin` of its moves, so a recreated data dir, whose IMQ ids
+  /// restart at 1, never matches a node's old applied records.
+  const std::string& store_id() const {
+    return store_id_;
   }
 
   // -- writes: only inside begin() ... commit() / rollback() ----------------
@@ -88,24 +108,73 @@ public:
   /// Appends to the IMQ; returns the entry's id (ids grow with each post).
   uint64_t post(const std::string& poster, const std::string& text);
   /// Moves IMQ entry `imq_id` to the end of `owner`'s mailbox in one step;
-  /// nullopt when there is no such entry.
+  /// nullopt when there is no such entry or it is claimed for a move to a
+  /// node (its text may be in a node's mailbox already).
   std::optional<stored_mail> move_to_mailbox(uint64_t imq_id,
                                              const std::string& owner);
   /// False when there is no such message.
   bool delete_mail(uint64_t mail_id);
+
+  // A STORE to a mailbox on another process (a node) is exactly-once in
+  // four steps, each one transaction: the front claims the IMQ entry
+  // (claim_move), the node applies it (apply_move), the front settles it
+  // (settle_move), the node forgets its applied record (forget_applied).
+  // After a crash the front sends its claimed_moves() again; the node's
+  // applied records make the repeated apply a no-op.
+
+  // -- writes, front side ----------------------------------------------------
+
+  /// Marks IMQ entry `imq_id` as being moved to `owner`'s mailbox on a node
+  /// and returns its text. Claiming it again for the same owner returns the
+  /// text again (a resend after a crash). nullopt when there is no such
+  /// entry or it is claimed for another owner.
+  std::optional<std::string> claim_move(uint64_t imq_id,
+                                        const std::string& owner);
+  /// The node refused the move (e.g. the mailbox is full): the entry is
+  /// storable again. False when it was not claimed.
+  bool unclaim_move(uint64_t imq_id);
+  /// The node applied the move: removes the IMQ entry and its claim. False
+  /// when it was not claimed (then nothing changes).
+  bool settle_move(uint64_t imq_id);
+
+  // -- writes, node side -----------------------------------------------------
+
+  /// Appends `text` to `owner`'s mailbox and records (origin, imq_id) as
+  /// applied, both in the caller's transaction; returns the new mail id.
+  /// nullopt, changing nothing, when (origin, imq_id) was applied already
+  /// (for whichever owner), even if that mail has been deleted since: the
+  /// record is kept until forget_applied() or prune_applied().
+  std::optional<uint64_t> apply_move(const std::string& origin, uint64_t imq_id,
+                                     const std::string& owner,
+                                     const std::string& text);
+  /// The front settled the move: its record is no longer needed. False when
+  /// there is no such record.
+  bool forget_applied(const std::string& origin, uint64_t imq_id);
+  /// Forgets `owner`'s applied records from `origin` except those of the
+  /// IMQ ids in `keep` (the moves that front still has claimed); returns
+  /// how many were forgotten. Clears the records whose forget was lost.
+  size_t prune_applied(const std::string& origin, const std::string& owner,
+                       const std::vector<uint64_t>& keep);
 
   // -- reads ----------------------------------------------------------------
 
   std::optional<std::string> password_hash(const std::string& name);
   /// `owner`'s messages, oldest first.
   std::vector<stored_mail> mailbox(const std::string& owner);
-  /// Every IMQ entry, oldest first (without texts).
+  /// Every IMQ entry, oldest first (without texts), claimed ones included.
   std::vector<queued_message> imq();
+  /// Every claimed, unsettled move, in claim order (oldest claim first).
+  std::vector<claimed_move> claimed_moves();
+  /// How many applied records this (node's) store keeps.
+  uint64_t applied_count();
   uint64_t account_count();
+  /// Every account's name, sorted bytewise.
+  std::vector<std::string> account_names();
 
   /// Where dump() reports; each callback gets a count and the first texts.
   struct dump_sink {
-    /// Accounts, mailbox messages and IMQ messages in all.
+    /// Accounts, mailbox messages and IMQ messages in all (an entry claimed
+    /// for a move to a node counts as IMQ until it is settled).
     std::function<void(uint64_t accounts, uint64_t mail, uint64_t imq)> totals;
     std::function<void(
       uint64_t count,
@@ -132,6 +201,7 @@ private:
   sqlite3* db_ = nullptr;
   std::unique_ptr<statements> stmts_;
   std::string path_;
+  std::string store_id_;
   /// The data directory's lock file (writable stores only), or -1.
   int lock_fd_ = -1;
 };

@@ -357,3 +357,366 @@ TEST_CASE("a reader sees each commit of the writer, never an open group") {
   db.commit();
   CHECK(reader.password_hash("alice"));
 }
+
+// -- mailbox nodes: claims on the front, applied moves on the node ----------
+
+namespace {
+
+std::vector<std::pair<uint64_t, std::string>> claims_of(store& db) {
+  std::vector<std::pair<uint64_t, std::string>> result;
+  for (auto& claim : db.claimed_moves())
+    result.emplace_back(claim.imq_id, claim.owner);
+  return result;
+}
+
+/// The schema of version 1 as smsp-actors wrote it before mailbox nodes,
+/// copied here so that the upgrade is tested against the real old file.
+const char* const v1_schema = R"sql(
+PRAGMA journal_mode = WAL;
+CREATE TABLE accounts (
+  name TEXT PRIMARY KEY,
+  hash TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE imq (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  poster TEXT NOT NULL,
+  text BLOB NOT NULL
+);
+CREATE TABLE mail (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  owner TEXT NOT NULL,
+  text BLOB NOT NULL
+);
+CREATE INDEX mail_by_owner ON mail (owner, id);
+PRAGMA application_id = 1397576528; -- 0x534d5350, "SMSP"
+PRAGMA user_version = 1;
+INSERT INTO accounts VALUES ('alice', 'hash-a'), ('bob', 'hash-b');
+INSERT INTO imq (poster, text) VALUES ('alice', 'moved'), ('bob', 'queued');
+INSERT INTO mail (owner, text) SELECT 'bob', text FROM imq WHERE id = 1;
+DELETE FROM imq WHERE id = 1;
+)sql";
+
+/// Writes a version 1 database into `dir`, as an older server left it.
+void make_v1_store(const fs::path& dir) {
+  fs::create_directories(dir);
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open((dir / "smsp.db").string().c_str(), &db) == SQLITE_OK);
+  char* msg = nullptr;
+  auto rc = sqlite3_exec(db, v1_schema, nullptr, nullptr, &msg);
+  INFO((msg ? msg : ""));
+  sqlite3_free(msg);
+  sqlite3_close(db);
+  REQUIRE(rc == SQLITE_OK);
+}
+
+int user_version_of(const fs::path& file) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(file.string().c_str(), &db) == SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &stmt, nullptr)
+          == SQLITE_OK);
+  REQUIRE(sqlite3_step(stmt) == SQLITE_ROW);
+  auto result = sqlite3_column_int(stmt, 0);
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return result;
+}
+
+bool is_store_id(const std::string& id) {
+  return id.size() == 32
+         && id.find_first_not_of("0123456789abcdef") == std::string::npos;
+}
+
+} // namespace
+
+TEST_CASE("a claimed move is settled, or unclaimed and storable again") {
+  temp_dir dir;
+  auto db = store::open(dir.str(), sync_mode::full);
+  db.begin();
+  auto first = db.post("alice", "first");
+  auto second = db.post("alice", "second");
+  db.commit();
+  db.begin();
+  CHECK(db.claim_move(first, "bob") == std::optional<std::string>{"first"});
+  CHECK(db.claim_move(second, "bob") == std::optional<std::string>{"second"});
+  db.commit();
+  CHECK(claims_of(db)
+        == std::vector<std::pair<uint64_t, std::string>>{{first, "bob"},
+                                                         {second, "bob"}});
+  // The node applied the first: it leaves the IMQ with its claim.
+  db.begin();
+  CHECK(db.settle_move(first));
+  CHECK_FALSE(db.settle_move(first));
+  CHECK_FALSE(db.unclaim_move(first));
+  db.commit();
+  REQUIRE(db.imq().size() == 1);
+  CHECK(db.imq()[0].id == second);
+  CHECK(claims_of(db)
+        == std::vector<std::pair<uint64_t, std::string>>{{second, "bob"}});
+  // The node refused the second: storable again, locally or elsewhere.
+  db.begin();
+  CHECK(db.unclaim_move(second));
+  CHECK_FALSE(db.unclaim_move(second));
+  CHECK_FALSE(db.settle_move(second));
+  db.commit();
+  CHECK(db.claimed_moves().empty());
+  REQUIRE(db.imq().size() == 1);
+  CHECK(db.imq()[0].claimed_for.empty());
+  db.begin();
+  CHECK(db.claim_move(second, "carol") == std::optional<std::string>{"second"});
+  CHECK(db.unclaim_move(second));
+  auto moved = db.move_to_mailbox(second, "carol");
+  db.commit();
+  REQUIRE(moved);
+  CHECK(moved->text == "second");
+  CHECK(db.imq().empty());
+  CHECK(db.mailbox("bob").empty());
+}
+
+TEST_CASE("claiming again for the same owner returns the text, another owner "
+          "is refused") {
+  temp_dir dir;
+  auto db = store::open(dir.str(), sync_mode::full);
+  db.begin();
+  auto id = db.post("alice", "text");
+  CHECK(db.claim_move(id, "bob") == std::optional<std::string>{"text"});
+  CHECK(db.claim_move(id, "bob") == std::optional<std::string>{"text"});
+  CHECK_FALSE(db.claim_move(id, "carol"));
+  CHECK_FALSE(db.claim_move(id + 1, "bob"));
+  db.commit();
+  // One claim only, still bob's.
+  CHECK(claims_of(db)
+        == std::vector<std::pair<uint64_t, std::string>>{{id, "bob"}});
+  db.begin();
+  REQUIRE(db.settle_move(id));
+  // Settled: gone, so claiming it is refused too.
+  CHECK_FALSE(db.claim_move(id, "bob"));
+  db.commit();
+}
+
+TEST_CASE("a local STORE refuses a claimed entry") {
+  temp_dir dir;
+  auto db = store::open(dir.str(), sync_mode::full);
+  db.begin();
+  auto id = db.post("alice", "text");
+  REQUIRE(db.claim_move(id, "bob"));
+  CHECK_FALSE(db.move_to_mailbox(id, "bob"));
+  CHECK_FALSE(db.move_to_mailbox(id, "carol"));
+  db.commit();
+  CHECK(db.mailbox("bob").empty());
+  CHECK(db.mailbox("carol").empty());
+  REQUIRE(db.imq().size() == 1);
+  CHECK(db.imq()[0].claimed_for == "bob");
+}
+
+TEST_CASE("claimed moves come back in claim order, not IMQ order") {
+  temp_dir dir;
+  auto db = store::open(dir.str(), sync_mode::full);
+  db.begin();
+  auto a1 = db.post("alice", "a1");
+  auto c1 = db.post("carol", "c1");
+  auto a2 = db.post("alice", "a2");
+  auto c2 = db.post("carol", "c2");
+  db.commit();
+  db.begin();
+  REQUIRE(db.claim_move(c2, "bob"));
+  REQUIRE(db.claim_move(a1, "bob"));
+  REQUIRE(db.claim_move(c1, "dave"));
+  REQUIRE(db.claim_move(a2, "bob"));
+  db.commit();
+  using claims = std::vector<std::pair<uint64_t, std::string>>;
+  CHECK(claims_of(db)
+        == claims{{c2, "bob"}, {a1, "bob"}, {c1, "dave"}, {a2, "bob"}});
+  // Unclaimed and claimed again: it goes to the end.
+  db.begin();
+  REQUIRE(db.unclaim_move(c2));
+  REQUIRE(db.claim_move(c2, "bob"));
+  db.commit();
+  CHECK(claims_of(db)
+        == claims{{a1, "bob"}, {c1, "dave"}, {a2, "bob"}, {c2, "bob"}});
+}
+
+TEST_CASE("claims survive a reopen and show in imq()") {
+  temp_dir dir;
+  uint64_t claimed = 0;
+  uint64_t free = 0;
+  {
+    auto db = store::open(dir.str(), sync_mode::full);
+    db.begin();
+    claimed = db.post("alice", "claimed");
+    free = db.post("alice", "free");
+    REQUIRE(db.claim_move(claimed, "bob"));
+    db.commit();
+  }
+  auto check = [&](store& db) {
+    auto queued = db.imq();
+    REQUIRE(queued.size() == 2);
+    CHECK(queued[0].id == claimed);
+    CHECK(queued[0].poster == "alice");
+    CHECK(queued[0].claimed_for == "bob");
+    CHECK(queued[1].id == free);
+    CHECK(queued[1].claimed_for.empty());
+    CHECK(claims_of(db)
+          == std::vector<std::pair<uint64_t, std::string>>{{claimed, "bob"}});
+  };
+  auto db = store::open(dir.str(), sync_mode::full);
+  check(db);
+  auto reader = store::open_reader(dir.str());
+  check(reader);
+  // The resend after a restart gets the text again.
+  db.begin();
+  CHECK(db.claim_move(claimed, "bob") == std::optional<std::string>{"claimed"});
+  db.commit();
+}
+
+TEST_CASE("a move is applied once per origin and IMQ id") {
+  temp_dir dir;
+  auto db = store::open(dir.str(), sync_mode::full);
+  db.begin();
+  auto id = db.apply_move("front-1", 7, "bob", "hello");
+  REQUIRE(id);
+  CHECK_FALSE(db.apply_move("front-1", 7, "bob", "hello"));
+  // Same IMQ id from another front: another message.
+  auto other = db.apply_move("front-2", 7, "bob", "other");
+  REQUIRE(other);
+  CHECK(*other > *id);
+  db.commit();
+  CHECK(texts_of(db.mailbox("bob"))
+        == std::vector<std::string>{"hello", "other"});
+  CHECK(db.mailbox("bob").at(0).id == *id);
+  CHECK(db.applied_count() == 2);
+  // The user deleted the mail before the front settled: a resend still does
+  // nothing.
+  db.begin();
+  REQUIRE(db.delete_mail(*id));
+  CHECK_FALSE(db.apply_move("front-1", 7, "bob", "hello"));
+  // Whatever owner the resend names.
+  CHECK_FALSE(db.apply_move("front-1", 7, "carol", "hello"));
+  db.commit();
+  CHECK(texts_of(db.mailbox("bob")) == std::vector<std::string>{"other"});
+  CHECK(db.mailbox("carol").empty());
+}
+
+TEST_CASE("a rolled back apply leaves neither the mail nor the record") {
+  temp_dir dir;
+  auto db = store::open(dir.str(), sync_mode::full);
+  db.begin();
+  REQUIRE(db.apply_move("front", 1, "bob", "hello"));
+  db.rollback();
+  CHECK(db.mailbox("bob").empty());
+  CHECK(db.applied_count() == 0);
+  db.begin();
+  CHECK(db.apply_move("front", 1, "bob", "hello"));
+  db.commit();
+  CHECK(db.mailbox("bob").size() == 1);
+}
+
+TEST_CASE("applied records are forgotten one by one or pruned per owner") {
+  temp_dir dir;
+  {
+    auto db = store::open(dir.str(), sync_mode::full);
+    db.begin();
+    for (uint64_t i = 1; i <= 5; ++i)
+      REQUIRE(db.apply_move("front", i, "bob", "b" + std::to_string(i)));
+    REQUIRE(db.apply_move("front", 6, "carol", "c6"));
+    REQUIRE(db.apply_move("elsewhere", 1, "bob", "e1"));
+    db.commit();
+  }
+  // The records are durable.
+  auto db = store::open(dir.str(), sync_mode::full);
+  CHECK(db.applied_count() == 7);
+  db.begin();
+  CHECK(db.forget_applied("front", 1));
+  CHECK_FALSE(db.forget_applied("front", 1));
+  CHECK_FALSE(db.forget_applied("nobody", 2));
+  db.commit();
+  CHECK(db.applied_count() == 6);
+  // Forgotten: the same move applies again (the front only forgets after
+  // settling, so it never sends it again).
+  db.begin();
+  CHECK(db.apply_move("front", 1, "bob", "b1 again"));
+  CHECK(db.forget_applied("front", 1));
+  // The front still has 3 and 9 claimed for bob: the others of bob's from
+  // that front go, carol's and the other front's stay.
+  CHECK(db.prune_applied("front", "bob", {9, 3}) == 3);
+  CHECK(db.prune_applied("front", "bob", {9, 3}) == 0);
+  db.commit();
+  CHECK(db.applied_count() == 3);
+  db.begin();
+  CHECK_FALSE(db.apply_move("front", 3, "bob", "b3"));
+  CHECK(db.apply_move("front", 2, "bob", "b2"));
+  CHECK_FALSE(db.apply_move("front", 6, "carol", "c6"));
+  CHECK_FALSE(db.apply_move("elsewhere", 1, "bob", "e1"));
+  CHECK(db.prune_applied("front", "carol", {}) == 1);
+  CHECK(db.prune_applied("elsewhere", "bob", {}) == 1);
+  CHECK(db.prune_applied("front", "bob", {}) == 2);
+  db.commit();
+  CHECK(db.applied_count() == 0);
+}
+
+TEST_CASE("a version 1 file is upgraded by the server, refused by a reader") {
+  temp_dir dir;
+  make_v1_store(dir.path);
+  auto file = dir.path / "smsp.db";
+  auto err = error_of([&] { store::open_reader(dir.str()); });
+  CHECK(err.find("schema version 1") != std::string::npos);
+  CHECK(err.find("start the smsp-actors server") != std::string::npos);
+  CHECK(user_version_of(file) == 1);
+  std::string id;
+  {
+    auto db = store::open(dir.str(), sync_mode::full);
+    CHECK(user_version_of(file) == 2);
+    id = db.store_id();
+    CHECK(is_store_id(id));
+    CHECK(db.account_names() == std::vector<std::string>{"alice", "bob"});
+    CHECK(db.password_hash("bob") == std::optional<std::string>{"hash-b"});
+    CHECK(texts_of(db.mailbox("bob")) == std::vector<std::string>{"moved"});
+    auto queued = db.imq();
+    REQUIRE(queued.size() == 1);
+    CHECK(queued[0].id == 2);
+    CHECK(queued[0].poster == "bob");
+    CHECK(queued[0].claimed_for.empty());
+    // The new tables work, and ids go on from the old ones.
+    db.begin();
+    CHECK(db.claim_move(2, "alice") == std::optional<std::string>{"queued"});
+    CHECK(db.post("alice", "new") == 3);
+    CHECK(db.apply_move("front", 1, "alice", "applied"));
+    db.commit();
+  }
+  auto reader = store::open_reader(dir.str());
+  CHECK(reader.store_id() == id);
+  CHECK(reader.claimed_moves().size() == 1);
+  CHECK(reader.applied_count() == 1);
+  auto db = store::open(dir.str(), sync_mode::full);
+  CHECK(db.store_id() == id);
+}
+
+TEST_CASE("the store id is random per data dir and stable across reopens") {
+  temp_dir one;
+  temp_dir two;
+  std::string id;
+  {
+    auto db = store::open(one.str(), sync_mode::full);
+    id = db.store_id();
+    CHECK(is_store_id(id));
+    auto moved = std::move(db);
+    CHECK(moved.store_id() == id);
+  }
+  CHECK(store::open(one.str(), sync_mode::full).store_id() == id);
+  CHECK(store::open_reader(one.str()).store_id() == id);
+  auto other = store::open(two.str(), sync_mode::full);
+  CHECK(is_store_id(other.store_id()));
+  CHECK(other.store_id() != id);
+}
+
+TEST_CASE("account names come sorted") {
+  temp_dir dir;
+  auto db = store::open(dir.str(), sync_mode::full);
+  CHECK(db.account_names().empty());
+  db.begin();
+  for (auto name : {"carol", "Zed", "alice", "bob", "al"})
+    REQUIRE(db.add_account(name, "h"));
+  db.commit();
+  CHECK(db.account_names()
+        == std::vector<std::string>{"Zed", "al", "alice", "bob", "carol"});
+}

@@ -23,6 +23,9 @@ enum class errc : uint8_t {
   too_many_unstored,
   /// The store could not commit; nothing of the request was kept.
   storage_failed,
+  /// The mailbox lives on a mailbox node that is down, unreachable or did
+  /// not answer in time.
+  mailbox_unavailable,
 };
 
 } // namespace smsp

@@ -1,7 +1,10 @@
 // IMQ actor: the incoming message queue's index; the texts live in the store.
+#include <algorithm>
+#include <functional>
 #include <set>
 #include <unordered_map>
 
+#include "actors/log.hpp"
 #include "actors/spawn.hpp"
 #include "caf/all.hpp"
 
@@ -11,27 +14,39 @@ namespace {
 
 /// One poster's queued messages.
 struct poster_queue {
-  /// Committed ids a STORE may take, oldest first. An id being stored is
-  /// not here, so no second STORE takes it.
+  /// Committed ids a STORE may take, oldest first. An id being stored or
+  /// claimed is not here, so no second STORE takes it.
   std::set<uint64_t> storable;
   /// Posts and STOREs waiting for their commit.
   size_t posting = 0;
   size_t storing = 0;
+  /// Entries claimed for a move to a node, not yet settled.
+  size_t claimed = 0;
   /// STOREs that arrived while posts were waiting for their commit.
-  std::vector<
-    std::pair<std::string, caf::typed_response_promise<uint64_t, std::string>>>
-    waiting;
+  std::vector<std::function<void()>> waiting;
 
   size_t total() const {
-    return storable.size() + posting + storing;
+    return storable.size() + posting + storing + claimed;
   }
+};
+
+/// An IMQ entry claimed for a move to a mailbox on a node.
+struct claim {
+  std::string poster;
+  std::string owner;
 };
 
 struct imq_state {
   writer_actor writer;
   mail_limits mail;
+  /// How long a node may take to apply a move.
+  std::chrono::milliseconds node_timeout{1000};
   /// Invariant: no poster here has total() == 0.
   std::unordered_map<std::string, poster_queue> posters;
+  /// Claimed entries by IMQ id, and per owner in claim order (the order in
+  /// which their STOREs were made, which a mailbox's FIFO keeps).
+  std::unordered_map<uint64_t, claim> claims;
+  std::unordered_map<std::string, std::vector<uint64_t>> claims_by_owner;
   uint64_t queued = 0;
   static inline const char* name = "smsp.imq";
 };
@@ -39,6 +54,7 @@ struct imq_state {
 using imq_pointer = imq_actor::stateful_pointer<imq_state>;
 
 using store_promise = caf::typed_response_promise<uint64_t, std::string>;
+using move_promise = caf::typed_response_promise<caf::ok_atom>;
 
 void forget_if_empty(imq_pointer self, const std::string& poster) {
   auto& posters = self->state.posters;
@@ -47,20 +63,29 @@ void forget_if_empty(imq_pointer self, const std::string& poster) {
     posters.erase(i);
 }
 
-/// Moves the poster's most recent committed message to `owner`'s mailbox.
-void start_store(imq_pointer self, const std::string& poster,
-                 const std::string& owner, store_promise rp) {
-  auto& st = self->state;
-  auto mine = st.posters.find(poster);
-  if (mine == st.posters.end() || mine->second.storable.empty()) {
-    rp.deliver(make_error(errc::nothing_to_store));
-    return;
-  }
+/// Takes the poster's most recent committed message out of the storable
+/// ones, or returns 0 when there is none.
+uint64_t take_latest(imq_pointer self, const std::string& poster) {
+  auto mine = self->state.posters.find(poster);
+  if (mine == self->state.posters.end() || mine->second.storable.empty())
+    return 0;
   auto id = *mine->second.storable.rbegin();
   mine->second.storable.erase(id);
   ++mine->second.storing;
+  return id;
+}
+
+/// Moves the poster's most recent committed message to `owner`'s mailbox
+/// in this store.
+void start_store(imq_pointer self, const std::string& poster,
+                 const std::string& owner, store_promise rp) {
+  auto id = take_latest(self, poster);
+  if (id == 0) {
+    rp.deliver(make_error(errc::nothing_to_store));
+    return;
+  }
   // One transaction removes the entry and appends it to the mailbox.
-  self->request(st.writer, caf::infinite, move_atom::value, id, owner)
+  self->request(self->state.writer, caf::infinite, move_atom::value, id, owner)
     .then(
       [=](uint64_t mail_id, std::string& text) mutable {
         --self->state.posters[poster].storing;
@@ -77,28 +102,186 @@ void start_store(imq_pointer self, const std::string& poster,
       });
 }
 
-/// After a post's commit: runs the STOREs that waited for the poster's
-/// posts, once none is under way.
+void add_claim(imq_state& st, uint64_t id, claim c) {
+  st.claims_by_owner[c.owner].push_back(id);
+  ++st.posters[c.poster].claimed;
+  st.claims.emplace(id, std::move(c));
+}
+
+/// Drops the claim of `id` (settled or taken back); returns it.
+std::optional<claim> drop_claim(imq_pointer self, uint64_t id) {
+  auto& st = self->state;
+  auto i = st.claims.find(id);
+  if (i == st.claims.end())
+    return std::nullopt;
+  auto c = std::move(i->second);
+  st.claims.erase(i);
+  auto& ids = st.claims_by_owner[c.owner];
+  ids.erase(std::remove(ids.begin(), ids.end(), id), ids.end());
+  if (ids.empty())
+    st.claims_by_owner.erase(c.owner);
+  --st.posters[c.poster].claimed;
+  return c;
+}
+
+/// The node applied move `id`: removes the entry here, then lets the node
+/// forget it applied it. If this commit fails, the claim stays and the
+/// next activation of the mailbox settles it.
+void settle(imq_pointer self, uint64_t id, mailbox_actor box) {
+  self->request(self->state.writer, caf::infinite, settle_atom::value, id)
+    .then(
+      [=](caf::ok_atom) {
+        if (auto c = drop_claim(self, id)) {
+          --self->state.queued;
+          forget_if_empty(self, c->poster);
+        }
+        self->send(box, forget_atom::value, id);
+      },
+      [=](caf::error& err) {
+        log_line("imq: settling move " + std::to_string(id)
+                 + " failed, it stays claimed: " + to_string(err));
+      });
+}
+
+/// Moves the poster's most recent message to `owner`'s mailbox `box` on a
+/// node, exactly once: claim here (durable), apply there (durable, once
+/// per id), settle here. Answered once the node has applied it.
+void start_remote_store(imq_pointer self, const std::string& poster,
+                        const std::string& owner, mailbox_actor box,
+                        move_promise rp) {
+  auto id = take_latest(self, poster);
+  if (id == 0) {
+    rp.deliver(make_error(errc::nothing_to_store));
+    return;
+  }
+  auto& st = self->state;
+  self->request(st.writer, caf::infinite, claim_atom::value, id, owner)
+    .then(
+      [=](std::string& text) mutable {
+        auto& st = self->state;
+        --st.posters[poster].storing;
+        add_claim(st, id, claim{poster, owner});
+        // A first attempt: the node may refuse it as full.
+        self
+          ->request(box, st.node_timeout, apply_atom::value, id,
+                    std::move(text), true)
+          .then(
+            [=](caf::ok_atom) mutable {
+              rp.deliver(caf::ok_atom::value);
+              settle(self, id, box);
+            },
+            [=](caf::error& err) mutable {
+              if (err != make_error(errc::mailbox_full)) {
+                // No answer: the node may have applied it or not. The claim
+                // stays; the mailbox's next activation completes it.
+                rp.deliver(make_error(errc::mailbox_unavailable));
+                return;
+              }
+              // Refused, so never applied: the message is storable again.
+              self
+                ->request(self->state.writer, caf::infinite,
+                          unclaim_atom::value, id)
+                .then(
+                  [=](caf::ok_atom) mutable {
+                    if (auto c = drop_claim(self, id))
+                      self->state.posters[c->poster].storable.insert(id);
+                    rp.deliver(make_error(errc::mailbox_full));
+                  },
+                  [=](caf::error& err) mutable { rp.deliver(std::move(err)); });
+            });
+      },
+      [=](caf::error& err) mutable {
+        auto& mine = self->state.posters[poster];
+        --mine.storing;
+        mine.storable.insert(id);
+        rp.deliver(std::move(err));
+      });
+}
+
+/// Re-sends `ids[i...]`, claimed for `owner`, to its mailbox `box` one
+/// after the other (their order is the mailbox's order), then answers.
+void finish_moves(imq_pointer self, std::string owner, mailbox_actor box,
+                  std::vector<uint64_t> ids, size_t i, move_promise rp) {
+  if (i == ids.size()) {
+    rp.deliver(caf::ok_atom::value);
+    return;
+  }
+  auto id = ids[i];
+  auto& st = self->state;
+  if (st.claims.count(id) == 0) {
+    // Settled meanwhile.
+    finish_moves(self, std::move(owner), std::move(box), std::move(ids), i + 1,
+                 rp);
+    return;
+  }
+  auto fail = [=](caf::error&) mutable {
+    rp.deliver(make_error(errc::mailbox_unavailable));
+  };
+  // Claiming again returns the text (the claim is this owner's already).
+  self->request(st.writer, caf::infinite, claim_atom::value, id, owner)
+    .then(
+      [=](std::string& text) mutable {
+        self
+          ->request(box, self->state.node_timeout, apply_atom::value, id,
+                    std::move(text), false)
+          .then(
+            [=](caf::ok_atom) mutable {
+              settle(self, id, box);
+              finish_moves(self, std::move(owner), std::move(box),
+                           std::move(ids), i + 1, rp);
+            },
+            fail);
+      },
+      fail);
+}
+
+/// Runs the STOREs that waited for the poster's posts, once none is under
+/// way.
 void post_done(imq_pointer self, const std::string& poster) {
   auto& mine = self->state.posters[poster];
   --mine.posting;
   if (mine.posting == 0 && !mine.waiting.empty()) {
     auto waiting = std::move(mine.waiting);
     mine.waiting.clear();
-    for (auto& [owner, rp] : waiting)
-      start_store(self, poster, owner, rp);
+    for (auto& start : waiting)
+      start();
   }
   forget_if_empty(self, poster);
 }
 
-imq_actor::behavior_type imq(imq_pointer self, writer_actor writer,
-                             std::vector<queued_message> queued,
-                             mail_limits mail) {
+/// Runs `start` now, or after the poster's posts under way: a STORE may
+/// overtake the poster's MESSAGE on its way here (it travels through the
+/// target mailbox or the registry's lookup), and takes effect after the
+/// posts under way, as their poster sent it.
+template <class Start>
+bool after_posts(imq_pointer self, const std::string& poster, Start start) {
+  auto mine = self->state.posters.find(poster);
+  if (mine == self->state.posters.end())
+    return false;
+  if (mine->second.posting > 0)
+    mine->second.waiting.emplace_back(std::move(start));
+  else
+    start();
+  return true;
+}
+
+imq_actor::behavior_type
+imq(imq_pointer self, writer_actor writer, std::vector<queued_message> queued,
+    std::vector<claimed_move> claimed, imq_config cfg) {
   auto& st = self->state;
   st.writer = std::move(writer);
-  st.mail = mail;
-  for (auto& msg : queued)
-    st.posters[msg.poster].storable.insert(msg.id);
+  st.mail = cfg.mail;
+  st.node_timeout = cfg.node_timeout;
+  std::unordered_map<uint64_t, std::string> poster_of;
+  for (auto& msg : queued) {
+    if (msg.claimed_for.empty())
+      st.posters[msg.poster].storable.insert(msg.id);
+    else
+      poster_of.emplace(msg.id, msg.poster);
+  }
+  for (auto& move : claimed)
+    if (auto i = poster_of.find(move.imq_id); i != poster_of.end())
+      add_claim(st, move.imq_id, claim{i->second, move.owner});
   st.queued = queued.size();
   return {
     [=](post_atom, const std::string& poster,
@@ -130,19 +313,45 @@ imq_actor::behavior_type imq(imq_pointer self, writer_actor writer,
     },
     [=](store_atom, const std::string& poster,
         const std::string& owner) -> caf::result<uint64_t, std::string> {
-      auto& st = self->state;
-      auto mine = st.posters.find(poster);
-      if (mine == st.posters.end())
-        return make_error(errc::nothing_to_store);
       auto rp = self->make_response_promise<uint64_t, std::string>();
-      if (mine->second.posting > 0)
-        // A STORE may overtake the poster's MESSAGE on its way here (it
-        // travels through the target mailbox): it takes effect after the
-        // posts under way, as their poster sent it.
-        mine->second.waiting.emplace_back(owner, rp);
-      else
-        start_store(self, poster, owner, rp);
+      if (!after_posts(self, poster,
+                       [=] { start_store(self, poster, owner, rp); }))
+        return make_error(errc::nothing_to_store);
       return rp;
+    },
+    [=](store_atom, const std::string& poster, const std::string& owner,
+        mailbox_actor& box) -> caf::result<caf::ok_atom> {
+      auto rp = self->make_response_promise<caf::ok_atom>();
+      if (!after_posts(self, poster, [=] {
+            start_remote_store(self, poster, owner, box, rp);
+          }))
+        return make_error(errc::nothing_to_store);
+      return rp;
+    },
+    [=](finish_atom, const std::string& owner,
+        mailbox_actor& box) -> caf::result<caf::ok_atom> {
+      auto& st = self->state;
+      auto i = st.claims_by_owner.find(owner);
+      auto ids = i == st.claims_by_owner.end() ? std::vector<uint64_t>{}
+                                               : i->second;
+      auto rp = self->make_response_promise<caf::ok_atom>();
+      // First the node forgets the moves this front has settled (their
+      // forget may have been lost), then the others are applied again.
+      self->request(box, st.node_timeout, prune_atom::value, ids)
+        .then(
+          [=](caf::ok_atom) mutable {
+            finish_moves(self, owner, box, ids, 0, rp);
+          },
+          [=](caf::error&) mutable {
+            rp.deliver(make_error(errc::mailbox_unavailable));
+          });
+      return rp;
+    },
+    [=](claimed_atom) {
+      std::vector<std::string> owners;
+      for (auto& [owner, ids] : self->state.claims_by_owner)
+        owners.push_back(owner);
+      return owners;
     },
     [=](count_atom) { return self->state.queued; },
   };
@@ -151,8 +360,10 @@ imq_actor::behavior_type imq(imq_pointer self, writer_actor writer,
 } // namespace
 
 imq_actor spawn_imq(caf::actor_system& sys, writer_actor writer,
-                    std::vector<queued_message> queued, mail_limits mail) {
-  return sys.spawn(imq, std::move(writer), std::move(queued), mail);
+                    std::vector<queued_message> queued,
+                    std::vector<claimed_move> claimed, imq_config cfg) {
+  return sys.spawn(imq, std::move(writer), std::move(queued),
+                   std::move(claimed), cfg);
 }
 
 } // namespace smsp

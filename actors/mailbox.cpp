@@ -24,6 +24,15 @@ struct mailbox_state {
 
 using mailbox_pointer = mailbox_actor::stateful_pointer<mailbox_state>;
 
+/// Commits answer in order, so ids arrive ascending; the search only guards
+/// the FIFO should that ever change.
+void insert_in_order(std::deque<stored_mail>& messages, stored_mail mail) {
+  auto pos = messages.end();
+  while (pos != messages.begin() && std::prev(pos)->id > mail.id)
+    --pos;
+  messages.insert(pos, std::move(mail));
+}
+
 /// Completes a retirement once the last write under way has finished.
 void retire_if_done(mailbox_pointer self) {
   auto& st = self->state;
@@ -52,11 +61,9 @@ void load(mailbox_pointer self) {
       });
 }
 
-mailbox_actor::behavior_type mailbox(mailbox_pointer self, std::string owner,
-                                     mailbox_deps deps,
-                                     mailbox_actor predecessor) {
-  self->state.owner = std::move(owner);
-  self->state.deps = std::move(deps);
+/// Loads the mailbox once `predecessor` (a retiring mailbox of the same
+/// owner, if any) has finished its writes.
+void start(mailbox_pointer self, mailbox_actor predecessor) {
   if (predecessor)
     // The retiring mailbox answers once its last commit is done (an error
     // means it is gone already): only then is the store up to date.
@@ -65,6 +72,20 @@ mailbox_actor::behavior_type mailbox(mailbox_pointer self, std::string owner,
              [=](caf::error&) { load(self); });
   else
     load(self);
+}
+
+mailbox_actor::behavior_type serve(mailbox_pointer self);
+
+mailbox_actor::behavior_type mailbox(mailbox_pointer self, std::string owner,
+                                     mailbox_deps deps,
+                                     mailbox_actor predecessor) {
+  self->state.owner = std::move(owner);
+  self->state.deps = std::move(deps);
+  start(self, std::move(predecessor));
+  return serve(self);
+}
+
+mailbox_actor::behavior_type serve(mailbox_pointer self) {
   return {
     [=](count_atom) -> uint64_t { return self->state.messages.size(); },
     [=](caf::get_atom) -> caf::result<std::string> {
@@ -103,6 +124,9 @@ mailbox_actor::behavior_type mailbox(mailbox_pointer self, std::string owner,
     },
     [=](store_atom, const std::string& poster) -> caf::result<caf::ok_atom> {
       auto& st = self->state;
+      if (!st.deps.imq)
+        // A mailbox on a node: the front moves mail here by apply_atom.
+        return make_error(caf::sec::unexpected_message);
       if (st.messages.size() + st.storing >= st.deps.mail.max_mailbox)
         return make_error(errc::mailbox_full);
       ++st.storing;
@@ -114,12 +138,7 @@ mailbox_actor::behavior_type mailbox(mailbox_pointer self, std::string owner,
           [=](uint64_t id, std::string& text) mutable {
             auto& st = self->state;
             --st.storing;
-            // Commits answer in order, so ids arrive ascending; the search
-            // only guards the FIFO should that ever change.
-            auto pos = st.messages.end();
-            while (pos != st.messages.begin() && std::prev(pos)->id > id)
-              --pos;
-            st.messages.insert(pos, stored_mail{id, std::move(text)});
+            insert_in_order(st.messages, stored_mail{id, std::move(text)});
             rp.deliver(caf::ok_atom::value);
             retire_if_done(self);
           },
@@ -128,6 +147,58 @@ mailbox_actor::behavior_type mailbox(mailbox_pointer self, std::string owner,
             rp.deliver(std::move(err));
             retire_if_done(self);
           });
+      return rp;
+    },
+    [=](apply_atom, uint64_t imq_id, std::string& text,
+        bool first_attempt) -> caf::result<caf::ok_atom> {
+      auto& st = self->state;
+      // Only a first attempt may be refused as full: the front then takes
+      // its claim back, which is safe because this id was never sent here
+      // before. A repeated one may have been applied already, so refusing
+      // it could deliver the message twice: it goes in even when full.
+      if (first_attempt
+          && st.messages.size() + st.storing >= st.deps.mail.max_mailbox)
+        return make_error(errc::mailbox_full);
+      ++st.storing;
+      auto rp = self->make_response_promise<caf::ok_atom>();
+      self
+        ->request(st.deps.writer, caf::infinite, apply_atom::value,
+                  st.deps.origin, imq_id, st.owner, text)
+        .then(
+          [=](uint64_t mail_id) mutable {
+            auto& st = self->state;
+            --st.storing;
+            // 0: applied before; that mail, unless deleted since, was
+            // loaded with the mailbox or appended by the first attempt.
+            if (mail_id != 0)
+              insert_in_order(st.messages, stored_mail{mail_id, text});
+            rp.deliver(caf::ok_atom::value);
+            retire_if_done(self);
+          },
+          [=](caf::error& err) mutable {
+            --self->state.storing;
+            rp.deliver(std::move(err));
+            retire_if_done(self);
+          });
+      return rp;
+    },
+    [=](forget_atom, uint64_t imq_id) {
+      auto& st = self->state;
+      // A record left behind (a lost reply) is pruned at the next
+      // activation: nothing waits for this one.
+      self
+        ->request(st.deps.writer, caf::infinite, forget_atom::value,
+                  st.deps.origin, imq_id)
+        .then([](caf::ok_atom) {}, [](caf::error&) {});
+    },
+    [=](prune_atom, std::vector<uint64_t>& still_claimed) {
+      auto& st = self->state;
+      auto rp = self->make_response_promise<caf::ok_atom>();
+      self
+        ->request(st.deps.writer, caf::infinite, prune_atom::value,
+                  st.deps.origin, st.owner, std::move(still_claimed))
+        .then([=](uint64_t) mutable { rp.deliver(caf::ok_atom::value); },
+              [=](caf::error& err) mutable { rp.deliver(std::move(err)); });
       return rp;
     },
     [=](retire_atom) {
@@ -140,6 +211,31 @@ mailbox_actor::behavior_type mailbox(mailbox_pointer self, std::string owner,
 }
 
 } // namespace
+
+void add_node_mailbox_type(caf::actor_system_config& cfg,
+                           std::shared_ptr<const node_mailbox_context> ctx) {
+  cfg.add_actor_type(
+    node_mailbox_type,
+    [ctx](mailbox_pointer self, std::string owner, std::string origin,
+          uint64_t max_mailbox) -> mailbox_actor::behavior_type {
+      auto& st = self->state;
+      st.owner = std::move(owner);
+      st.deps.reader = ctx->reader;
+      st.deps.writer = ctx->writer;
+      st.deps.waits = ctx->waits;
+      st.deps.mail.max_mailbox = static_cast<size_t>(max_mailbox);
+      st.deps.origin = std::move(origin);
+      // The node's host knows this owner's previous mailbox here, if any (a
+      // front that restarted, or one whose link broke, spawns anew): it
+      // must finish its writes before this one loads.
+      self
+        ->request(ctx->host, ctx->waits.request, activate_atom::value, st.owner,
+                  mailbox_actor{self})
+        .await([=](mailbox_actor& predecessor) { start(self, predecessor); },
+               [=](caf::error&) { start(self, {}); });
+      return serve(self);
+    });
+}
 
 mailbox_actor spawn_mailbox(caf::actor_system& sys, std::string owner,
                             mailbox_deps deps, mailbox_actor predecessor) {

@@ -43,6 +43,30 @@ using lookup_atom = caf::atom_constant<caf::atom("lookup")>;
 using load_atom = caf::atom_constant<caf::atom("load")>;
 using retire_atom = caf::atom_constant<caf::atom("retire")>;
 
+// The exactly-once move of an IMQ entry to a mailbox on a node (see
+// docs/ARCHITECTURE.md, "Exactly-once across processes"): the front claims
+// the entry, the node applies it once per id, the front settles it, the
+// node forgets it applied it. finish_atom re-sends the claimed moves of one
+// owner; claimed_atom lists the owners that have some.
+using claim_atom = caf::atom_constant<caf::atom("claim")>;
+using unclaim_atom = caf::atom_constant<caf::atom("unclaim")>;
+using apply_atom = caf::atom_constant<caf::atom("apply")>;
+using settle_atom = caf::atom_constant<caf::atom("settle")>;
+using forget_atom = caf::atom_constant<caf::atom("forget")>;
+using prune_atom = caf::atom_constant<caf::atom("prune")>;
+using finish_atom = caf::atom_constant<caf::atom("finish")>;
+using claimed_atom = caf::atom_constant<caf::atom("claimed")>;
+
+// Between the front and its mailbox nodes: hello_atom opens a link (it
+// carries both versions), ping_atom is the link's heartbeat, node_atom tells
+// the registry that a node went up or down.
+using hello_atom = caf::atom_constant<caf::atom("hello")>;
+using ping_atom = caf::atom_constant<caf::atom("ping")>;
+using node_atom = caf::atom_constant<caf::atom("node")>;
+using up_atom = caf::atom_constant<caf::atom("up")>;
+using activate_atom = caf::atom_constant<caf::atom("activate")>;
+using down_atom = caf::atom_constant<caf::atom("down")>;
+
 // Between a connection broker and the acceptor, which owns the server-wide
 // budget of unsent reply bytes (net/acceptor.hpp): (grant, bytes) asks for
 // more of it and is answered once it is free; (release, bytes) gives some
@@ -69,22 +93,6 @@ typename Inspector::result_type inspect(Inspector& f, stored_mail& x) {
 /// The category atom of every smsp error.
 constexpr caf::atom_value error_category = caf::atom("smsp");
 
-/// The registry's figures, as DUMP shows them.
-struct registry_figures {
-  uint64_t sessions = 0;
-  uint64_t active_mailboxes = 0;
-  uint64_t activations = 0;
-  uint64_t passivations = 0;
-  uint64_t cached_accounts = 0;
-};
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, registry_figures& x) {
-  return f(caf::meta::type_name("registry_figures"), x.sessions,
-           x.active_mailboxes, x.activations, x.passivations,
-           x.cached_accounts);
-}
-
 /// The durable store's writer: it owns the writable database and commits
 /// every write waiting in its mailbox as one group (one fsync), answering
 /// each request only after that commit. Requests to it carry no timeout on
@@ -100,6 +108,25 @@ using writer_actor = caf::typed_actor<
                                                           std::string>,
   // (mail id): removes a mailbox message.
   caf::replies_to<caf::delete_atom, uint64_t>::with<caf::ok_atom>,
+  // Front: (IMQ id, owner) claims the entry for a move to owner's mailbox on
+  // a node -> its text (again, for a repeated claim by the same owner);
+  // errc::nothing_to_store when the entry is gone or claimed for another.
+  caf::replies_to<claim_atom, uint64_t, std::string>::with<std::string>,
+  // Front: (IMQ id) the node refused the move: the entry is storable again.
+  caf::replies_to<unclaim_atom, uint64_t>::with<caf::ok_atom>,
+  // Front: (IMQ id) the node applied the move: removes entry and claim.
+  caf::replies_to<settle_atom, uint64_t>::with<caf::ok_atom>,
+  // Node: (origin, IMQ id, owner, text) appends to owner's mailbox at most
+  // once per (origin, IMQ id) -> the new mail's id, or 0 when it was
+  // applied before (even if that mail has been deleted since).
+  caf::replies_to<apply_atom, std::string, uint64_t, std::string,
+                  std::string>::with<uint64_t>,
+  // Node: (origin, IMQ id) the front settled it: forget it was applied.
+  caf::replies_to<forget_atom, std::string, uint64_t>::with<caf::ok_atom>,
+  // Node: (origin, owner, ids still claimed at the front) forgets owner's
+  // other applied ids -> how many were forgotten.
+  caf::replies_to<prune_atom, std::string, std::string,
+                  std::vector<uint64_t>>::with<uint64_t>,
   // -> (commits, writes) since start.
   caf::replies_to<stats_atom>::with<uint64_t, uint64_t>,
   // To itself: commit group number N, if still open.
@@ -123,11 +150,59 @@ using mailbox_actor = caf::typed_actor<
   caf::replies_to<caf::get_atom>::with<std::string>,
   // Removes the oldest message; errc::mailbox_empty.
   caf::replies_to<caf::delete_atom>::with<caf::ok_atom>,
-  // (poster): moves the poster's most recent IMQ message here;
+  // (poster): moves the poster's most recent IMQ message here, when the
+  // IMQ shares this mailbox's store (a mailbox of the front);
   // errc::nothing_to_store, mailbox_full.
   caf::replies_to<store_atom, std::string>::with<caf::ok_atom>,
+  // (IMQ id, text, first attempt): a message moved here from the front's
+  // IMQ (a mailbox on a node), appended at most once per IMQ id; a repeated
+  // one is acknowledged and changes nothing. errc::mailbox_full, for a first
+  // attempt only.
+  caf::replies_to<apply_atom, uint64_t, std::string, bool>::with<caf::ok_atom>,
+  // (IMQ id): the front has settled that move; the record of it goes.
+  caf::reacts_to<forget_atom, uint64_t>,
+  // (IMQ ids the front still has claimed for this owner): forgets the
+  // records of every other move applied here.
+  caf::replies_to<prune_atom, std::vector<uint64_t>>::with<caf::ok_atom>,
   // Finishes the writes under way, answers, then stops (passivation).
   caf::replies_to<retire_atom>::with<caf::ok_atom>>;
+
+/// What a mailbox node says about itself, in its reply to hello and ping.
+struct node_figures {
+  /// smsp-actors' version on the node.
+  std::string version;
+  /// The node's store id (a new data dir has a new one).
+  std::string store_id;
+  /// Mailboxes active on the node now.
+  uint64_t mailboxes = 0;
+  /// Moves applied there and not yet settled by the front.
+  uint64_t applied = 0;
+  /// The node's group commits and writes since it started.
+  uint64_t commits = 0;
+  uint64_t writes = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, node_figures& x) {
+  return f(caf::meta::type_name("node_figures"), x.version, x.store_id,
+           x.mailboxes, x.applied, x.commits, x.writes);
+}
+
+/// A mailbox node's host, the one actor a node publishes on its port. The
+/// front's link to the node talks to it; mailboxes are spawned on the node
+/// by remote_spawn (actor type node_mailbox_type in spawn.hpp).
+using node_actor = caf::typed_actor<
+  // (front's version, front's link actor): opens a link -> the node's
+  // figures. A front of another version is refused with an error naming
+  // both versions. The node retires every mailbox it holds when that link
+  // actor goes down (the front stopped or lost the connection).
+  caf::replies_to<hello_atom, std::string, caf::actor>::with<node_figures>,
+  // The link's heartbeat -> the node's figures.
+  caf::replies_to<ping_atom>::with<node_figures>,
+  // From a mailbox spawned on the node: (owner, itself) -> that owner's
+  // previous mailbox here, if any, which it retires before loading.
+  caf::replies_to<activate_atom, std::string,
+                  mailbox_actor>::with<mailbox_actor>>;
 
 /// The incoming message queue: the ids of queued texts per poster (the
 /// texts stay in the store until STORE moves them).
@@ -138,8 +213,82 @@ using imq_actor = caf::typed_actor<
   // owner's mailbox in the store -> (mail id, text); errc::nothing_to_store.
   caf::replies_to<store_atom, std::string, std::string>::with<uint64_t,
                                                               std::string>,
+  // (poster, owner, owner's mailbox on a node): moves the poster's most
+  // recent message there exactly once: claim, apply, settle.
+  // errc::nothing_to_store, mailbox_full, mailbox_unavailable (the claim
+  // then stays and finish_atom completes it).
+  caf::replies_to<store_atom, std::string, std::string,
+                  mailbox_actor>::with<caf::ok_atom>,
+  // (owner, owner's newly activated mailbox on a node): completes owner's
+  // claimed moves in claim order; errc::mailbox_unavailable.
+  caf::replies_to<finish_atom, std::string, mailbox_actor>::with<caf::ok_atom>,
+  // -> the owners with claimed moves not yet settled.
+  caf::replies_to<claimed_atom>::with<std::vector<std::string>>,
   // -> messages queued (being stored included).
   caf::replies_to<count_atom>::with<uint64_t>>;
+
+/// One mailbox node as the front sees it (DUMP shows these).
+struct node_status {
+  /// host:port as given with --mailbox-node.
+  std::string address;
+  bool up = false;
+  /// Milliseconds since the node last answered a heartbeat; -1: never.
+  int64_t heartbeat_age_ms = -1;
+  /// Accounts placed on the node, and their mailboxes active now (both
+  /// filled in by the registry).
+  uint64_t users_placed = 0;
+  uint64_t active_mailboxes = 0;
+  /// Why the node is down, or what last went wrong.
+  std::string why;
+  /// What the node said at its last heartbeat.
+  node_figures node;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, node_status& x) {
+  return f(caf::meta::type_name("node_status"), x.address, x.up,
+           x.heartbeat_age_ms, x.users_placed, x.active_mailboxes, x.why,
+           x.node);
+}
+
+/// The registry's figures, as DUMP shows them.
+struct registry_figures {
+  uint64_t sessions = 0;
+  uint64_t active_mailboxes = 0;
+  uint64_t activations = 0;
+  uint64_t passivations = 0;
+  uint64_t cached_accounts = 0;
+  /// The mailbox nodes, in the order given; empty when all mailboxes are
+  /// in the front.
+  std::vector<node_status> nodes;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, registry_figures& x) {
+  return f(caf::meta::type_name("registry_figures"), x.sessions,
+           x.active_mailboxes, x.activations, x.passivations, x.cached_accounts,
+           x.nodes);
+}
+
+/// Who hears that a node went up or down (the registry): (node, up|down,
+/// index of the node in the front's list).
+using node_listener
+  = caf::typed_actor<caf::reacts_to<node_atom, up_atom, uint64_t>,
+                     caf::reacts_to<node_atom, down_atom, uint64_t>>;
+
+/// The front's link to one mailbox node: connects (with capped backoff),
+/// checks the version, sends heartbeats, spawns mailboxes there.
+using node_link_actor = caf::typed_actor<
+  // (owner, most messages the mailbox may hold) -> owner's mailbox, spawned
+  // on the node by remote spawn; errc::mailbox_unavailable when the node is
+  // down or does not answer in time.
+  caf::replies_to<caf::spawn_atom, std::string, uint64_t>::with<mailbox_actor>,
+  // -> the node's status (users_placed and active_mailboxes left 0).
+  caf::replies_to<stats_atom>::with<node_status>,
+  // (node_atom, listener): tells the link whom to tell about up and down.
+  caf::reacts_to<node_atom, node_listener>,
+  // To itself: heartbeat or reconnect, whichever is due.
+  caf::reacts_to<caf::tick_atom>>;
 
 /// Accounts, sessions and the directory of active mailboxes. Every request
 /// of a connection goes to the registry, which checks the session and
@@ -175,7 +324,11 @@ using registry_actor = caf::typed_actor<
   caf::replies_to<stats_atom>::with<registry_figures>,
   // Passivates the mailboxes idle for too long. The registry sends it to
   // itself periodically; one from anyone else (a test) sweeps once.
-  caf::reacts_to<caf::tick_atom>>;
+  caf::reacts_to<caf::tick_atom>,
+  // From a node link: node N went up (its users' unfinished moves are
+  // completed) or down (its users' mailboxes are forgotten).
+  caf::reacts_to<node_atom, up_atom, uint64_t>,
+  caf::reacts_to<node_atom, down_atom, uint64_t>>;
 
 /// Runs DUMP (see dump_config in spawn.hpp): logs the registry's figures
 /// given with the request, the writer's, then the store's contents from one

@@ -1,6 +1,7 @@
 // Registry actor: sessions, the account cache, the login throttle and the
 // routing of every request to the actor that owns its data.
 #include <algorithm>
+#include <functional>
 #include <optional>
 #include <unordered_map>
 #include <unordered_set>
@@ -35,6 +36,13 @@ struct registry_state {
   mailbox_directory<mailbox_actor, caf::actor_addr> mailboxes;
   /// Mailboxes were passivated since the last return of free memory.
   bool trim_due = false;
+  /// Requests waiting for a mailbox on a node being activated (spawned
+  /// there, its unfinished moves completed), per user, in arrival order.
+  std::unordered_map<std::string,
+                     std::vector<std::function<void(const caf::error*)>>>
+    activating;
+  /// Accounts placed on each node.
+  std::vector<uint64_t> users_placed;
   /// Failed LOGINs per username and per client address.
   std::optional<login_throttle> throttle;
   /// LOGIN for an unknown user verifies against this hash, so the reply's
@@ -87,6 +95,188 @@ mailbox_actor mailbox_of(registry_pointer self, const std::string& user) {
   return handle;
 }
 
+bool has_nodes(registry_pointer self) {
+  return !self->state.cfg.nodes.empty();
+}
+
+/// The index of the node that holds `user`'s mailbox (has_nodes only).
+size_t node_of(registry_pointer self, const std::string& user) {
+  return rendezvous_place(user, self->state.cfg.nodes);
+}
+
+/// The answers of everyone waiting for `user`'s activation: nullptr when
+/// the mailbox is active, else the error.
+void activation_done(registry_pointer self, const std::string& user,
+                     const caf::error* err) {
+  auto i = self->state.activating.find(user);
+  if (i == self->state.activating.end())
+    return;
+  auto waiting = std::move(i->second);
+  self->state.activating.erase(i);
+  for (auto& f : waiting)
+    f(err);
+}
+
+/// Activates `user`'s mailbox on its node: spawned there, then its claimed
+/// moves completed, and only then does it serve. Requests meanwhile wait,
+/// in order.
+void activate_remote(registry_pointer self, const std::string& user) {
+  auto& st = self->state;
+  auto& link = st.deps.nodes[node_of(self, user)];
+  auto fail = [=](caf::error&) {
+    auto err = make_error(errc::mailbox_unavailable);
+    activation_done(self, user, &err);
+  };
+  self
+    ->request(link, st.cfg.node_timeout * 2, caf::spawn_atom::value, user,
+              uint64_t{st.cfg.mail.max_mailbox})
+    .then(
+      [=](mailbox_actor& box) {
+        self
+          ->request(self->state.deps.imq, caf::infinite, finish_atom::value,
+                    user, box)
+          .then(
+            [=](caf::ok_atom) {
+              auto& st = self->state;
+              self->monitor(box);
+              st.mailboxes.activate(user, box, box.address(), now(self));
+              activation_done(self, user, nullptr);
+            },
+            [=](caf::error& err) mutable {
+              // Not served: the node's host retires it when a newer one
+              // for this user arrives.
+              caf::anon_send(box, retire_atom::value);
+              fail(err);
+            });
+      },
+      fail);
+}
+
+/// Calls `f(mailbox, nullptr)` with `user`'s active mailbox, activating it
+/// if needed (at once in this process; on a node after a round trip), or
+/// `f({}, error)`. Calls for one user keep their order.
+template <class F>
+void with_mailbox(registry_pointer self, const std::string& user, F f) {
+  auto& st = self->state;
+  if (!has_nodes(self)) {
+    f(mailbox_of(self, user), nullptr);
+    return;
+  }
+  if (auto active = st.mailboxes.touch(user, now(self))) {
+    f(*active, nullptr);
+    return;
+  }
+  auto& waiting = st.activating[user];
+  waiting.emplace_back([=](const caf::error* err) mutable {
+    if (err != nullptr) {
+      f(mailbox_actor{}, err);
+      return;
+    }
+    auto active = self->state.mailboxes.touch(user, now(self));
+    f(*active, nullptr);
+  });
+  if (waiting.size() == 1)
+    activate_remote(self, user);
+}
+
+/// Whether `err` is the mailbox's own answer (mailbox empty, full, ...),
+/// rather than no answer from its node.
+bool is_domain_error(const caf::error& err) {
+  return err.category() == error_category
+         && err != make_error(errc::mailbox_unavailable);
+}
+
+/// Forgets `box`, the active mailbox of `user` on a node that did not
+/// answer: the next request activates a new one, which completes what this
+/// one may have left unfinished.
+void forget_unanswered(registry_pointer self, const mailbox_actor& box) {
+  self->state.mailboxes.stopped(box.address());
+}
+
+/// Sends `xs...` to `user`'s mailbox and delivers the answer to `rp`. A
+/// mailbox of this process gets the request delegated; one on a node gets
+/// a request bounded by the node timeout, whose expiry answers
+/// errc::mailbox_unavailable.
+template <class R, class... Xs>
+void to_mailbox(registry_pointer self, const std::string& user,
+                caf::typed_response_promise<R> rp, Xs... xs) {
+  with_mailbox(self, user,
+               [=](const mailbox_actor& box, const caf::error* err) mutable {
+                 if (err != nullptr) {
+                   rp.deliver(*err);
+                   return;
+                 }
+                 if (!has_nodes(self)) {
+                   rp.delegate(box, xs...);
+                   return;
+                 }
+                 self->request(box, self->state.cfg.node_timeout, xs...)
+                   .then([=](R& r) mutable { rp.deliver(std::move(r)); },
+                         [=](caf::error& err) mutable {
+                           if (is_domain_error(err)) {
+                             rp.deliver(std::move(err));
+                             return;
+                           }
+                           forget_unanswered(self, box);
+                           rp.deliver(make_error(errc::mailbox_unavailable));
+                         });
+               });
+}
+
+/// Moves `poster`'s latest IMQ message to `target`'s mailbox: in this
+/// process the mailbox drives it; on a node the IMQ does (exactly once).
+void store_to(registry_pointer self, const std::string& poster,
+              const std::string& target,
+              caf::typed_response_promise<caf::ok_atom> rp) {
+  if (!has_nodes(self)) {
+    rp.delegate(mailbox_of(self, target), store_atom::value, poster);
+    return;
+  }
+  with_mailbox(
+    self, target, [=](const mailbox_actor& box, const caf::error* err) mutable {
+      if (err != nullptr) {
+        rp.deliver(*err);
+        return;
+      }
+      self
+        ->request(self->state.deps.imq, caf::infinite, store_atom::value,
+                  poster, target, box)
+        .then([=](caf::ok_atom) mutable { rp.deliver(caf::ok_atom::value); },
+              [=](caf::error& err) mutable {
+                if (err == make_error(errc::mailbox_unavailable))
+                  forget_unanswered(self, box);
+                rp.deliver(std::move(err));
+              });
+    });
+}
+
+/// Node `index` went down: its mailboxes are gone or unreachable. They are
+/// forgotten, so that requests for its users ask its link, which answers
+/// at once while the node is down.
+void node_went_down(registry_pointer self, uint64_t index) {
+  auto& st = self->state;
+  auto ids = st.mailboxes.ids_where(
+    [&](const std::string& user) { return node_of(self, user) == index; });
+  for (auto& id : ids)
+    st.mailboxes.stopped(id);
+}
+
+/// Node `index` is up (again): the users on it with claimed moves get their
+/// mailbox activated now, which completes those moves.
+void node_went_up(registry_pointer self, uint64_t index) {
+  self
+    ->request(self->state.deps.imq, self->state.cfg.waits.request,
+              claimed_atom::value)
+    .then(
+      [=](std::vector<std::string>& owners) {
+        for (auto& owner : owners)
+          if (node_of(self, owner) == index)
+            with_mailbox(self, owner,
+                         [](const mailbox_actor&, const caf::error*) {});
+      },
+      [](caf::error&) {});
+}
+
 /// Stops the mailboxes unused for cfg.mailbox_idle. Their mail is in the
 /// store; the next request for one activates it again, and that one waits
 /// for this one's writes to finish.
@@ -98,7 +288,10 @@ void passivate_idle(registry_pointer self) {
     auto done = [=, user = user, id = handle.address()] {
       self->state.mailboxes.retired(user, id);
     };
-    self->request(handle, caf::infinite, retire_atom::value)
+    // A node that does not answer has lost the mailbox anyway.
+    auto wait = has_nodes(self) ? caf::duration{st.cfg.node_timeout}
+                                : caf::duration{caf::infinite};
+    self->request(handle, wait, retire_atom::value)
       .then([=](caf::ok_atom) { done(); }, [=](caf::error&) { done(); });
   }
 }
@@ -113,6 +306,47 @@ registry_figures figures_of(const registry_state& st) {
   return f;
 }
 
+/// Calls `f(figures)` with the registry's figures and, with nodes, the
+/// status of each node as its link reports it.
+template <class F>
+void with_figures(registry_pointer self, F f) {
+  auto& st = self->state;
+  auto figures = std::make_shared<registry_figures>(figures_of(st));
+  auto n = st.deps.nodes.size();
+  if (n == 0) {
+    f(std::move(*figures));
+    return;
+  }
+  figures->nodes.resize(n);
+  for (size_t k = 0; k < n; ++k) {
+    figures->nodes[k].address = to_string(st.cfg.nodes[k]);
+    figures->nodes[k].users_placed = st.users_placed[k];
+    figures->nodes[k].why = "its link did not answer";
+  }
+  auto per_node = std::make_shared<std::vector<uint64_t>>(n);
+  st.mailboxes.ids_where([&](const std::string& user) {
+    ++(*per_node)[node_of(self, user)];
+    return false;
+  });
+  auto pending = std::make_shared<size_t>(n);
+  auto one_done = [=]() mutable {
+    if (--*pending == 0) {
+      for (size_t k = 0; k < n; ++k)
+        figures->nodes[k].active_mailboxes = (*per_node)[k];
+      f(std::move(*figures));
+    }
+  };
+  for (size_t k = 0; k < n; ++k)
+    self->request(st.deps.nodes[k], st.cfg.waits.request, stats_atom::value)
+      .then(
+        [=](node_status& status) mutable {
+          status.users_placed = figures->nodes[k].users_placed;
+          figures->nodes[k] = std::move(status);
+          one_done();
+        },
+        [=](caf::error&) mutable { one_done(); });
+}
+
 std::chrono::milliseconds sweep_interval(const registry_config& cfg) {
   using std::chrono::milliseconds;
   return std::clamp(cfg.mailbox_idle / 4, milliseconds{10}, milliseconds{1000});
@@ -125,18 +359,17 @@ const std::string* caller_of(registry_pointer self, const std::string& cookie) {
   return session == sessions.end() ? nullptr : &session->second;
 }
 
-/// The caller's mailbox, provided `owner` names the caller. Another name
-/// gets not_your_mailbox whether or not it exists, so that these requests
-/// never reveal which accounts exist.
-caf::expected<mailbox_actor> own_mailbox(registry_pointer self,
-                                         const std::string& cookie,
-                                         const std::string& owner) {
+/// Whether the session may act on `owner`'s mailbox: only on the caller's
+/// own. Another name gets not_your_mailbox whether or not it exists, so
+/// that these requests never reveal which accounts exist.
+caf::error check_owner(registry_pointer self, const std::string& cookie,
+                       const std::string& owner) {
   auto caller = caller_of(self, cookie);
   if (caller == nullptr)
     return make_error(errc::not_logged_in);
   if (*caller != owner)
     return make_error(errc::not_your_mailbox);
-  return mailbox_of(self, owner);
+  return {};
 }
 
 /// Calls `found(hash)` with `user`'s password hash from the cache or the
@@ -188,6 +421,8 @@ void create_account(registry_pointer self, std::string user,
                 return;
               }
               remember_account(self, user, hash);
+              if (has_nodes(self))
+                ++self->state.users_placed[node_of(self, user)];
               rp.deliver(start_session(self, user));
             },
             fail);
@@ -201,6 +436,10 @@ registry(registry_pointer self, registry_deps deps, registry_config cfg) {
   st.deps = std::move(deps);
   st.cfg = std::move(cfg);
   st.throttle.emplace(st.cfg.throttle);
+  st.users_placed = st.cfg.users_placed;
+  st.users_placed.resize(st.cfg.nodes.size());
+  for (auto& link : st.deps.nodes)
+    self->send(link, node_atom::value, caf::actor_cast<node_listener>(self));
   self
     ->request(st.deps.hasher, st.cfg.waits.hashing, hash_atom::value,
               "decoy-" + new_cookie())
@@ -318,47 +557,63 @@ registry(registry_pointer self, registry_deps deps, registry_config cfg) {
       auto caller = caller_of(self, cookie);
       if (caller == nullptr)
         return errc::not_logged_in;
+      auto rp = self->make_response_promise<caf::ok_atom>();
       if (st.mailboxes.is_active(target)
-          || st.accounts.touch(target) != nullptr)
-        return self->delegate(mailbox_of(self, target), store_atom::value,
-                              *caller);
+          || st.accounts.touch(target) != nullptr) {
+        store_to(self, *caller, target, rp);
+        return rp;
+      }
       // STORE is a barrier on its connection, so answering after a lookup
       // reorders nothing for its sender.
-      auto rp = self->make_response_promise<caf::ok_atom>();
       with_account(
         self, target,
         [=, poster = *caller](const std::string&) mutable {
-          rp.delegate(mailbox_of(self, target), store_atom::value, poster);
+          store_to(self, poster, target, rp);
         },
         [=](caf::error& err) mutable { rp.deliver(std::move(err)); });
       return rp;
     },
     [=](count_atom, const std::string& cookie,
         const std::string& owner) -> caf::result<uint64_t> {
-      auto box = own_mailbox(self, cookie, owner);
-      if (!box)
-        return std::move(box.error());
-      return self->delegate(*box, count_atom::value);
+      if (auto err = check_owner(self, cookie, owner))
+        return err;
+      auto rp = self->make_response_promise<uint64_t>();
+      to_mailbox(self, owner, rp, count_atom::value);
+      return rp;
     },
     [=](caf::get_atom, const std::string& cookie,
         const std::string& owner) -> caf::result<std::string> {
-      auto box = own_mailbox(self, cookie, owner);
-      if (!box)
-        return std::move(box.error());
-      return self->delegate(*box, caf::get_atom::value);
+      if (auto err = check_owner(self, cookie, owner))
+        return err;
+      auto rp = self->make_response_promise<std::string>();
+      to_mailbox(self, owner, rp, caf::get_atom::value);
+      return rp;
     },
     [=](caf::delete_atom, const std::string& cookie,
         const std::string& owner) -> caf::result<caf::ok_atom> {
-      auto box = own_mailbox(self, cookie, owner);
-      if (!box)
-        return std::move(box.error());
-      return self->delegate(*box, caf::delete_atom::value);
+      if (auto err = check_owner(self, cookie, owner))
+        return err;
+      auto rp = self->make_response_promise<caf::ok_atom>();
+      to_mailbox(self, owner, rp, caf::delete_atom::value);
+      return rp;
     },
     [=](dump_atom) -> caf::result<caf::ok_atom> {
-      auto& st = self->state;
-      return self->delegate(st.deps.dumper, dump_atom::value, figures_of(st));
+      auto rp = self->make_response_promise<caf::ok_atom>();
+      with_figures(self, [=](registry_figures figures) mutable {
+        rp.delegate(self->state.deps.dumper, dump_atom::value,
+                    std::move(figures));
+      });
+      return rp;
     },
-    [=](stats_atom) { return figures_of(self->state); },
+    [=](stats_atom) -> caf::result<registry_figures> {
+      auto rp = self->make_response_promise<registry_figures>();
+      with_figures(self, [=](registry_figures figures) mutable {
+        rp.deliver(std::move(figures));
+      });
+      return rp;
+    },
+    [=](node_atom, up_atom, uint64_t index) { node_went_up(self, index); },
+    [=](node_atom, down_atom, uint64_t index) { node_went_down(self, index); },
     [=](caf::tick_atom) {
       auto& st = self->state;
       if (st.trim_due) {

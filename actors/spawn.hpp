@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -10,9 +11,11 @@
 
 #include "actors/logic/clock.hpp"
 #include "actors/logic/credentials.hpp"
+#include "actors/logic/placement.hpp"
 #include "actors/logic/throttle.hpp"
 #include "actors/messages.hpp"
 #include "caf/fwd.hpp"
+#include "caf/io/middleman_actor.hpp"
 
 namespace smsp {
 
@@ -58,10 +61,15 @@ reader_actor spawn_reader(caf::actor_system& sys, const std::string& data_dir);
 /// What a mailbox actor talks to.
 struct mailbox_deps {
   reader_actor reader;
+  /// The IMQ sharing this store (a mailbox of the front); none on a node,
+  /// where mail arrives by apply_atom.
   imq_actor imq;
   writer_actor writer;
   timeouts waits;
   mail_limits mail;
+  /// The store id of the front whose IMQ moves mail here: with the IMQ id,
+  /// it names a move applied here (see store::apply_move).
+  std::string origin;
 };
 
 /// `owner`'s mailbox, loaded from the store. With a `predecessor` (a retiring
@@ -70,9 +78,19 @@ struct mailbox_deps {
 mailbox_actor spawn_mailbox(caf::actor_system& sys, std::string owner,
                             mailbox_deps deps, mailbox_actor predecessor = {});
 
-/// The incoming message queue, starting with `queued` (from store::imq()).
+struct imq_config {
+  mail_limits mail;
+  /// How long a mailbox node may take to apply a move (see
+  /// node_link_config::timeout).
+  std::chrono::milliseconds node_timeout{1000};
+};
+
+/// The incoming message queue, starting with `queued` (from store::imq())
+/// and the moves to nodes claimed but not settled (store::claimed_moves()).
 imq_actor spawn_imq(caf::actor_system& sys, writer_actor writer,
-                    std::vector<queued_message> queued, mail_limits mail = {});
+                    std::vector<queued_message> queued,
+                    std::vector<claimed_move> claimed = {},
+                    imq_config cfg = {});
 
 /// What DUMP writes to the log (--dump).
 enum class dump_mode {
@@ -117,6 +135,9 @@ struct registry_deps {
   writer_actor writer;
   reader_actor reader;
   dumper_actor dumper;
+  /// The links to the mailbox nodes, in the order of registry_config's
+  /// nodes; empty: every mailbox lives in this process.
+  std::vector<node_link_actor> nodes = {};
 };
 
 struct registry_config {
@@ -132,11 +153,81 @@ struct registry_config {
   throttle_config throttle;
   /// Where passivation and the login throttle read the time.
   clock_fn now = steady_clock_fn();
+  /// The mailbox nodes: each user's mailbox lives on the one that
+  /// rendezvous hashing picks (placement.hpp); empty: all in this process.
+  std::vector<node_address> nodes = {};
+  /// Accounts placed on each node when the registry starts.
+  std::vector<uint64_t> users_placed = {};
+  /// A request to a mailbox on a node without answer after this gets
+  /// errc::mailbox_unavailable.
+  std::chrono::milliseconds node_timeout{1000};
 };
 
 /// The registry of accounts and sessions; it keeps the directory of active
 /// mailboxes, passivates idle ones and stops them all when it stops.
 registry_actor spawn_registry(caf::actor_system& sys, registry_deps deps,
                               registry_config cfg);
+
+// -- mailbox nodes -----------------------------------------------------------
+
+/// smsp-actors' version (CMake's project version), which front and nodes
+/// compare when they link.
+std::string smsp_version();
+
+/// The actor type name under which a node lets a front remote_spawn
+/// mailboxes, with arguments (owner, origin, max_mailbox).
+inline constexpr const char* node_mailbox_type = "smsp.mailbox";
+
+/// Registers every custom message type, and the handles sent between front
+/// and nodes, with CAF (add_message_type): both sides must know them.
+void add_message_types(caf::actor_system_config& cfg);
+
+/// What a node gives the mailboxes a front spawns on it; filled in once the
+/// node's actors run, before it publishes its host.
+struct node_mailbox_context {
+  reader_actor reader;
+  writer_actor writer;
+  node_actor host;
+  timeouts waits;
+};
+
+/// Lets fronts spawn mailboxes on this node (add_actor_type with
+/// node_mailbox_type): a mailbox spawned so waits for the previous mailbox of
+/// its owner on this node to finish its writes, then loads from the node's
+/// store.
+void add_node_mailbox_type(caf::actor_system_config& cfg,
+                           std::shared_ptr<const node_mailbox_context> ctx);
+
+/// A node's host (see node_actor): answers hello and ping, and keeps the
+/// directory of the node's mailboxes so that a new one retires its
+/// predecessor. `store_id` is the node's store's.
+node_actor spawn_node_host(caf::actor_system& sys, writer_actor writer,
+                           std::string store_id);
+
+/// How the front reaches one mailbox node.
+struct node_link_config {
+  std::string host;
+  uint16_t port = 0;
+  /// The node's place in the front's list (placement uses it).
+  size_t index = 0;
+  /// This front's version and store id (the origin of its moves).
+  std::string version;
+  std::string origin;
+  /// Every request to the node (connect, hello, heartbeat, spawn) fails
+  /// after this; a heartbeat without answer marks the node down.
+  std::chrono::milliseconds timeout{1000};
+  /// Heartbeat period; also the first reconnect delay.
+  std::chrono::milliseconds heartbeat{250};
+  /// The reconnect delay doubles up to this.
+  std::chrono::milliseconds max_backoff{1000};
+  /// Connect with TLS (libcaf-openssl, loaded by the caller).
+  bool tls = false;
+};
+
+node_link_actor spawn_node_link(caf::actor_system& sys, node_link_config cfg);
+
+/// The openssl manager's connector (CAF's middleman actor over TLS); the
+/// caller must have loaded caf::openssl::manager.
+caf::io::middleman_actor tls_connector(caf::actor_system& sys);
 
 } // namespace smsp

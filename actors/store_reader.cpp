@@ -73,6 +73,23 @@ void log_figures(const registry_figures& f) {
            + std::to_string(f.activations) + " activated, "
            + std::to_string(f.passivations) + " passivated), "
            + std::to_string(f.cached_accounts) + " cached account(s)");
+  for (auto& node : f.nodes) {
+    std::string line = "DUMP node " + node.address + ": "
+                       + (node.up ? "up" : "down") + ", "
+                       + std::to_string(node.users_placed) + " user(s) placed, "
+                       + std::to_string(node.active_mailboxes)
+                       + " active mailbox(es), last heartbeat ";
+    line += node.heartbeat_age_ms < 0
+              ? std::string{"never"}
+              : std::to_string(node.heartbeat_age_ms) + " ms ago";
+    if (node.up)
+      line += ", smsp-actors " + node.node.version + ", "
+              + std::to_string(node.node.applied)
+              + " applied move(s) unsettled";
+    if (!node.why.empty())
+      line += " (" + node.why + ")";
+    log_line(line);
+  }
 }
 
 void log_writer_figures(uint64_t commits, uint64_t writes) {

@@ -167,6 +167,53 @@ writer_actor::behavior_type writer(writer_pointer self,
         return [rp]() mutable { rp.deliver(caf::ok_atom::value); };
       });
     },
+    [=](claim_atom, uint64_t imq_id, const std::string& owner) {
+      return group_write<std::string>(
+        self, [&](store& db, auto rp) -> std::function<void()> {
+          auto text = db.claim_move(imq_id, owner);
+          if (!text)
+            return [rp]() mutable {
+              rp.deliver(make_error(errc::nothing_to_store));
+            };
+          return [rp, text = std::move(*text)]() mutable {
+            rp.deliver(std::move(text));
+          };
+        });
+    },
+    [=](unclaim_atom, uint64_t imq_id) {
+      return group_write<caf::ok_atom>(self, [&](store& db, auto rp) {
+        db.unclaim_move(imq_id);
+        return [rp]() mutable { rp.deliver(caf::ok_atom::value); };
+      });
+    },
+    [=](settle_atom, uint64_t imq_id) {
+      // Settling twice (a move finished again after a crash) is no error:
+      // the entry is gone either way.
+      return group_write<caf::ok_atom>(self, [&](store& db, auto rp) {
+        db.settle_move(imq_id);
+        return [rp]() mutable { rp.deliver(caf::ok_atom::value); };
+      });
+    },
+    [=](apply_atom, const std::string& origin, uint64_t imq_id,
+        const std::string& owner, const std::string& text) {
+      return group_write<uint64_t>(self, [&](store& db, auto rp) {
+        auto id = db.apply_move(origin, imq_id, owner, text).value_or(0);
+        return [rp, id]() mutable { rp.deliver(id); };
+      });
+    },
+    [=](forget_atom, const std::string& origin, uint64_t imq_id) {
+      return group_write<caf::ok_atom>(self, [&](store& db, auto rp) {
+        db.forget_applied(origin, imq_id);
+        return [rp]() mutable { rp.deliver(caf::ok_atom::value); };
+      });
+    },
+    [=](prune_atom, const std::string& origin, const std::string& owner,
+        const std::vector<uint64_t>& keep) {
+      return group_write<uint64_t>(self, [&](store& db, auto rp) {
+        uint64_t n = db.prune_applied(origin, owner, keep);
+        return [rp, n]() mutable { rp.deliver(n); };
+      });
+    },
     [=](stats_atom) {
       return std::make_tuple(self->state.commits, self->state.writes);
     },

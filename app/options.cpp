@@ -110,6 +110,39 @@ CLI::Option* add_seconds(CLI::App& app, const std::string& name,
     ->default_str(seconds_text(target));
 }
 
+/// Adds --node-cert, --node-key and --node-ca, setting `tls`.
+void add_node_tls(CLI::App& app, node_tls& tls) {
+  app
+    .add_option("--node-cert", tls.cert,
+                "PEM certificate of this process for mutual TLS between "
+                "the front and its mailbox nodes (with --node-key and "
+                "--node-ca; see docs/OPERATIONS.md)")
+    ->check(CLI::ExistingFile);
+  app.add_option("--node-key", tls.key, "PEM private key of --node-cert")
+    ->check(CLI::ExistingFile);
+  app
+    .add_option("--node-ca", tls.ca,
+                "PEM certificate of the CA that signs every front's and "
+                "node's certificate; peers are verified against it")
+    ->check(CLI::ExistingFile);
+}
+
+/// Why the TLS options do not fit together, or "".
+std::string check_node_tls(const node_tls& tls) {
+  auto given = int{!tls.cert.empty()} + int{!tls.key.empty()}
+               + int{!tls.ca.empty()};
+  if (given != 0 && given != 3)
+    return "--node-cert, --node-key and --node-ca go together: give all "
+           "three or none";
+  return {};
+}
+
+/// Whether `host` is a loopback address (or a name for one).
+bool is_loopback(const std::string& host) {
+  return host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1"
+         || host == "[::1]";
+}
+
 } // namespace
 
 std::variant<server_config, std::string>
@@ -316,6 +349,73 @@ std::variant<command_line, int> parse_command_line(int argc,
                             "to stderr)"
                           : "";
     });
+  app
+    .add_option_function<std::vector<std::string>>(
+      "--mailbox-node",
+      [&srv](const std::vector<std::string>& texts) {
+        for (auto& text : texts) {
+          std::string why;
+          auto node = parse_node_address(text, &why);
+          if (!node)
+            throw CLI::ValidationError("--mailbox-node", why);
+          srv.mailbox_nodes.push_back(*node);
+        }
+      },
+      "HOST:PORT of a mailbox node (smsp-actors node); repeat for each. "
+      "Each user's mailbox lives on one of them, chosen by rendezvous "
+      "hashing of the username; without any, every mailbox stays in this "
+      "process")
+    ->type_name("HOST:PORT")
+    ->take_all();
+  app.add_flag("--accept-node-change", srv.accept_node_change,
+               "Start although the mailbox nodes differ from those recorded "
+               "in the data dir: users placed on another node then find an "
+               "empty mailbox there (their mail is not moved; see "
+               "docs/OPERATIONS.md)");
+  add_seconds(app, "--node-timeout", srv.node_timeout, 0.05, 60.0,
+              "Seconds a mailbox node may take to answer before its users' "
+              "requests get 'KO mailbox unavailable'; a node missing a "
+              "heartbeat for this long is marked down");
+  add_node_tls(app, srv.tls);
+
+  auto& node = result.node;
+  auto node_cmd = app.add_subcommand(
+    "node", "Run a mailbox node: it holds the mailboxes of the users a front "
+            "(smsp-actors --mailbox-node HOST:PORT) places on it, in its own "
+            "data dir, and serves no client itself");
+  node_cmd
+    ->add_option("--host", node.host,
+                 "Address to listen on for fronts. Any address other than "
+                 "loopback requires --node-cert, --node-key and --node-ca")
+    ->capture_default_str();
+  add_number(*node_cmd, "--port,-p", node.port, 1, 65535, "N",
+             "TCP port for fronts")
+    ->required();
+  node_cmd
+    ->add_option("--data-dir", node.data_dir,
+                 "Directory of the node's durable mailboxes; created if "
+                 "missing, locked while the node runs")
+    ->capture_default_str();
+  node_cmd
+    ->add_option_function<std::string>(
+      "--sync",
+      [&node](const std::string& name) { node.sync = *parse_sync_mode(name); },
+      "As the server's --sync, for the node's mailboxes")
+    ->check(CLI::IsMember({"full", "normal", "off"}))
+    ->default_str("full");
+  add_seconds(*node_cmd, "--node-timeout", node.node_timeout, 0.05, 60.0,
+              "Seconds without a heartbeat after which a front's connection "
+              "counts as dead (twice this) and its mailboxes here are "
+              "retired; give the front's value");
+  add_node_tls(*node_cmd, node.tls);
+  node_cmd
+    ->add_option("--log-file", result.log_file,
+                 "Append the log to this file instead of stderr; reopened on "
+                 "SIGHUP")
+    ->check([](const std::string& path) {
+      return path.empty() ? "a path is needed" : "";
+    });
+  node_cmd->allow_extras();
   app.allow_extras();
   try {
     app.parse(argc, argv);
@@ -323,7 +423,8 @@ std::variant<command_line, int> parse_command_line(int argc,
     auto code = app.exit(err);
     return code == 0 ? exit_ok : exit_usage;
   }
-  result.caf_args = app.remaining();
+  result.is_node = node_cmd->parsed();
+  result.caf_args = result.is_node ? node_cmd->remaining() : app.remaining();
   for (auto& arg : result.caf_args) {
     auto name = arg.substr(0, arg.find('='));
     auto is_parsing_option = [&name](std::string_view x) {
@@ -339,6 +440,41 @@ std::variant<command_line, int> parse_command_line(int argc,
                 << "'\nRun with --help for more information.\n";
       return exit_usage;
     }
+  }
+  if (result.is_node) {
+    // The front's options mean nothing to a node.
+    size_t front_options = 0;
+    for (auto* opt : app.get_options())
+      front_options += opt->count();
+    if (front_options > 0) {
+      std::cerr << "smsp-actors: options before 'node' are the server's; a "
+                   "node takes its own (smsp-actors node --help)\n";
+      return exit_usage;
+    }
+    if (auto why = check_node_tls(node.tls); !why.empty()) {
+      std::cerr << "smsp-actors node: " << why << "\n";
+      return exit_usage;
+    }
+    if (!is_loopback(node.host) && !node.tls.enabled()) {
+      std::cerr << "smsp-actors node: listening on " << node.host
+                << " (not loopback) requires --node-cert, --node-key and "
+                   "--node-ca: a node's port gives access to every mailbox "
+                   "on it, so fronts must prove who they are (see "
+                   "docs/SECURITY.md)\n";
+      return exit_usage;
+    }
+    node.commit_delay = node.sync == sync_mode::full
+                          ? std::chrono::microseconds{10000}
+                          : std::chrono::microseconds{0};
+    return result;
+  }
+  if (auto why = check_node_tls(srv.tls); !why.empty()) {
+    std::cerr << "smsp-actors: " << why << "\n";
+    return exit_usage;
+  }
+  if (auto why = check_node_list(srv.mailbox_nodes)) {
+    std::cerr << "smsp-actors: --mailbox-node: " << *why << "\n";
+    return exit_usage;
   }
   srv.hashing.cost = *parse_pwhash_cost(pwhash);
   result.pwhash = pwhash;

@@ -40,6 +40,9 @@ resolve_options(const server_options& opts);
 
 /// A parsed command line.
 struct command_line {
+  /// `smsp-actors node ...`: run a mailbox node, not a server.
+  bool is_node = false;
+  node_config node;
   server_config server;
   /// The log file (--log-file), or empty for stderr.
   std::string log_file;

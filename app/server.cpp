@@ -17,6 +17,7 @@
 #include "actors/log.hpp"
 #include "caf/all.hpp"
 #include "caf/io/all.hpp"
+#include "caf/openssl/all.hpp"
 
 namespace smsp {
 
@@ -74,6 +75,21 @@ void configure_actor_system(caf::actor_system_config& cfg) {
     cfg.set("scheduler.max-threads", static_cast<size_t>(cores - 1));
   }
   cfg.set("middleman.max-consecutive-reads", size_t{1});
+}
+
+void configure_node_links(caf::actor_system_config& cfg,
+                          std::chrono::milliseconds timeout,
+                          const node_tls& tls) {
+  using std::chrono::milliseconds;
+  auto beat = std::clamp(timeout / 4, milliseconds{50}, milliseconds{1000});
+  cfg.set("middleman.heartbeat-interval", caf::timespan{beat});
+  cfg.set("middleman.connection-timeout", caf::timespan{timeout * 2});
+  if (tls.enabled()) {
+    cfg.load<caf::openssl::manager>();
+    cfg.openssl_certificate = tls.cert;
+    cfg.openssl_key = tls.key;
+    cfg.openssl_cafile = tls.ca;
+  }
 }
 
 namespace {
@@ -169,6 +185,41 @@ std::string check_actor_system(const caf::actor_system_config& cfg) {
   return check_settings(cfg.content, "command line or " + path);
 }
 
+namespace {
+
+/// Compares the node list with the one recorded in the data dir (none
+/// recorded: every mailbox was in the front) and records the new one; or
+/// says why the server must not start: users would find their mailbox on
+/// another node, without their mail.
+std::string check_node_list_change(store& db, const server_config& cfg) {
+  std::vector<node_address> recorded;
+  try {
+    recorded = load_node_list(cfg.data_dir).value_or(recorded);
+  } catch (const std::runtime_error& err) {
+    return err.what();
+  }
+  if (recorded == cfg.mailbox_nodes)
+    return {};
+  auto users = db.account_names();
+  auto change = compare_placement(users, recorded, cfg.mailbox_nodes);
+  auto file = (std::filesystem::path{cfg.data_dir} / node_list_file).string();
+  if (change.moved > 0) {
+    auto why = describe_node_change(file, recorded, cfg.mailbox_nodes, change,
+                                    users.size());
+    if (!cfg.accept_node_change)
+      return why;
+    log_line("server: --accept-node-change: " + why);
+  }
+  try {
+    save_node_list(cfg.data_dir, cfg.mailbox_nodes);
+  } catch (const std::runtime_error& err) {
+    return err.what();
+  }
+  return {};
+}
+
+} // namespace
+
 caf::expected<server> start_server(caf::actor_system& sys,
                                    const server_config& cfg) {
   if (!init_crypto())
@@ -178,6 +229,32 @@ caf::expected<server> start_server(caf::actor_system& sys,
   // Throws store_error: a data dir that cannot be used stops the start.
   auto db = store::open(cfg.data_dir, cfg.sync);
   auto queued = db.imq();
+  auto claimed = db.claimed_moves();
+  auto reg_cfg = cfg.registry;
+  if (auto why = check_node_list_change(db, cfg); !why.empty())
+    return caf::make_error(caf::sec::runtime_error, std::move(why));
+  if (!cfg.mailbox_nodes.empty()) {
+    reg_cfg.nodes = cfg.mailbox_nodes;
+    reg_cfg.node_timeout = cfg.node_timeout;
+    reg_cfg.users_placed.assign(cfg.mailbox_nodes.size(), 0);
+    for (auto& user : db.account_names())
+      ++reg_cfg.users_placed[rendezvous_place(user, cfg.mailbox_nodes)];
+    for (size_t k = 0; k < cfg.mailbox_nodes.size(); ++k) {
+      node_link_config link;
+      link.host = cfg.mailbox_nodes[k].host;
+      link.port = cfg.mailbox_nodes[k].port;
+      link.index = k;
+      link.version = smsp_version();
+      link.origin = db.store_id();
+      link.timeout = cfg.node_timeout;
+      link.heartbeat = std::clamp(cfg.node_timeout / 4,
+                                  std::chrono::milliseconds{50},
+                                  std::chrono::milliseconds{1000});
+      link.max_backoff = cfg.node_timeout;
+      link.tls = cfg.tls.enabled();
+      srv.links.push_back(spawn_node_link(sys, std::move(link)));
+    }
+  }
   srv.writer = spawn_writer(sys, std::move(db), cfg.commit_delay);
   try {
     srv.reader = spawn_reader(sys, cfg.data_dir);
@@ -192,12 +269,14 @@ caf::expected<server> start_server(caf::actor_system& sys,
     throw;
   }
   srv.hasher = spawn_hasher(sys, cfg.hashing);
-  srv.imq = spawn_imq(sys, srv.writer, std::move(queued), cfg.registry.mail);
-  auto reg_cfg = cfg.registry;
+  srv.imq = spawn_imq(sys, srv.writer, std::move(queued), std::move(claimed),
+                      imq_config{cfg.registry.mail, cfg.node_timeout});
   reg_cfg.waits = cfg.acceptor.connection.waits;
-  srv.registry = spawn_registry(
-    sys, registry_deps{srv.hasher, srv.imq, srv.writer, srv.reader, srv.dumper},
-    reg_cfg);
+  srv.registry
+    = spawn_registry(sys,
+                     registry_deps{srv.hasher, srv.imq, srv.writer, srv.reader,
+                                   srv.dumper, srv.links},
+                     reg_cfg);
   auto room = connection_room(cfg.acceptor.max_connections);
   if (!room) {
     stop_server(srv);
@@ -231,9 +310,55 @@ void stop_server(const server& srv) {
     caf::anon_send_exit(srv.reader, reason);
   if (srv.dumper)
     caf::anon_send_exit(srv.dumper, reason);
+  for (auto& link : srv.links)
+    caf::anon_send_exit(link, reason);
   // The writer commits its open group as it stops.
   if (srv.writer)
     caf::anon_send_exit(srv.writer, reason);
+}
+
+caf::expected<mailbox_node>
+start_node(caf::actor_system& sys, const node_config& cfg,
+           const std::shared_ptr<node_mailbox_context>& ctx) {
+  mailbox_node node;
+  // Throws store_error: a data dir that cannot be used stops the start.
+  auto db = store::open(cfg.data_dir, cfg.sync);
+  auto store_id = db.store_id();
+  node.writer = spawn_writer(sys, std::move(db), cfg.commit_delay);
+  try {
+    node.reader = spawn_reader(sys, cfg.data_dir);
+  } catch (...) {
+    stop_node(node);
+    throw;
+  }
+  node.host = spawn_node_host(sys, node.writer, store_id);
+  // Filled in before the host is published: no front can spawn a mailbox
+  // before then.
+  ctx->reader = node.reader;
+  ctx->writer = node.writer;
+  ctx->host = node.host;
+  ctx->waits = cfg.waits;
+  auto port
+    = cfg.tls.enabled()
+        ? caf::openssl::publish(node.host, cfg.port, cfg.host.c_str(), true)
+        : sys.middleman().publish(node.host, cfg.port, cfg.host.c_str(), true);
+  if (!port) {
+    stop_node(node);
+    return std::move(port.error());
+  }
+  node.port = *port;
+  return node;
+}
+
+void stop_node(const mailbox_node& node) {
+  auto reason = caf::exit_reason::user_shutdown;
+  if (node.host)
+    caf::anon_send_exit(node.host, reason);
+  if (node.reader)
+    caf::anon_send_exit(node.reader, reason);
+  // The writer commits its open group as it stops.
+  if (node.writer)
+    caf::anon_send_exit(node.writer, reason);
 }
 
 } // namespace smsp

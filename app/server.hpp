@@ -3,8 +3,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "actors/spawn.hpp"
 #include "caf/actor.hpp"
@@ -13,6 +15,27 @@
 #include "net/acceptor.hpp"
 
 namespace smsp {
+
+/// Mutual TLS between a front and its mailbox nodes (libcaf-openssl): this
+/// process's certificate and key, and the CA that signs every peer's.
+/// All three or none.
+struct node_tls {
+  std::string cert;
+  std::string key;
+  std::string ca;
+  bool enabled() const {
+    return !cert.empty();
+  }
+};
+
+/// Heartbeats and connection timeouts on CAF's node connections (both off
+/// by default in CAF 0.17, so a frozen peer would never be noticed): a
+/// connection silent for 2 x `timeout` is closed, so that a reconnect is
+/// not refused as a duplicate of it (CAF issue #1304). With `tls`, also
+/// loads the openssl manager with its certificate settings.
+void configure_node_links(caf::actor_system_config& cfg,
+                          std::chrono::milliseconds timeout,
+                          const node_tls& tls);
 
 /// Everything a server is started with. Build it with resolve_options
 /// (app/options.hpp), which fills in the defaults that depend on other
@@ -36,6 +59,28 @@ struct server_config {
   acceptor_config acceptor;
   /// What DUMP costs and shows.
   dump_config dump;
+  /// The mailbox nodes; empty keeps every mailbox in this process.
+  std::vector<node_address> mailbox_nodes;
+  /// Start even when the node list differs from the one recorded in the
+  /// data dir (users whose node changes lose sight of their mail there).
+  bool accept_node_change = false;
+  /// Requests to a node fail after this; a missed heartbeat marks it down.
+  std::chrono::milliseconds node_timeout{1000};
+  node_tls tls;
+};
+
+/// Everything a mailbox node is started with.
+struct node_config {
+  /// 127.0.0.1 by default: any other address requires `tls`.
+  std::string host = "127.0.0.1";
+  uint16_t port = 0;
+  std::string data_dir = "./smsp-node-data";
+  sync_mode sync = sync_mode::full;
+  std::chrono::microseconds commit_delay{0};
+  std::chrono::milliseconds node_timeout{1000};
+  node_tls tls;
+  /// Plain requests between the node's actors.
+  timeouts waits;
 };
 
 /// The actors of a running server.
@@ -47,6 +92,8 @@ struct server {
   writer_actor writer;
   reader_actor reader;
   dumper_actor dumper;
+  /// One link per mailbox node.
+  std::vector<node_link_actor> links;
   /// Connections served at once: max_connections, or less where the
   /// open-file limit does not allow it.
   size_t max_connections = 0;
@@ -92,5 +139,25 @@ caf::expected<server> start_server(caf::actor_system& sys,
 
 /// Closes the listening socket and every connection and stops the actors.
 void stop_server(const server& srv);
+
+/// The actors of a running mailbox node.
+struct mailbox_node {
+  node_actor host;
+  writer_actor writer;
+  reader_actor reader;
+  /// The port actually bound.
+  uint16_t port = 0;
+};
+
+/// Opens the node's data dir and publishes its host on cfg.host:cfg.port
+/// (with TLS when cfg.tls is enabled; the actor system must have been
+/// configured with configure_node_links, add_message_types and
+/// add_node_mailbox_type with `ctx`, which this fills in). Throws
+/// store_error when the data dir cannot be used.
+caf::expected<mailbox_node>
+start_node(caf::actor_system& sys, const node_config& cfg,
+           const std::shared_ptr<node_mailbox_context>& ctx);
+
+void stop_node(const mailbox_node& node);
 
 } // namespace smsp

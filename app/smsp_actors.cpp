@@ -4,6 +4,8 @@
 #include <chrono>
 #include <csignal>
 #include <iostream>
+#include <memory>
+#include <optional>
 #include <thread>
 #include <variant>
 
@@ -45,8 +47,11 @@ sigset_t take_signals() {
   return set;
 }
 
-int run(const smsp::command_line& cmd, const sigset_t& signals) {
-  caf::actor_system_config cfg;
+/// Parses and checks CAF's own settings (command line and
+/// caf-application.ini) into `cfg`; returns an exit code when the program
+/// must stop (CAF printed help, or a setting is refused).
+std::optional<int> configure_caf(caf::actor_system_config& cfg,
+                                 const smsp::command_line& cmd) {
   cfg.load<caf::io::middleman>();
   std::vector<std::string> caf_args = cmd.caf_args;
   if (auto err = cfg.parse(caf_args)) {
@@ -62,6 +67,67 @@ int run(const smsp::command_line& cmd, const sigset_t& signals) {
     return smsp::exit_usage;
   }
   smsp::configure_actor_system(cfg);
+  smsp::add_message_types(cfg);
+  return std::nullopt;
+}
+
+/// Waits for SIGINT or SIGTERM, reopening the log at each SIGHUP.
+void wait_for_stop(const sigset_t& signals, const std::string& who) {
+  for (;;) {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    if (sig == SIGHUP) {
+      smsp::log_line(who + ": SIGHUP: reopening the log");
+      smsp::log_reopen();
+      continue;
+    }
+    smsp::log_line(who + " stopping on "
+                   + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
+    return;
+  }
+}
+
+/// `smsp-actors node ...`: a mailbox node until SIGINT or SIGTERM.
+int run_node(const smsp::command_line& cmd, const sigset_t& signals) {
+  auto& node_cfg = cmd.node;
+  caf::actor_system_config cfg;
+  if (auto code = configure_caf(cfg, cmd))
+    return *code;
+  smsp::configure_node_links(cfg, node_cfg.node_timeout, node_cfg.tls);
+  auto ctx = std::make_shared<smsp::node_mailbox_context>();
+  smsp::add_node_mailbox_type(cfg, ctx);
+  caf::actor_system sys{cfg};
+  caf::expected<smsp::mailbox_node> node{caf::error{}};
+  try {
+    node = smsp::start_node(sys, node_cfg, ctx);
+  } catch (const smsp::store_error& err) {
+    std::cerr << "smsp-actors node: " << err.what() << "\n";
+    return smsp::exit_failure;
+  }
+  if (!node) {
+    std::cerr << "smsp-actors node: cannot listen on " << node_cfg.host << ":"
+              << node_cfg.port << ": " << sys.render(node.error()) << "\n";
+    return smsp::exit_failure;
+  }
+  smsp::log_line("smsp-actors node " + smsp::smsp_version()
+                 + " started: data dir " + node_cfg.data_dir
+                 + ", sync=" + to_string(node_cfg.sync)
+                 + (node_cfg.tls.enabled() ? ", mutual TLS" : ", no TLS"));
+  std::cout << "smsp-actors node listening on " << node_cfg.host << ":"
+            << node->port << std::endl;
+  wait_for_stop(signals, "smsp-actors node");
+  smsp::stop_node(*node);
+  return smsp::exit_ok;
+}
+
+int run(const smsp::command_line& cmd, const sigset_t& signals) {
+  if (cmd.is_node)
+    return run_node(cmd, signals);
+  caf::actor_system_config cfg;
+  if (auto code = configure_caf(cfg, cmd))
+    return *code;
+  if (!cmd.server.mailbox_nodes.empty())
+    smsp::configure_node_links(cfg, cmd.server.node_timeout, cmd.server.tls);
   caf::actor_system sys{cfg};
   auto& srv_cfg = cmd.server;
   auto started = std::chrono::steady_clock::now();
@@ -92,21 +158,14 @@ int run(const smsp::command_line& cmd, const sigset_t& signals) {
                  + " ms: pwhash=" + cmd.pwhash + ", data dir "
                  + srv_cfg.data_dir + ", sync=" + to_string(srv_cfg.sync)
                  + ", dump=" + to_string(srv_cfg.dump.mode) + ", at most "
-                 + std::to_string(srv->max_connections) + " connections");
+                 + std::to_string(srv->max_connections) + " connections"
+                 + (srv_cfg.mailbox_nodes.empty()
+                      ? std::string{}
+                      : ", " + std::to_string(srv_cfg.mailbox_nodes.size())
+                          + " mailbox node(s)"));
   std::cout << "smsp-actors listening on " << srv_cfg.host << ":" << srv->port
             << std::endl;
-  for (;;) {
-    int sig = 0;
-    sigwait(&signals, &sig);
-    if (sig == SIGHUP) {
-      smsp::log_line("smsp-actors: SIGHUP: reopening the log");
-      smsp::log_reopen();
-      continue;
-    }
-    smsp::log_line(std::string{"smsp-actors stopping on "}
-                   + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
-    break;
-  }
+  wait_for_stop(signals, "smsp-actors");
   smsp::stop_server(*srv);
   return smsp::exit_ok;
 }

@@ -102,6 +102,20 @@ public:
     return std::nullopt;
   }
 
+  /// The ids of the mailboxes listed, active or retiring, whose user
+  /// satisfies `pred` (e.g. those placed on a node that went down).
+  template <class Pred>
+  std::vector<Id> ids_where(Pred pred) const {
+    std::vector<Id> out;
+    for (auto& e : active_.entries())
+      if (pred(e.first))
+        out.push_back(e.second.id);
+    for (auto& e : retiring_)
+      if (pred(e.first))
+        out.push_back(e.second.id);
+    return out;
+  }
+
   /// Calls `f(handle)` for every mailbox listed, active or retiring.
   template <class F>
   void for_each(F f) const {

@@ -42,6 +42,8 @@ std::string_view failure(errc code) {
       return "KO too many unstored messages";
     case errc::storage_failed:
       return "KO storage failed, nothing was saved";
+    case errc::mailbox_unavailable:
+      return "KO mailbox unavailable";
   }
   return internal_error;
 }

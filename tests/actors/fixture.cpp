@@ -135,9 +135,11 @@ fixture::~fixture() {
 void fixture::start() {
   auto db = store::open(dir.str(), opts.sync);
   auto queued = db.imq();
+  auto claimed = db.claimed_moves();
   writer = spawn_writer(sys, std::move(db));
   reader = spawn_reader(sys, dir.str());
-  imq = spawn_imq(sys, writer, std::move(queued), opts.mail);
+  imq = spawn_imq(sys, writer, std::move(queued), std::move(claimed),
+                  imq_config{opts.mail});
   hasher = smsp::spawn_hasher(sys, opts.hashing);
   dumper = spawn_dumper(sys, dir.str(), writer, opts.dump);
   auto reg_cfg = opts.registry;

@@ -997,7 +997,7 @@ TEST_CASE("every reply without a message text fits max_short_bytes",
   // A cookie: 32 hex digits.
   CHECK(fits(reply::ok_with(std::string(32, 'f'))));
   for (auto code = static_cast<int>(errc::not_logged_in);
-       code <= static_cast<int>(errc::storage_failed); ++code) {
+       code <= static_cast<int>(errc::mailbox_unavailable); ++code) {
     auto text = reply::failure(static_cast<errc>(code));
     CHECK(fits(text));
     CHECK(text.substr(0, 3) == "KO ");

@@ -1,0 +1,125 @@
+// Node host actor: a mailbox node's published actor (hello, heartbeat) and
+// the directory of the node's mailboxes.
+#include <unordered_map>
+
+#include "actors/log.hpp"
+#include "actors/spawn.hpp"
+#include "caf/all.hpp"
+
+namespace smsp {
+
+namespace {
+
+struct host_state {
+  writer_actor writer;
+  std::string store_id;
+  /// The mailbox of each owner spawned here most recently. Invariant: a
+  /// newer one has asked for (and retires) the one it replaced.
+  std::unordered_map<std::string, mailbox_actor> mailboxes;
+  /// The link actors of the fronts that said hello, monitored: when one
+  /// goes down (the front stopped or the connection broke), the mailboxes
+  /// it spawned are retired, so none is left behind.
+  std::unordered_map<caf::actor_addr, caf::actor> fronts;
+  uint64_t commits = 0;
+  uint64_t writes = 0;
+  static inline const char* name = "smsp.node_host";
+};
+
+using host_pointer = node_actor::stateful_pointer<host_state>;
+
+node_figures figures_of(host_pointer self) {
+  auto& st = self->state;
+  node_figures f;
+  f.version = smsp_version();
+  f.store_id = st.store_id;
+  f.mailboxes = st.mailboxes.size();
+  f.commits = st.commits;
+  f.writes = st.writes;
+  return f;
+}
+
+/// Retires every mailbox: their writes finish, then they stop; the next
+/// request of a front spawns them anew.
+void retire_all(host_pointer self) {
+  for (auto& [owner, box] : self->state.mailboxes)
+    caf::anon_send(box, retire_atom::value);
+  // Each answers the retire when done; the down message then erases it.
+}
+
+node_actor::behavior_type node_host(host_pointer self, writer_actor writer,
+                                    std::string store_id) {
+  auto& st = self->state;
+  st.writer = std::move(writer);
+  st.store_id = std::move(store_id);
+  self->set_exit_handler([=](caf::exit_msg& msg) {
+    for (auto& [owner, box] : self->state.mailboxes)
+      self->send_exit(box, msg.reason);
+    self->quit(msg.reason);
+  });
+  self->set_down_handler([=](caf::down_msg& msg) {
+    auto& st = self->state;
+    if (auto front = st.fronts.find(msg.source); front != st.fronts.end()) {
+      st.fronts.erase(front);
+      log_line("node: front link " + caf::to_string(msg.source) + " gone ("
+               + self->system().render(msg.reason) + "): retiring "
+               + std::to_string(st.mailboxes.size()) + " mailbox(es)");
+      retire_all(self);
+      return;
+    }
+    for (auto i = st.mailboxes.begin(); i != st.mailboxes.end(); ++i)
+      if (i->second.address() == msg.source) {
+        st.mailboxes.erase(i);
+        break;
+      }
+  });
+  return {
+    [=](hello_atom, const std::string& version,
+        caf::actor& front) -> caf::result<node_figures> {
+      if (version != smsp_version()) {
+        auto why = "version mismatch: this node runs smsp-actors "
+                   + smsp_version() + ", the front runs " + version
+                   + "; run the same version on both";
+        log_line("node: refused a front: " + why);
+        return caf::make_error(caf::sec::runtime_error, std::move(why));
+      }
+      auto& st = self->state;
+      if (front && st.fronts.emplace(front.address(), front).second) {
+        self->monitor(front);
+        log_line("node: front linked from " + caf::to_string(front.node()));
+      }
+      self->request(st.writer, caf::infinite, stats_atom::value)
+        .then([=](uint64_t commits, uint64_t writes) {
+          self->state.commits = commits;
+          self->state.writes = writes;
+        });
+      return figures_of(self);
+    },
+    [=](ping_atom) {
+      auto& st = self->state;
+      self->request(st.writer, caf::infinite, stats_atom::value)
+        .then([=](uint64_t commits, uint64_t writes) {
+          self->state.commits = commits;
+          self->state.writes = writes;
+        });
+      return figures_of(self);
+    },
+    [=](activate_atom, const std::string& owner,
+        mailbox_actor& box) -> mailbox_actor {
+      auto& st = self->state;
+      self->monitor(box);
+      auto& slot = st.mailboxes[owner];
+      auto predecessor = std::move(slot);
+      slot = std::move(box);
+      return predecessor;
+    },
+  };
+}
+
+} // namespace
+
+node_actor spawn_node_host(caf::actor_system& sys, writer_actor writer,
+                           std::string store_id) {
+  return sys.spawn(node_host, std::move(writer), std::move(store_id));
+}
+
+} // namespace smsp

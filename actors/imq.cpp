@@ -252,17 +252,14 @@ void post_done(imq_pointer self, const std::string& poster) {
 /// Runs `start` now, or after the poster's posts under way: a STORE may
 /// overtake the poster's MESSAGE on its way here (it travels through the
 /// target mailbox or the registry's lookup), and takes effect after the
-/// posts under way, as their poster sent it.
+/// posts under way, as their poster sent it. The poster must be known.
 template <class Start>
-bool after_posts(imq_pointer self, const std::string& poster, Start start) {
-  auto mine = self->state.posters.find(poster);
-  if (mine == self->state.posters.end())
-    return false;
-  if (mine->second.posting > 0)
-    mine->second.waiting.emplace_back(std::move(start));
+void after_posts(imq_pointer self, const std::string& poster, Start start) {
+  auto& mine = self->state.posters.at(poster);
+  if (mine.posting > 0)
+    mine.waiting.emplace_back(std::move(start));
   else
     start();
-  return true;
 }
 
 imq_actor::behavior_type
@@ -313,19 +310,19 @@ imq(imq_pointer self, writer_actor writer, std::vector<queued_message> queued,
     },
     [=](store_atom, const std::string& poster,
         const std::string& owner) -> caf::result<uint64_t, std::string> {
-      auto rp = self->make_response_promise<uint64_t, std::string>();
-      if (!after_posts(self, poster,
-                       [=] { start_store(self, poster, owner, rp); }))
+      if (self->state.posters.count(poster) == 0)
         return make_error(errc::nothing_to_store);
+      auto rp = self->make_response_promise<uint64_t, std::string>();
+      after_posts(self, poster, [=] { start_store(self, poster, owner, rp); });
       return rp;
     },
     [=](store_atom, const std::string& poster, const std::string& owner,
         mailbox_actor& box) -> caf::result<caf::ok_atom> {
-      auto rp = self->make_response_promise<caf::ok_atom>();
-      if (!after_posts(self, poster, [=] {
-            start_remote_store(self, poster, owner, box, rp);
-          }))
+      if (self->state.posters.count(poster) == 0)
         return make_error(errc::nothing_to_store);
+      auto rp = self->make_response_promise<caf::ok_atom>();
+      after_posts(self, poster,
+                  [=] { start_remote_store(self, poster, owner, box, rp); });
       return rp;
     },
     [=](finish_atom, const std::string& owner,

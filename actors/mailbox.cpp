@@ -210,31 +210,47 @@ mailbox_actor::behavior_type serve(mailbox_pointer self) {
   };
 }
 
+/// A mailbox on a node, as a front spawns it there (remote spawn).
+mailbox_actor::behavior_type
+node_mailbox(mailbox_pointer self, std::string owner, std::string origin,
+             uint64_t max_mailbox,
+             std::shared_ptr<const node_mailbox_context> ctx) {
+  auto& st = self->state;
+  st.owner = std::move(owner);
+  st.deps.reader = ctx->reader;
+  st.deps.writer = ctx->writer;
+  st.deps.waits = ctx->waits;
+  st.deps.mail.max_mailbox = static_cast<size_t>(max_mailbox);
+  st.deps.origin = std::move(origin);
+  // The node's host knows this owner's previous mailbox here, if any (a
+  // front that restarted, or whose link broke, spawns anew): it must
+  // finish its writes before this one loads.
+  self
+    ->request(ctx->host, ctx->waits.request, activate_atom::value, st.owner,
+              mailbox_actor{self})
+    .await([=](mailbox_actor& predecessor) { start(self, predecessor); },
+           [=](caf::error&) { start(self, {}); });
+  return serve(self);
+}
+
 } // namespace
 
 void add_node_mailbox_type(caf::actor_system_config& cfg,
                            std::shared_ptr<const node_mailbox_context> ctx) {
-  cfg.add_actor_type(
-    node_mailbox_type,
-    [ctx](mailbox_pointer self, std::string owner, std::string origin,
-          uint64_t max_mailbox) -> mailbox_actor::behavior_type {
-      auto& st = self->state;
-      st.owner = std::move(owner);
-      st.deps.reader = ctx->reader;
-      st.deps.writer = ctx->writer;
-      st.deps.waits = ctx->waits;
-      st.deps.mail.max_mailbox = static_cast<size_t>(max_mailbox);
-      st.deps.origin = std::move(origin);
-      // The node's host knows this owner's previous mailbox here, if any (a
-      // front that restarted, or one whose link broke, spawns anew): it
-      // must finish its writes before this one loads.
-      self
-        ->request(ctx->host, ctx->waits.request, activate_atom::value, st.owner,
-                  mailbox_actor{self})
-        .await([=](mailbox_actor& predecessor) { start(self, predecessor); },
-               [=](caf::error&) { start(self, {}); });
-      return serve(self);
-    });
+  cfg.add_actor_type(node_mailbox_type,
+                     [ctx](mailbox_pointer self, std::string owner,
+                           std::string origin, uint64_t max_mailbox) {
+                       return node_mailbox(self, std::move(owner),
+                                           std::move(origin), max_mailbox, ctx);
+                     });
+}
+
+mailbox_actor
+spawn_node_mailbox(caf::actor_system& sys, std::string owner,
+                   std::string origin, uint64_t max_mailbox,
+                   std::shared_ptr<const node_mailbox_context> ctx) {
+  return sys.spawn(node_mailbox, std::move(owner), std::move(origin),
+                   max_mailbox, std::move(ctx));
 }
 
 mailbox_actor spawn_mailbox(caf::actor_system& sys, std::string owner,

@@ -138,7 +138,10 @@ using reader_actor = caf::typed_actor<
   // (name) -> password hash; errc::no_such_user.
   caf::replies_to<lookup_atom, std::string>::with<std::string>,
   // (owner) -> the mailbox's messages, oldest first.
-  caf::replies_to<load_atom, std::string>::with<std::vector<stored_mail>>>;
+  caf::replies_to<load_atom, std::string>::with<std::vector<stored_mail>>,
+  // -> moves applied on this node whose settling the front has not yet
+  // confirmed (see node_figures::applied).
+  caf::replies_to<stats_atom>::with<uint64_t>>;
 
 /// One user's FIFO of messages while the user is active: loaded from the
 /// store when spawned, every change committed before it is acknowledged.

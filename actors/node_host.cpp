@@ -12,6 +12,7 @@ namespace {
 
 struct host_state {
   writer_actor writer;
+  reader_actor reader;
   std::string store_id;
   /// The mailbox of each owner spawned here most recently. Invariant: a
   /// newer one has asked for (and retires) the one it replaced.
@@ -22,6 +23,7 @@ struct host_state {
   std::unordered_map<caf::actor_addr, caf::actor> fronts;
   uint64_t commits = 0;
   uint64_t writes = 0;
+  uint64_t applied = 0;
   static inline const char* name = "smsp.node_host";
 };
 
@@ -35,7 +37,24 @@ node_figures figures_of(host_pointer self) {
   f.mailboxes = st.mailboxes.size();
   f.commits = st.commits;
   f.writes = st.writes;
+  f.applied = st.applied;
   return f;
+}
+
+/// Refreshes the store's figures for the next answer (a heartbeat answers
+/// at once with the last ones, so a busy writer never delays it).
+void refresh_figures(host_pointer self) {
+  auto& st = self->state;
+  self->request(st.writer, caf::infinite, stats_atom::value)
+    .then(
+      [=](uint64_t commits, uint64_t writes) {
+        self->state.commits = commits;
+        self->state.writes = writes;
+      },
+      [](caf::error&) {});
+  self->request(st.reader, caf::infinite, stats_atom::value)
+    .then([=](uint64_t applied) { self->state.applied = applied; },
+          [](caf::error&) {});
 }
 
 /// Retires every mailbox: their writes finish, then they stop; the next
@@ -47,9 +66,10 @@ void retire_all(host_pointer self) {
 }
 
 node_actor::behavior_type node_host(host_pointer self, writer_actor writer,
-                                    std::string store_id) {
+                                    reader_actor reader, std::string store_id) {
   auto& st = self->state;
   st.writer = std::move(writer);
+  st.reader = std::move(reader);
   st.store_id = std::move(store_id);
   self->set_exit_handler([=](caf::exit_msg& msg) {
     for (auto& [owner, box] : self->state.mailboxes)
@@ -87,20 +107,11 @@ node_actor::behavior_type node_host(host_pointer self, writer_actor writer,
         self->monitor(front);
         log_line("node: front linked from " + caf::to_string(front.node()));
       }
-      self->request(st.writer, caf::infinite, stats_atom::value)
-        .then([=](uint64_t commits, uint64_t writes) {
-          self->state.commits = commits;
-          self->state.writes = writes;
-        });
+      refresh_figures(self);
       return figures_of(self);
     },
     [=](ping_atom) {
-      auto& st = self->state;
-      self->request(st.writer, caf::infinite, stats_atom::value)
-        .then([=](uint64_t commits, uint64_t writes) {
-          self->state.commits = commits;
-          self->state.writes = writes;
-        });
+      refresh_figures(self);
       return figures_of(self);
     },
     [=](activate_atom, const std::string& owner,
@@ -118,8 +129,9 @@ node_actor::behavior_type node_host(host_pointer self, writer_actor writer,
 } // namespace
 
 node_actor spawn_node_host(caf::actor_system& sys, writer_actor writer,
-                           std::string store_id) {
-  return sys.spawn(node_host, std::move(writer), std::move(store_id));
+                           reader_actor reader, std::string store_id) {
+  return sys.spawn(node_host, std::move(writer), std::move(reader),
+                   std::move(store_id));
 }
 
 } // namespace smsp

@@ -8,6 +8,7 @@
 #include "caf/all.hpp"
 #include "caf/io/all.hpp"
 #include "caf/openssl/manager.hpp"
+#include "caf/openssl/middleman_actor.hpp"
 
 namespace smsp {
 
@@ -181,10 +182,21 @@ node_link_actor::behavior_type node_link(link_pointer self,
                                          node_link_config cfg) {
   auto& st = self->state;
   st.cfg = std::move(cfg);
-  auto& mm = self->system().middleman();
-  st.spawner = mm.actor_handle();
-  st.connector = st.cfg.tls ? tls_connector(self->system()) : st.spawner;
+  // A connector of its own (a detached middleman actor on CAF's one BASP
+  // broker): CAF's connect() blocks its middleman actor, so with a shared
+  // one a node whose address drops packets would stall the connects and
+  // remote spawns of every other node's link.
+  auto& sys = self->system();
+  auto basp
+    = sys.middleman().named_broker<caf::io::basp_broker>(caf::atom("BASP"));
+  st.connector = st.cfg.tls ? caf::openssl::make_middleman_actor(sys, basp)
+                            : caf::io::make_middleman_actor(sys, basp);
+  st.spawner = st.connector;
   st.next_attempt = steady_clock_fn()();
+  self->set_exit_handler([=](caf::exit_msg& msg) {
+    self->send_exit(self->state.connector, msg.reason);
+    self->quit(msg.reason);
+  });
   self->set_down_handler([=](caf::down_msg& msg) {
     auto& st = self->state;
     if (st.up && msg.source == st.host.address())
@@ -254,10 +266,6 @@ node_link_actor::behavior_type node_link(link_pointer self,
 }
 
 } // namespace
-
-caf::io::middleman_actor tls_connector(caf::actor_system& sys) {
-  return sys.openssl_manager().actor_handle();
-}
 
 node_link_actor spawn_node_link(caf::actor_system& sys, node_link_config cfg) {
   return sys.spawn(node_link, std::move(cfg));

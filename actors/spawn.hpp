@@ -15,7 +15,6 @@
 #include "actors/logic/throttle.hpp"
 #include "actors/messages.hpp"
 #include "caf/fwd.hpp"
-#include "caf/io/middleman_actor.hpp"
 
 namespace smsp {
 
@@ -69,7 +68,7 @@ struct mailbox_deps {
   mail_limits mail;
   /// The store id of the front whose IMQ moves mail here: with the IMQ id,
   /// it names a move applied here (see store::apply_move).
-  std::string origin;
+  std::string origin = {};
 };
 
 /// `owner`'s mailbox, loaded from the store. With a `predecessor` (a retiring
@@ -198,11 +197,18 @@ struct node_mailbox_context {
 void add_node_mailbox_type(caf::actor_system_config& cfg,
                            std::shared_ptr<const node_mailbox_context> ctx);
 
+/// The mailbox that add_node_mailbox_type's actor type spawns, spawned
+/// here (for tests: the same actor without a remote spawn).
+mailbox_actor
+spawn_node_mailbox(caf::actor_system& sys, std::string owner,
+                   std::string origin, uint64_t max_mailbox,
+                   std::shared_ptr<const node_mailbox_context> ctx);
+
 /// A node's host (see node_actor): answers hello and ping, and keeps the
 /// directory of the node's mailboxes so that a new one retires its
 /// predecessor. `store_id` is the node's store's.
 node_actor spawn_node_host(caf::actor_system& sys, writer_actor writer,
-                           std::string store_id);
+                           reader_actor reader, std::string store_id);
 
 /// How the front reaches one mailbox node.
 struct node_link_config {
@@ -225,9 +231,5 @@ struct node_link_config {
 };
 
 node_link_actor spawn_node_link(caf::actor_system& sys, node_link_config cfg);
-
-/// The openssl manager's connector (CAF's middleman actor over TLS); the
-/// caller must have loaded caf::openssl::manager.
-caf::io::middleman_actor tls_connector(caf::actor_system& sys);
 
 } // namespace smsp

@@ -42,6 +42,15 @@ reader(reader_actor::stateful_pointer<reader_state> self,
         return make_error(errc::storage_failed);
       }
     },
+    [=](stats_atom) -> caf::result<uint64_t> {
+      try {
+        return self->state.db->applied_count();
+      } catch (const store_error& err) {
+        log_line(std::string{"store: counting applied moves failed: "}
+                 + err.what());
+        return make_error(errc::storage_failed);
+      }
+    },
   };
 }
 
@@ -105,6 +114,9 @@ void log_writer_figures(uint64_t commits, uint64_t writes) {
 void log_store(dumper_pointer self) {
   auto& cfg = self->state.cfg;
   bool full = cfg.mode == dump_mode::full;
+  // With mailbox nodes, the front's store holds accounts and the IMQ only:
+  // listing its (empty) mailboxes would mislead.
+  auto nodes = self->state.figures.nodes.size();
   uint64_t accounts = 0;
   uint64_t listed = 0;
   store::dump_sink sink;
@@ -133,9 +145,14 @@ void log_store(dumper_pointer self) {
   };
   try {
     self->state.db->dump(sink, full ? cfg.texts : 0,
-                         full ? cfg.max_mailboxes : 0);
+                         full && nodes == 0 ? cfg.max_mailboxes : 0);
   } catch (const store_error& err) {
     log_line(std::string{"DUMP failed: "} + err.what());
+    return;
+  }
+  if (nodes > 0) {
+    log_line("DUMP mailboxes: on the " + std::to_string(nodes)
+             + " mailbox node(s) (see the node lines above), none here");
     return;
   }
   if (full && accounts > listed)

@@ -331,7 +331,7 @@ start_node(caf::actor_system& sys, const node_config& cfg,
     stop_node(node);
     throw;
   }
-  node.host = spawn_node_host(sys, node.writer, store_id);
+  node.host = spawn_node_host(sys, node.writer, node.reader, store_id);
   // Filled in before the host is published: no front can spawn a mailbox
   // before then.
   ctx->reader = node.reader;

@@ -95,6 +95,9 @@ registry_actor::behavior_type scripted_registry(registry_actor::pointer self,
     [=](caf::tick_atom) {
       // The real registry passivates here; nothing to do.
     },
+    // No mailbox nodes here.
+    [=](node_atom, up_atom, uint64_t) {},
+    [=](node_atom, down_atom, uint64_t) {},
   };
 }
 

@@ -151,6 +151,8 @@ smsp::registry_actor::behavior_type hanging_registry(
     [=](dump_atom) { return caf::ok_atom::value; },
     [=](stats_atom) { return registry_figures{}; },
     [=](caf::tick_atom) {},
+    [=](node_atom, up_atom, uint64_t) {},
+    [=](node_atom, down_atom, uint64_t) {},
   };
 }
 

@@ -227,7 +227,7 @@ node_mailbox(mailbox_pointer self, std::string owner, std::string origin,
   // finish its writes before this one loads.
   self
     ->request(ctx->host, ctx->waits.request, activate_atom::value, st.owner,
-              mailbox_actor{self})
+              st.deps.origin, mailbox_actor{self})
     .await([=](mailbox_actor& predecessor) { start(self, predecessor); },
            [=](caf::error&) { start(self, {}); });
   return serve(self);

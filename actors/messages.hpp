@@ -195,16 +195,19 @@ typename Inspector::result_type inspect(Inspector& f, node_figures& x) {
 /// front's link to the node talks to it; mailboxes are spawned on the node
 /// by remote_spawn (actor type node_mailbox_type in spawn.hpp).
 using node_actor = caf::typed_actor<
-  // (front's version, front's link actor): opens a link -> the node's
-  // figures. A front of another version is refused with an error naming
-  // both versions. The node retires every mailbox it holds when that link
-  // actor goes down (the front stopped or lost the connection).
-  caf::replies_to<hello_atom, std::string, caf::actor>::with<node_figures>,
+  // (front's version, front's store id, front's link actor): opens a link
+  // -> the node's figures. A front of another version is refused with an
+  // error naming both versions. When the last link of a front goes down
+  // (it stopped or lost the connection), the node retires the mailboxes
+  // that front spawned.
+  caf::replies_to<hello_atom, std::string, std::string,
+                  caf::actor>::with<node_figures>,
   // The link's heartbeat -> the node's figures.
   caf::replies_to<ping_atom>::with<node_figures>,
-  // From a mailbox spawned on the node: (owner, itself) -> that owner's
-  // previous mailbox here, if any, which it retires before loading.
-  caf::replies_to<activate_atom, std::string,
+  // From a mailbox spawned on the node: (owner, the front's store id,
+  // itself) -> that owner's previous mailbox here, if any, which it retires
+  // before loading.
+  caf::replies_to<activate_atom, std::string, std::string,
                   mailbox_actor>::with<mailbox_actor>>;
 
 /// The incoming message queue: the ids of queued texts per poster (the

@@ -14,13 +14,19 @@ struct host_state {
   writer_actor writer;
   reader_actor reader;
   std::string store_id;
+  struct hosted {
+    mailbox_actor box;
+    /// The store id of the front that spawned it.
+    std::string origin;
+  };
   /// The mailbox of each owner spawned here most recently. Invariant: a
   /// newer one has asked for (and retires) the one it replaced.
-  std::unordered_map<std::string, mailbox_actor> mailboxes;
-  /// The link actors of the fronts that said hello, monitored: when one
-  /// goes down (the front stopped or the connection broke), the mailboxes
-  /// it spawned are retired, so none is left behind.
-  std::unordered_map<caf::actor_addr, caf::actor> fronts;
+  std::unordered_map<std::string, hosted> mailboxes;
+  /// The link actors of the fronts that said hello, monitored, with their
+  /// store ids: when the last link of a front goes down (it stopped or the
+  /// connection broke), the mailboxes it spawned are retired, so none is
+  /// left behind (a front that comes back spawns new ones).
+  std::unordered_map<caf::actor_addr, std::string> fronts;
   uint64_t commits = 0;
   uint64_t writes = 0;
   uint64_t applied = 0;
@@ -57,12 +63,16 @@ void refresh_figures(host_pointer self) {
           [](caf::error&) {});
 }
 
-/// Retires every mailbox: their writes finish, then they stop; the next
-/// request of a front spawns them anew.
-void retire_all(host_pointer self) {
-  for (auto& [owner, box] : self->state.mailboxes)
-    caf::anon_send(box, retire_atom::value);
-  // Each answers the retire when done; the down message then erases it.
+/// Retires the mailboxes spawned by the front with store id `origin`: their
+/// writes finish, then they stop (the down message then erases them).
+size_t retire_spawned_by(host_pointer self, const std::string& origin) {
+  size_t n = 0;
+  for (auto& [owner, entry] : self->state.mailboxes)
+    if (entry.origin == origin) {
+      caf::anon_send(entry.box, retire_atom::value);
+      ++n;
+    }
+  return n;
 }
 
 node_actor::behavior_type node_host(host_pointer self, writer_actor writer,
@@ -72,28 +82,32 @@ node_actor::behavior_type node_host(host_pointer self, writer_actor writer,
   st.reader = std::move(reader);
   st.store_id = std::move(store_id);
   self->set_exit_handler([=](caf::exit_msg& msg) {
-    for (auto& [owner, box] : self->state.mailboxes)
-      self->send_exit(box, msg.reason);
+    for (auto& [owner, entry] : self->state.mailboxes)
+      self->send_exit(entry.box, msg.reason);
     self->quit(msg.reason);
   });
   self->set_down_handler([=](caf::down_msg& msg) {
     auto& st = self->state;
     if (auto front = st.fronts.find(msg.source); front != st.fronts.end()) {
+      auto origin = std::move(front->second);
       st.fronts.erase(front);
-      log_line("node: front link " + caf::to_string(msg.source) + " gone ("
+      for (auto& [link, other] : st.fronts)
+        if (other == origin)
+          return; // The same front, linked again already.
+      auto n = retire_spawned_by(self, origin);
+      log_line("node: front " + origin + " gone ("
                + self->system().render(msg.reason) + "): retiring "
-               + std::to_string(st.mailboxes.size()) + " mailbox(es)");
-      retire_all(self);
+               + std::to_string(n) + " of its mailbox(es)");
       return;
     }
     for (auto i = st.mailboxes.begin(); i != st.mailboxes.end(); ++i)
-      if (i->second.address() == msg.source) {
+      if (i->second.box.address() == msg.source) {
         st.mailboxes.erase(i);
         break;
       }
   });
   return {
-    [=](hello_atom, const std::string& version,
+    [=](hello_atom, const std::string& version, const std::string& origin,
         caf::actor& front) -> caf::result<node_figures> {
       if (version != smsp_version()) {
         auto why = "version mismatch: this node runs smsp-actors "
@@ -103,9 +117,10 @@ node_actor::behavior_type node_host(host_pointer self, writer_actor writer,
         return caf::make_error(caf::sec::runtime_error, std::move(why));
       }
       auto& st = self->state;
-      if (front && st.fronts.emplace(front.address(), front).second) {
+      if (front && st.fronts.emplace(front.address(), origin).second) {
         self->monitor(front);
-        log_line("node: front linked from " + caf::to_string(front.node()));
+        log_line("node: front " + origin + " linked from "
+                 + caf::to_string(front.node()));
       }
       refresh_figures(self);
       return figures_of(self);
@@ -114,13 +129,13 @@ node_actor::behavior_type node_host(host_pointer self, writer_actor writer,
       refresh_figures(self);
       return figures_of(self);
     },
-    [=](activate_atom, const std::string& owner,
+    [=](activate_atom, const std::string& owner, std::string& origin,
         mailbox_actor& box) -> mailbox_actor {
       auto& st = self->state;
       self->monitor(box);
       auto& slot = st.mailboxes[owner];
-      auto predecessor = std::move(slot);
-      slot = std::move(box);
+      auto predecessor = std::move(slot.box);
+      slot = host_state::hosted{std::move(box), std::move(origin)};
       return predecessor;
     },
   };

@@ -137,7 +137,7 @@ void connect(link_pointer self) {
         auto host = caf::actor_cast<node_actor>(std::move(ptr));
         self
           ->request(host, st.cfg.timeout, hello_atom::value, st.cfg.version,
-                    caf::actor_cast<caf::actor>(self))
+                    st.cfg.origin, caf::actor_cast<caf::actor>(self))
           .then(
             [=](node_figures& figures) mutable {
               if (attempt == self->state.attempt)

@@ -117,6 +117,10 @@ int run_node(const smsp::command_line& cmd, const sigset_t& signals) {
             << node->port << std::endl;
   wait_for_stop(signals, "smsp-actors node");
   smsp::stop_node(*node);
+  // The mailbox type's factory (in cfg, which outlives sys) shares ctx:
+  // its handles would keep the stopped actors, and the actor system's
+  // shutdown waiting for them.
+  *ctx = smsp::node_mailbox_context{};
   return smsp::exit_ok;
 }
 

@@ -249,6 +249,13 @@ struct fixture {
     return ask<T>(writer, std::forward<Ts>(xs)...);
   }
 
+  /// Asks an actor of a mailbox node that a test runs beside the fixture
+  /// (its host or reader; tests/actors/nodes_test.cpp).
+  template <class T, class Handle, class... Ts>
+  caf::expected<T> ask_node(const Handle& dest, Ts&&... xs) {
+    return ask<T>(dest, std::forward<Ts>(xs)...);
+  }
+
   /// Asks `pool`: the fixture's hasher or one from spawn_hasher.
   template <class T, class... Ts>
   caf::expected<T> ask_hasher(const hasher_actor& pool, Ts&&... xs) {

@@ -476,6 +476,15 @@ std::variant<command_line, int> parse_command_line(int argc,
     std::cerr << "smsp-actors: --mailbox-node: " << *why << "\n";
     return exit_usage;
   }
+  if (!srv.tls.enabled())
+    for (auto& node : srv.mailbox_nodes)
+      if (!is_loopback(node.host)) {
+        std::cerr << "smsp-actors: --mailbox-node " << to_string(node)
+                  << " is not on this machine: links to other machines "
+                     "need mutual TLS (--node-cert, --node-key, --node-ca; "
+                     "see docs/SECURITY.md)\n";
+        return exit_usage;
+      }
   srv.hashing.cost = *parse_pwhash_cost(pwhash);
   result.pwhash = pwhash;
   auto resolved = resolve_options(opts);

@@ -14,6 +14,9 @@
 
 #include <sys/resource.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "actors/log.hpp"
 #include "caf/all.hpp"
 #include "caf/io/all.hpp"
@@ -75,6 +78,47 @@ void configure_actor_system(caf::actor_system_config& cfg) {
     cfg.set("scheduler.max-threads", static_cast<size_t>(cores - 1));
   }
   cfg.set("middleman.max-consecutive-reads", size_t{1});
+}
+
+namespace {
+
+/// OpenSSL's last error, as text.
+std::string openssl_error() {
+  auto code = ERR_get_error();
+  ERR_clear_error();
+  if (code == 0)
+    return "unknown error";
+  char text[256];
+  ERR_error_string_n(code, text, sizeof(text));
+  return text;
+}
+
+} // namespace
+
+std::string check_node_tls_files(const node_tls& tls) {
+  if (!tls.enabled())
+    return {};
+  std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx{
+    SSL_CTX_new(TLS_method()), SSL_CTX_free};
+  if (!ctx)
+    return "OpenSSL cannot start: " + openssl_error();
+  // Never prompt for a passphrase: CAF is given none.
+  SSL_CTX_set_default_passwd_cb(ctx.get(),
+                                [](char*, int, int, void*) { return 0; });
+  if (SSL_CTX_use_certificate_chain_file(ctx.get(), tls.cert.c_str()) != 1)
+    return "--node-cert " + tls.cert
+           + " is not a usable PEM certificate: " + openssl_error();
+  if (SSL_CTX_use_PrivateKey_file(ctx.get(), tls.key.c_str(), SSL_FILETYPE_PEM)
+      != 1)
+    return "--node-key " + tls.key
+           + " is not a usable unencrypted PEM private key: " + openssl_error();
+  if (SSL_CTX_check_private_key(ctx.get()) != 1)
+    return "--node-key " + tls.key + " does not belong to --node-cert "
+           + tls.cert + ": " + openssl_error();
+  if (SSL_CTX_load_verify_locations(ctx.get(), tls.ca.c_str(), nullptr) != 1)
+    return "--node-ca " + tls.ca
+           + " is not a usable PEM CA certificate: " + openssl_error();
+  return {};
 }
 
 void configure_node_links(caf::actor_system_config& cfg,

@@ -28,6 +28,11 @@ struct node_tls {
   }
 };
 
+/// Why the TLS files cannot be used (unreadable, not PEM, a key that does
+/// not match the certificate, an encrypted key), or "". CAF itself would
+/// notice only at the first connection, and then abort the process.
+std::string check_node_tls_files(const node_tls& tls);
+
 /// Heartbeats and connection timeouts on CAF's node connections (both off
 /// by default in CAF 0.17, so a frozen peer would never be noticed): a
 /// connection silent for 2 x `timeout` is closed, so that a reconnect is

@@ -16,6 +16,7 @@
 #include "app/options.hpp"
 #include "app/server.hpp"
 #include "caf/all.hpp"
+#include "caf/detail/scope_guard.hpp"
 #include "caf/io/all.hpp"
 
 namespace {
@@ -90,6 +91,10 @@ void wait_for_stop(const sigset_t& signals, const std::string& who) {
 /// `smsp-actors node ...`: a mailbox node until SIGINT or SIGTERM.
 int run_node(const smsp::command_line& cmd, const sigset_t& signals) {
   auto& node_cfg = cmd.node;
+  if (auto why = smsp::check_node_tls_files(node_cfg.tls); !why.empty()) {
+    std::cerr << "smsp-actors node: " << why << "\n";
+    return smsp::exit_usage;
+  }
   caf::actor_system_config cfg;
   if (auto code = configure_caf(cfg, cmd))
     return *code;
@@ -97,6 +102,11 @@ int run_node(const smsp::command_line& cmd, const sigset_t& signals) {
   auto ctx = std::make_shared<smsp::node_mailbox_context>();
   smsp::add_node_mailbox_type(cfg, ctx);
   caf::actor_system sys{cfg};
+  // The mailbox type's factory (in cfg, which outlives sys) shares ctx: its
+  // handles would keep the node's actors alive, and the actor system's
+  // shutdown waiting for them, on every way out of this function.
+  auto release_ctx = caf::detail::make_scope_guard(
+    [&ctx] { *ctx = smsp::node_mailbox_context{}; });
   caf::expected<smsp::mailbox_node> node{caf::error{}};
   try {
     node = smsp::start_node(sys, node_cfg, ctx);
@@ -117,16 +127,16 @@ int run_node(const smsp::command_line& cmd, const sigset_t& signals) {
             << node->port << std::endl;
   wait_for_stop(signals, "smsp-actors node");
   smsp::stop_node(*node);
-  // The mailbox type's factory (in cfg, which outlives sys) shares ctx:
-  // its handles would keep the stopped actors, and the actor system's
-  // shutdown waiting for them.
-  *ctx = smsp::node_mailbox_context{};
   return smsp::exit_ok;
 }
 
 int run(const smsp::command_line& cmd, const sigset_t& signals) {
   if (cmd.is_node)
     return run_node(cmd, signals);
+  if (auto why = smsp::check_node_tls_files(cmd.server.tls); !why.empty()) {
+    std::cerr << "smsp-actors: " << why << "\n";
+    return smsp::exit_usage;
+  }
   caf::actor_system_config cfg;
   if (auto code = configure_caf(cfg, cmd))
     return *code;

@@ -90,6 +90,33 @@ typename Inspector::result_type inspect(Inspector& f, stored_mail& x) {
   return f(caf::meta::type_name("stored_mail"), x.id, x.text);
 }
 
+/// One mailbox as DUMP lists it.
+struct mailbox_listing {
+  std::string owner;
+  uint64_t count = 0;
+  /// The first texts, oldest first.
+  std::vector<std::string> texts;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, mailbox_listing& x) {
+  return f(caf::meta::type_name("mailbox_listing"), x.owner, x.count, x.texts);
+}
+
+/// What a node's store holds, for the front's DUMP: bounded by the
+/// request's numbers of mailboxes and texts.
+struct node_listing {
+  /// Messages in all the node's mailboxes.
+  uint64_t mail = 0;
+  /// The first mailboxes with mail, by owner.
+  std::vector<mailbox_listing> mailboxes;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, node_listing& x) {
+  return f(caf::meta::type_name("node_listing"), x.mail, x.mailboxes);
+}
+
 /// The category atom of every smsp error.
 constexpr caf::atom_value error_category = caf::atom("smsp");
 
@@ -141,7 +168,9 @@ using reader_actor = caf::typed_actor<
   caf::replies_to<load_atom, std::string>::with<std::vector<stored_mail>>,
   // -> moves applied on this node whose settling the front has not yet
   // confirmed (see node_figures::applied).
-  caf::replies_to<stats_atom>::with<uint64_t>>;
+  caf::replies_to<stats_atom>::with<uint64_t>,
+  // (texts, mailboxes): a node's part of a DUMP (see node_listing).
+  caf::replies_to<dump_atom, uint64_t, uint64_t>::with<node_listing>>;
 
 /// One user's FIFO of messages while the user is active: loaded from the
 /// store when spawned, every change committed before it is acknowledged.
@@ -204,6 +233,8 @@ using node_actor = caf::typed_actor<
                   caf::actor>::with<node_figures>,
   // The link's heartbeat -> the node's figures.
   caf::replies_to<ping_atom>::with<node_figures>,
+  // (texts, mailboxes): the node's part of a DUMP, from its store.
+  caf::replies_to<dump_atom, uint64_t, uint64_t>::with<node_listing>,
   // From a mailbox spawned on the node: (owner, the front's store id,
   // itself) -> that owner's previous mailbox here, if any, which it retires
   // before loading.
@@ -291,6 +322,9 @@ using node_link_actor = caf::typed_actor<
   caf::replies_to<caf::spawn_atom, std::string, uint64_t>::with<mailbox_actor>,
   // -> the node's status (users_placed and active_mailboxes left 0).
   caf::replies_to<stats_atom>::with<node_status>,
+  // (texts, mailboxes): the node's part of a DUMP;
+  // errc::mailbox_unavailable when the node is down.
+  caf::replies_to<dump_atom, uint64_t, uint64_t>::with<node_listing>,
   // (node_atom, listener): tells the link whom to tell about up and down.
   caf::reacts_to<node_atom, node_listener>,
   // To itself: heartbeat or reconnect, whichever is due.

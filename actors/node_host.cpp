@@ -129,6 +129,10 @@ node_actor::behavior_type node_host(host_pointer self, writer_actor writer,
       refresh_figures(self);
       return figures_of(self);
     },
+    [=](dump_atom, uint64_t texts, uint64_t max_mailboxes) {
+      return self->delegate(self->state.reader, dump_atom::value, texts,
+                            max_mailboxes);
+    },
     [=](activate_atom, const std::string& owner, std::string& origin,
         mailbox_actor& box) -> mailbox_actor {
       auto& st = self->state;

@@ -233,6 +233,22 @@ node_link_actor::behavior_type node_link(link_pointer self,
           });
       return rp;
     },
+    [=](dump_atom, uint64_t texts,
+        uint64_t max_mailboxes) -> caf::result<node_listing> {
+      auto& st = self->state;
+      if (!st.up)
+        return make_error(errc::mailbox_unavailable);
+      auto rp = self->make_response_promise<node_listing>();
+      // A listing reads more than a heartbeat: a few timeouts' worth.
+      self
+        ->request(st.host, st.cfg.timeout * 5, dump_atom::value, texts,
+                  max_mailboxes)
+        .then([=](node_listing& listing) mutable { rp.deliver(listing); },
+              [=](caf::error&) mutable {
+                rp.deliver(make_error(errc::mailbox_unavailable));
+              });
+      return rp;
+    },
     [=](stats_atom) {
       auto& st = self->state;
       node_status out;

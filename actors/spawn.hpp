@@ -122,10 +122,12 @@ struct dump_config {
 
 /// The DUMP runner, on a thread of its own with a read connection of its own
 /// to the store in `data_dir`, opened here so that a DUMP never needs a new
-/// file descriptor. It asks `writer` for its figures. Throws store_error
-/// when the database cannot be opened.
+/// file descriptor. It asks `writer` for its figures, and each of `nodes`
+/// (the front's links) for the mailboxes on it. Throws store_error when the
+/// database cannot be opened.
 dumper_actor spawn_dumper(caf::actor_system& sys, const std::string& data_dir,
-                          writer_actor writer, dump_config cfg);
+                          writer_actor writer, dump_config cfg,
+                          std::vector<node_link_actor> nodes = {});
 
 /// The actors the registry talks to.
 struct registry_deps {

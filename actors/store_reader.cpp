@@ -42,6 +42,26 @@ reader(reader_actor::stateful_pointer<reader_state> self,
         return make_error(errc::storage_failed);
       }
     },
+    [=](dump_atom, uint64_t texts,
+        uint64_t max_mailboxes) -> caf::result<node_listing> {
+      node_listing out;
+      store::dump_sink sink;
+      sink.totals = [&](uint64_t, uint64_t mail, uint64_t) { out.mail = mail; };
+      sink.imq = [](uint64_t, const auto&) {};
+      sink.mailbox = [&](const std::string& owner, uint64_t count,
+                         const std::vector<std::string>& first) {
+        out.mailboxes.push_back(mailbox_listing{owner, count, first});
+      };
+      try {
+        self->state.db->dump(sink, static_cast<size_t>(texts),
+                             static_cast<size_t>(max_mailboxes),
+                             store::dump_names::mail_owners);
+      } catch (const store_error& err) {
+        log_line(std::string{"store: DUMP of the node failed: "} + err.what());
+        return make_error(errc::storage_failed);
+      }
+      return out;
+    },
     [=](stats_atom) -> caf::result<uint64_t> {
       try {
         return self->state.db->applied_count();
@@ -60,6 +80,8 @@ struct dumper_state {
   /// Opened at spawn and kept: a DUMP never needs a new file descriptor.
   std::shared_ptr<store> db;
   writer_actor writer;
+  /// The front's links to its mailbox nodes, whose mailboxes a run lists.
+  std::vector<node_link_actor> nodes;
   dump_config cfg;
   /// DUMPs that the next run answers, in arrival order.
   std::vector<caf::typed_response_promise<caf::ok_atom>> waiting;
@@ -123,8 +145,9 @@ void log_store(dumper_pointer self) {
   sink.totals = [&](uint64_t n_accounts, uint64_t mail, uint64_t imq) {
     accounts = n_accounts;
     log_line("DUMP totals: " + std::to_string(n_accounts) + " account(s), "
-             + std::to_string(mail) + " message(s) in mailboxes, "
-             + std::to_string(imq) + " on the IMQ");
+             + (nodes > 0 ? std::string{"mailboxes on the nodes (below)"}
+                          : std::to_string(mail) + " message(s) in mailboxes")
+             + ", " + std::to_string(imq) + " on the IMQ");
   };
   sink.imq = [&](uint64_t count, const auto& first) {
     if (!full)
@@ -150,11 +173,8 @@ void log_store(dumper_pointer self) {
     log_line(std::string{"DUMP failed: "} + err.what());
     return;
   }
-  if (nodes > 0) {
-    log_line("DUMP mailboxes: on the " + std::to_string(nodes)
-             + " mailbox node(s) (see the node lines above), none here");
-    return;
-  }
+  if (nodes > 0)
+    return; // Listed by list_nodes.
   if (full && accounts > listed)
     log_line("DUMP mailboxes: and " + std::to_string(accounts - listed)
              + " more not listed (the first "
@@ -175,6 +195,48 @@ void finish_run(dumper_pointer self) {
   st.waiting.clear();
 }
 
+/// Lists the mailboxes on nodes `k...` (asking one node at a time, so a
+/// DUMP costs each node one bounded read), then answers the run's DUMPs.
+void list_nodes(dumper_pointer self, size_t k) {
+  auto& st = self->state;
+  if (k >= st.nodes.size()) {
+    finish_run(self);
+    return;
+  }
+  bool full = st.cfg.mode == dump_mode::full;
+  auto address = k < st.figures.nodes.size() ? st.figures.nodes[k].address
+                                             : std::to_string(k);
+  self
+    ->request(st.nodes[k], std::chrono::seconds{10}, dump_atom::value,
+              uint64_t{full ? st.cfg.texts : 0},
+              uint64_t{full ? st.cfg.max_mailboxes : 0})
+    .then(
+      [=](node_listing& listing) {
+        log_line("DUMP node " + address + " mailboxes: "
+                 + std::to_string(listing.mail) + " message(s)");
+        for (auto& box : listing.mailboxes) {
+          auto line = "DUMP mailbox " + box.owner + " (node " + address
+                      + "): " + std::to_string(box.count) + " message(s)";
+          for (auto& text : box.texts)
+            line += " [" + printable(text) + "]";
+          log_line(line);
+        }
+        if (full && listing.mailboxes.size() >= self->state.cfg.max_mailboxes)
+          log_line("DUMP node " + address + ": only the first "
+                   + std::to_string(self->state.cfg.max_mailboxes)
+                   + " mailboxes with mail are listed");
+        list_nodes(self, k + 1);
+      },
+      [=](caf::error& err) {
+        log_line("DUMP node " + address + " mailboxes: not listed ("
+                 + (err == make_error(errc::mailbox_unavailable)
+                      ? std::string{"node unavailable"}
+                      : to_string(err))
+                 + ")");
+        list_nodes(self, k + 1);
+      });
+}
+
 /// Starts a run for the DUMPs waiting: the figures, then the store.
 void run(dumper_pointer self) {
   auto& st = self->state;
@@ -193,12 +255,12 @@ void run(dumper_pointer self) {
       [=](uint64_t commits, uint64_t writes) {
         log_writer_figures(commits, writes);
         log_store(self);
-        finish_run(self);
+        list_nodes(self, 0);
       },
       [=](caf::error& err) {
         log_line("DUMP store: no figures: " + to_string(err));
         log_store(self);
-        finish_run(self);
+        list_nodes(self, 0);
       });
 }
 
@@ -217,12 +279,13 @@ void schedule(dumper_pointer self) {
     self->delayed_send(self, due - t, caf::tick_atom::value);
 }
 
-dumper_actor::behavior_type dumper(dumper_pointer self,
-                                   std::shared_ptr<store> db,
-                                   writer_actor writer, dump_config cfg) {
+dumper_actor::behavior_type
+dumper(dumper_pointer self, std::shared_ptr<store> db, writer_actor writer,
+       dump_config cfg, std::vector<node_link_actor> nodes) {
   auto& st = self->state;
   st.db = std::move(db);
   st.writer = std::move(writer);
+  st.nodes = std::move(nodes);
   st.cfg = std::move(cfg);
   return {
     [=](dump_atom, registry_figures& figures) {
@@ -256,10 +319,11 @@ reader_actor spawn_reader(caf::actor_system& sys, const std::string& data_dir) {
 }
 
 dumper_actor spawn_dumper(caf::actor_system& sys, const std::string& data_dir,
-                          writer_actor writer, dump_config cfg) {
+                          writer_actor writer, dump_config cfg,
+                          std::vector<node_link_actor> nodes) {
   return sys.spawn<caf::detached>(
     dumper, std::make_shared<store>(store::open_reader(data_dir)),
-    std::move(writer), std::move(cfg));
+    std::move(writer), std::move(cfg), std::move(nodes));
 }
 
 std::optional<dump_mode> parse_dump_mode(std::string_view name) {

@@ -252,7 +252,11 @@ std::string check_node_list_change(store& db, const server_config& cfg) {
                                     users.size());
     if (!cfg.accept_node_change)
       return why;
-    log_line("server: --accept-node-change: " + why);
+    // The refusal's last clause tells how to accept; it is accepted.
+    if (auto cut = why.rfind("; start with --accept-node-change");
+        cut != std::string::npos)
+      why.erase(cut);
+    log_line("server: accepted with --accept-node-change: " + why);
   }
   try {
     save_node_list(cfg.data_dir, cfg.mailbox_nodes);
@@ -307,7 +311,8 @@ caf::expected<server> start_server(caf::actor_system& sys,
     throw;
   }
   try {
-    srv.dumper = spawn_dumper(sys, cfg.data_dir, srv.writer, cfg.dump);
+    srv.dumper = spawn_dumper(sys, cfg.data_dir, srv.writer, cfg.dump,
+                              srv.links);
   } catch (...) {
     stop_server(srv);
     throw;

@@ -693,7 +693,8 @@ uint64_t store::account_count() {
   return static_cast<uint64_t>(query_int(db_, "SELECT count(*) FROM accounts"));
 }
 
-void store::dump(const dump_sink& sink, size_t texts, size_t max_mailboxes) {
+void store::dump(const dump_sink& sink, size_t texts, size_t max_mailboxes,
+                 dump_names names_of) {
   // One read transaction: every line describes the same moment. Claimed
   // entries are reported as IMQ messages (counted and listed): they are
   // until settle_move() removes them, and the claim is no text to show.
@@ -702,8 +703,12 @@ void store::dump(const dump_sink& sink, size_t texts, size_t max_mailboxes) {
     statement imq_count{db_, "SELECT count(*) FROM imq"};
     statement imq_first{db_, "SELECT poster, text FROM imq ORDER BY id "
                              "LIMIT ?1"};
-    statement accounts{db_, "SELECT name FROM accounts ORDER BY name "
-                            "LIMIT ?1"};
+    // Both name queries walk an index (the accounts' key, mail_by_owner).
+    statement accounts{db_, names_of == dump_names::accounts
+                              ? "SELECT name FROM accounts ORDER BY name "
+                                "LIMIT ?1"
+                              : "SELECT DISTINCT owner FROM mail ORDER BY "
+                                "owner LIMIT ?1"};
     statement account_count{db_, "SELECT count(*) FROM accounts"};
     statement mail_total{db_, "SELECT count(*) FROM mail"};
     statement mail_count{db_, "SELECT count(*) FROM mail WHERE owner = ?1"};

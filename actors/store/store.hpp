@@ -185,12 +185,21 @@ public:
       mailbox;
   };
 
+  /// Whose mailboxes dump() lists.
+  enum class dump_names {
+    /// The accounts' (a front's store: empty mailboxes too).
+    accounts,
+    /// The owners of stored mail (a node's store, which has no accounts).
+    mail_owners,
+  };
+
   /// Reports, all from one read snapshot: the totals; the IMQ with its first
-  /// `texts` entries; then the mailboxes of the first `max_mailboxes`
-  /// accounts by name, each with its count and first `texts` texts. Only
-  /// what is reported is read, so the cost is bounded whatever the store
-  /// holds (the totals are counts). Throws store_error.
-  void dump(const dump_sink& sink, size_t texts, size_t max_mailboxes);
+  /// `texts` entries; then the first `max_mailboxes` mailboxes by name (of
+  /// `names`), each with its count and first `texts` texts. Only what is
+  /// reported is read, so the cost is bounded whatever the store holds (the
+  /// totals are counts). Throws store_error.
+  void dump(const dump_sink& sink, size_t texts, size_t max_mailboxes,
+            dump_names names = dump_names::accounts);
 
 private:
   store() = default;

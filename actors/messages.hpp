@@ -239,7 +239,9 @@ using node_actor = caf::typed_actor<
   // itself) -> that owner's previous mailbox here, if any, which it retires
   // before loading.
   caf::replies_to<activate_atom, std::string, std::string,
-                  mailbox_actor>::with<mailbox_actor>>;
+                  mailbox_actor>::with<mailbox_actor>,
+  // To itself: return the memory of stopped mailboxes to the system.
+  caf::reacts_to<caf::tick_atom>>;
 
 /// The incoming message queue: the ids of queued texts per poster (the
 /// texts stay in the store until STORE moves them).

@@ -1,6 +1,9 @@
 // Node host actor: a mailbox node's published actor (hello, heartbeat) and
 // the directory of the node's mailboxes.
+#include <chrono>
 #include <unordered_map>
+
+#include <malloc.h>
 
 #include "actors/log.hpp"
 #include "actors/spawn.hpp"
@@ -22,6 +25,16 @@ struct host_state {
   /// The mailbox of each owner spawned here most recently. Invariant: a
   /// newer one has asked for (and retires) the one it replaced.
   std::unordered_map<std::string, hosted> mailboxes;
+  struct live_mailbox {
+    mailbox_actor box;
+    std::string owner;
+  };
+  /// Every mailbox here not known to have stopped, a retiring predecessor
+  /// too, by address (so that a stop is found in constant time, also when
+  /// 100,000 passivate at once): the node stops them all when it stops.
+  std::unordered_map<caf::actor_addr, live_mailbox> live;
+  /// Mailboxes stopped since the last return of free memory.
+  bool trim_due = false;
   /// The link actors of the fronts that said hello, monitored, with their
   /// store ids: when the last link of a front goes down (it stopped or the
   /// connection broke), the mailboxes it spawned are retired, so none is
@@ -82,7 +95,7 @@ node_actor::behavior_type node_host(host_pointer self, writer_actor writer,
   st.reader = std::move(reader);
   st.store_id = std::move(store_id);
   self->set_exit_handler([=](caf::exit_msg& msg) {
-    for (auto& [owner, entry] : self->state.mailboxes)
+    for (auto& [addr, entry] : self->state.live)
       self->send_exit(entry.box, msg.reason);
     self->quit(msg.reason);
   });
@@ -100,11 +113,20 @@ node_actor::behavior_type node_host(host_pointer self, writer_actor writer,
                + std::to_string(n) + " of its mailbox(es)");
       return;
     }
-    for (auto i = st.mailboxes.begin(); i != st.mailboxes.end(); ++i)
-      if (i->second.box.address() == msg.source) {
-        st.mailboxes.erase(i);
-        break;
-      }
+    auto stopped = st.live.find(msg.source);
+    if (stopped == st.live.end())
+      return;
+    auto current = st.mailboxes.find(stopped->second.owner);
+    if (current != st.mailboxes.end()
+        && current->second.box.address() == msg.source)
+      st.mailboxes.erase(current);
+    st.live.erase(stopped);
+    if (!st.trim_due) {
+      // glibc keeps freed memory for reuse: give back what the stopped
+      // mailboxes used, once a second at most, on a thread of its own.
+      st.trim_due = true;
+      self->delayed_send(self, std::chrono::seconds{1}, caf::tick_atom::value);
+    }
   });
   return {
     [=](hello_atom, const std::string& version, const std::string& origin,
@@ -129,6 +151,10 @@ node_actor::behavior_type node_host(host_pointer self, writer_actor writer,
       refresh_figures(self);
       return figures_of(self);
     },
+    [=](caf::tick_atom) {
+      self->state.trim_due = false;
+      self->spawn<caf::detached>([] { ::malloc_trim(0); });
+    },
     [=](dump_atom, uint64_t texts, uint64_t max_mailboxes) {
       return self->delegate(self->state.reader, dump_atom::value, texts,
                             max_mailboxes);
@@ -137,6 +163,7 @@ node_actor::behavior_type node_host(host_pointer self, writer_actor writer,
         mailbox_actor& box) -> mailbox_actor {
       auto& st = self->state;
       self->monitor(box);
+      st.live.emplace(box.address(), host_state::live_mailbox{box, owner});
       auto& slot = st.mailboxes[owner];
       auto predecessor = std::move(slot.box);
       slot = host_state::hosted{std::move(box), std::move(origin)};

@@ -43,6 +43,11 @@ struct registry_state {
     activating;
   /// Accounts placed on each node.
   std::vector<uint64_t> users_placed;
+  /// Requests to each node's mailboxes awaiting their answer: when the node
+  /// goes down (a lost connection is noticed at once, before their
+  /// timeouts), each is answered errc::mailbox_unavailable there and then.
+  std::vector<std::unordered_map<uint64_t, std::function<void()>>> in_flight;
+  uint64_t next_in_flight = 0;
   /// Failed LOGINs per username and per client address.
   std::optional<login_throttle> throttle;
   /// LOGIN for an unknown user verifies against this hash, so the reply's
@@ -210,16 +215,34 @@ void to_mailbox(registry_pointer self, const std::string& user,
                    rp.delegate(box, xs...);
                    return;
                  }
+                 // One promise for the answer and for the node going down,
+                 // whichever comes first: the other finds it delivered.
+                 auto once
+                   = std::make_shared<caf::typed_response_promise<R>>(rp);
+                 auto k = node_of(self, user);
+                 auto id = ++self->state.next_in_flight;
+                 self->state.in_flight[k].emplace(id, [once]() mutable {
+                   if (once->pending())
+                     once->deliver(make_error(errc::mailbox_unavailable));
+                 });
                  self->request(box, self->state.cfg.node_timeout, xs...)
-                   .then([=](R& r) mutable { rp.deliver(std::move(r)); },
-                         [=](caf::error& err) mutable {
-                           if (is_domain_error(err)) {
-                             rp.deliver(std::move(err));
-                             return;
-                           }
-                           forget_unanswered(self, box);
-                           rp.deliver(make_error(errc::mailbox_unavailable));
-                         });
+                   .then(
+                     [=](R& r) mutable {
+                       self->state.in_flight[k].erase(id);
+                       if (once->pending())
+                         once->deliver(std::move(r));
+                     },
+                     [=](caf::error& err) mutable {
+                       self->state.in_flight[k].erase(id);
+                       if (!once->pending())
+                         return;
+                       if (is_domain_error(err)) {
+                         once->deliver(std::move(err));
+                         return;
+                       }
+                       forget_unanswered(self, box);
+                       once->deliver(make_error(errc::mailbox_unavailable));
+                     });
                });
 }
 
@@ -259,6 +282,10 @@ void node_went_down(registry_pointer self, uint64_t index) {
     [&](const std::string& user) { return node_of(self, user) == index; });
   for (auto& id : ids)
     st.mailboxes.stopped(id);
+  auto waiting = std::move(st.in_flight[index]);
+  st.in_flight[index].clear();
+  for (auto& [id, fail] : waiting)
+    fail();
 }
 
 /// Node `index` is up (again): the users on it with claimed moves get their
@@ -438,6 +465,7 @@ registry(registry_pointer self, registry_deps deps, registry_config cfg) {
   st.throttle.emplace(st.cfg.throttle);
   st.users_placed = st.cfg.users_placed;
   st.users_placed.resize(st.cfg.nodes.size());
+  st.in_flight.resize(st.cfg.nodes.size());
   for (auto& link : st.deps.nodes)
     self->send(link, node_atom::value, caf::actor_cast<node_listener>(self));
   self

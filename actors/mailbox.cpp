@@ -1,5 +1,6 @@
 // Mailbox actor: one active user's FIFO, a cache of the store's committed mail.
 #include <deque>
+#include <optional>
 
 #include "actors/log.hpp"
 #include "actors/spawn.hpp"
@@ -41,6 +42,26 @@ void retire_if_done(mailbox_pointer self) {
   for (auto& rp : st.retiring)
     rp.deliver(caf::ok_atom::value);
   self->quit();
+}
+
+using ok_promise = caf::typed_response_promise<caf::ok_atom>;
+
+/// A STORE or a move here has committed: `mail`, if any, joins the FIFO.
+void stored(mailbox_pointer self, ok_promise& rp,
+            std::optional<stored_mail> mail) {
+  auto& st = self->state;
+  --st.storing;
+  if (mail)
+    insert_in_order(st.messages, std::move(*mail));
+  rp.deliver(caf::ok_atom::value);
+  retire_if_done(self);
+}
+
+/// A STORE or a move here did not commit.
+void store_failed(mailbox_pointer self, ok_promise& rp, caf::error& err) {
+  --self->state.storing;
+  rp.deliver(std::move(err));
+  retire_if_done(self);
 }
 
 void load(mailbox_pointer self) {
@@ -136,17 +157,9 @@ mailbox_actor::behavior_type serve(mailbox_pointer self) {
                   st.owner)
         .then(
           [=](uint64_t id, std::string& text) mutable {
-            auto& st = self->state;
-            --st.storing;
-            insert_in_order(st.messages, stored_mail{id, std::move(text)});
-            rp.deliver(caf::ok_atom::value);
-            retire_if_done(self);
+            stored(self, rp, stored_mail{id, std::move(text)});
           },
-          [=](caf::error& err) mutable {
-            --self->state.storing;
-            rp.deliver(std::move(err));
-            retire_if_done(self);
-          });
+          [=](caf::error& err) mutable { store_failed(self, rp, err); });
       return rp;
     },
     [=](apply_atom, uint64_t imq_id, std::string& text,
@@ -166,20 +179,13 @@ mailbox_actor::behavior_type serve(mailbox_pointer self) {
                   st.deps.origin, imq_id, st.owner, text)
         .then(
           [=](uint64_t mail_id) mutable {
-            auto& st = self->state;
-            --st.storing;
             // 0: applied before; that mail, unless deleted since, was
             // loaded with the mailbox or appended by the first attempt.
-            if (mail_id != 0)
-              insert_in_order(st.messages, stored_mail{mail_id, text});
-            rp.deliver(caf::ok_atom::value);
-            retire_if_done(self);
+            stored(self, rp,
+                   mail_id != 0 ? std::optional{stored_mail{mail_id, text}}
+                                : std::nullopt);
           },
-          [=](caf::error& err) mutable {
-            --self->state.storing;
-            rp.deliver(std::move(err));
-            retire_if_done(self);
-          });
+          [=](caf::error& err) mutable { store_failed(self, rp, err); });
       return rp;
     },
     [=](forget_atom, uint64_t imq_id) {

@@ -205,45 +205,44 @@ void forget_unanswered(registry_pointer self, const mailbox_actor& box) {
 template <class R, class... Xs>
 void to_mailbox(registry_pointer self, const std::string& user,
                 caf::typed_response_promise<R> rp, Xs... xs) {
-  with_mailbox(self, user,
-               [=](const mailbox_actor& box, const caf::error* err) mutable {
-                 if (err != nullptr) {
-                   rp.deliver(*err);
-                   return;
-                 }
-                 if (!has_nodes(self)) {
-                   rp.delegate(box, xs...);
-                   return;
-                 }
-                 // One promise for the answer and for the node going down,
-                 // whichever comes first: the other finds it delivered.
-                 auto once
-                   = std::make_shared<caf::typed_response_promise<R>>(rp);
-                 auto k = node_of(self, user);
-                 auto id = ++self->state.next_in_flight;
-                 self->state.in_flight[k].emplace(id, [once]() mutable {
-                   if (once->pending())
-                     once->deliver(make_error(errc::mailbox_unavailable));
-                 });
-                 self->request(box, self->state.cfg.node_timeout, xs...)
-                   .then(
-                     [=](R& r) mutable {
-                       self->state.in_flight[k].erase(id);
-                       if (once->pending())
-                         once->deliver(std::move(r));
-                     },
-                     [=](caf::error& err) mutable {
-                       self->state.in_flight[k].erase(id);
-                       if (!once->pending())
-                         return;
-                       if (is_domain_error(err)) {
-                         once->deliver(std::move(err));
-                         return;
-                       }
-                       forget_unanswered(self, box);
-                       once->deliver(make_error(errc::mailbox_unavailable));
-                     });
-               });
+  with_mailbox(
+    self, user, [=](const mailbox_actor& box, const caf::error* err) mutable {
+      if (err != nullptr) {
+        rp.deliver(*err);
+        return;
+      }
+      if (!has_nodes(self)) {
+        rp.delegate(box, xs...);
+        return;
+      }
+      // One promise for the answer and for the node going down,
+      // whichever comes first: the other finds it delivered.
+      auto once = std::make_shared<caf::typed_response_promise<R>>(rp);
+      auto k = node_of(self, user);
+      auto id = ++self->state.next_in_flight;
+      self->state.in_flight[k].emplace(id, [once]() mutable {
+        if (once->pending())
+          once->deliver(make_error(errc::mailbox_unavailable));
+      });
+      self->request(box, self->state.cfg.node_timeout, xs...)
+        .then(
+          [=](R& r) mutable {
+            self->state.in_flight[k].erase(id);
+            if (once->pending())
+              once->deliver(std::move(r));
+          },
+          [=](caf::error& err) mutable {
+            self->state.in_flight[k].erase(id);
+            if (!once->pending())
+              return;
+            if (is_domain_error(err)) {
+              once->deliver(std::move(err));
+              return;
+            }
+            forget_unanswered(self, box);
+            once->deliver(make_error(errc::mailbox_unavailable));
+          });
+    });
 }
 
 /// Moves `poster`'s latest IMQ message to `target`'s mailbox: in this

@@ -281,6 +281,13 @@ caf::expected<server> start_server(caf::actor_system& sys,
   auto reg_cfg = cfg.registry;
   if (auto why = check_node_list_change(db, cfg); !why.empty())
     return caf::make_error(caf::sec::runtime_error, std::move(why));
+  if (cfg.mailbox_nodes.empty() && !claimed.empty())
+    // Their nodes may have applied them or not: only those nodes can tell,
+    // so they stay on the IMQ, claimed, until the server runs with them.
+    log_line("server: " + std::to_string(claimed.size())
+             + " STORE(s) to mailbox nodes are unfinished; they complete "
+               "when the server runs with its mailbox nodes again (see "
+               "docs/OPERATIONS.md, 'Changing the node list')");
   if (!cfg.mailbox_nodes.empty()) {
     reg_cfg.nodes = cfg.mailbox_nodes;
     reg_cfg.node_timeout = cfg.node_timeout;

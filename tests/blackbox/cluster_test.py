@@ -201,6 +201,16 @@ def placed_per_node(front, ports):
     return reply, placed, lines
 
 
+def failure_lines(proc, n=40):
+    """What explains a bad exit: a sanitizer's report from its start (its
+    first lines name the cause), else the log's tail."""
+    lines = proc.log().splitlines()
+    for i, line in enumerate(lines):
+        if "Sanitizer" in line:
+            return ["log: " + x for x in lines[i:i + n]]
+    return proc.log_tail(n)
+
+
 def stop_all(label, fronts, nodes):
     """SIGTERM to the fronts, then to all the nodes at once: a check that
     each exits 0 (a hang costs WAIT_S once, not once per process)."""
@@ -209,8 +219,12 @@ def stop_all(label, fronts, nodes):
         if p.alive():
             p.proc.send_signal(signal.SIGTERM)
     statuses += [(p.name, p.stop()) for p in nodes]
+    failed = [p for p, (_, s) in zip(list(fronts) + list(nodes), statuses)
+              if s != 0]
     check(f"{label} SIGTERM stops the front(s) and the nodes with exit 0",
-          all(s == 0 for _, s in statuses), f"exit statuses: {statuses}")
+          all(s == 0 for _, s in statuses), f"exit statuses: {statuses}",
+          *[f"{p.name}: {line}" for p in failed
+            for line in failure_lines(p)])
 
 
 # -- (1) every command against a cluster ------------------------------------

@@ -4,13 +4,21 @@
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
+#include <map>
+#include <memory>
+#include <set>
 #include <sstream>
 
 #include <CLI/CLI.hpp>
+#include <caf/config.hpp>
+#include <sodium.h>
+#include <sqlite3.h>
 
 #include "actors/logic/credentials.hpp"
 #include "actors/logic/throttle.hpp"
+#include "actors/spawn.hpp"
 
 namespace smsp {
 
@@ -143,6 +151,197 @@ bool is_loopback(const std::string& host) {
          || host == "[::1]";
 }
 
+/// What --version prints: this version and those of the libraries the
+/// server runs on (CAF as compiled against, SQLite and libsodium as loaded).
+std::string version_text() {
+  return "smsp-actors " + smsp_version() + "\nCAF "
+         + std::to_string(CAF_MAJOR_VERSION) + "."
+         + std::to_string(CAF_MINOR_VERSION) + "."
+         + std::to_string(CAF_PATCH_VERSION) + ", SQLite "
+         + sqlite3_libversion() + ", libsodium " + sodium_version_string();
+}
+
+/// Adds --config FILE and --print-config to `app` (the server or `node`).
+void add_config_options(CLI::App& app, std::string& file, bool& print,
+                        const std::string& who) {
+  app
+    .add_option("--config", file,
+                "Read options from this file (INI or TOML: one 'name = value' "
+                "a line, under each option's long name, e.g. port = 5000; see "
+                "docs/smsp-actors.conf.example). Options on the command line "
+                "win over the file")
+    ->type_name("FILE")
+    ->configurable(false);
+  app
+    .add_flag("--print-config", print,
+              "Print the effective settings (defaults, the --config file and "
+              "the command line) as a config file, marking those not at "
+              "their default, and exit")
+    ->configurable(false);
+}
+
+/// One `name = value` of a config file.
+struct config_entry {
+  std::string key;
+  std::vector<std::string> values;
+  /// 1-based line of the key, or 0 if it was not found again.
+  size_t line = 0;
+};
+
+std::string trimmed(const std::string& text) {
+  auto first = text.find_first_not_of(" \t\r");
+  if (first == std::string::npos)
+    return {};
+  auto last = text.find_last_not_of(" \t\r");
+  return text.substr(first, last - first + 1);
+}
+
+/// `file`'s entries (read by CLI11's TOML/INI reader), each with its line;
+/// or why the file cannot be used.
+std::variant<std::vector<config_entry>, std::string>
+read_config_file(const std::string& file) {
+  std::ifstream in{file};
+  if (!in)
+    return file + ": cannot read the config file";
+  // CLI11 does not say where an entry was: find each key's first line.
+  std::map<std::string, size_t> lines;
+  size_t section_line = 0;
+  size_t n = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++n;
+    auto text = trimmed(line);
+    if (text.empty() || text[0] == '#' || text[0] == ';')
+      continue;
+    if (text[0] == '[') {
+      if (section_line == 0)
+        section_line = n;
+      continue;
+    }
+    auto key = trimmed(text.substr(0, text.find('=')));
+    if (key.size() >= 2 && (key.front() == '"' || key.front() == '\'')
+        && key.back() == key.front())
+      key = key.substr(1, key.size() - 2);
+    if (!lines.emplace(key, n).second)
+      return file + ":" + std::to_string(n) + ": " + key
+             + ": given twice (first on line " + std::to_string(lines[key])
+             + ")";
+  }
+  if (section_line != 0)
+    return file + ":" + std::to_string(section_line)
+           + ": sections are not used: put every setting at the top level "
+             "(a node reads its own file: smsp-actors node --config FILE)";
+  std::vector<CLI::ConfigItem> items;
+  try {
+    items = CLI::ConfigTOML{}.from_file(file);
+  } catch (const CLI::ParseError& err) {
+    return file + ": " + err.what();
+  }
+  std::vector<config_entry> entries;
+  std::set<std::string> seen;
+  for (auto& item : items) {
+    config_entry entry{item.fullname(), item.inputs, 0};
+    if (auto i = lines.find(entry.key); i != lines.end())
+      entry.line = i->second;
+    auto where = file + (entry.line ? ":" + std::to_string(entry.line) : "")
+                 + ": ";
+    if (!item.parents.empty())
+      return where + "'" + entry.key
+             + "' is not a setting (no dotted or sectioned names)";
+    if (!seen.insert(entry.key).second)
+      return where + entry.key + ": given twice";
+    entries.push_back(std::move(entry));
+  }
+  return entries;
+}
+
+/// The command-line arguments that say what `entry` says to `opt`.
+std::variant<std::vector<std::string>, std::string>
+entry_args(const CLI::Option& opt, const config_entry& entry) {
+  auto flag = "--" + entry.key + "=";
+  bool is_list = opt.get_items_expected_max() > 1;
+  if (!is_list && entry.values.size() > 1)
+    return std::string{"one value expected, not a list"};
+  std::vector<std::string> args;
+  for (auto& value : entry.values) {
+    // CLI11 reads "--name=" as "--name" followed by the next argument.
+    if (value.empty()) {
+      args.push_back("--" + entry.key);
+      args.emplace_back();
+    } else {
+      args.push_back(flag + value);
+    }
+  }
+  if (args.empty()) {
+    args.push_back("--" + entry.key);
+    args.emplace_back();
+  }
+  return args;
+}
+
+/// Whether two settings' texts mean the same value ("30" and "30.0").
+bool same_value(const std::string& x, const std::string& y) {
+  if (x == y)
+    return true;
+  auto a = parse_seconds(x);
+  auto b = parse_seconds(y);
+  return a && b && *a == *b;
+}
+
+/// A value as a config file writes it: numbers bare, text quoted.
+std::string config_value(const std::string& text) {
+  auto dot = text.find('.');
+  auto digits = [](const std::string& x) {
+    return !x.empty() && x.find_first_not_of("0123456789") == x.npos;
+  };
+  if (dot == text.npos
+        ? digits(text)
+        : digits(text.substr(0, dot)) && digits(text.substr(dot + 1)))
+    return text;
+  return "\"" + text + "\"";
+}
+
+/// `app`'s effective settings as a config file that --config reads back.
+std::string config_text(const CLI::App& app, const std::string& who) {
+  std::ostringstream out;
+  out << "# " << who << " " << smsp_version()
+      << ": the effective settings (defaults, --config file, command line)\n"
+         "# as a config file for --config. Settings not at their default are\n"
+         "# marked so; settings without a value are commented out.\n";
+  for (auto* opt : app.get_options()) {
+    if (!opt->get_configurable() || opt->get_lnames().empty())
+      continue;
+    auto key = opt->get_lnames().front();
+    auto values = opt->results();
+    auto def = opt->get_default_str();
+    out << "\n";
+    if (opt->get_expected_min() == 0) {
+      bool on = opt->count() > 0 && opt->as<bool>();
+      if (on)
+        out << "# not the default (false)\n";
+      out << key << " = " << (on ? "true" : "false") << "\n";
+      continue;
+    }
+    if (values.empty()) {
+      if (def.empty())
+        out << "# " << key << " = (not set)\n";
+      else
+        out << key << " = " << config_value(def) << "\n";
+      continue;
+    }
+    if (opt->get_items_expected_max() > 1) {
+      out << "# not the default (not set)\n" << key << " = [";
+      for (size_t i = 0; i < values.size(); ++i)
+        out << (i ? ", " : "") << "\"" << values[i] << "\"";
+      out << "]\n";
+      continue;
+    }
+    if (!same_value(values.back(), def))
+      out << "# not the default ("
+          << (def.empty() ? "not set" : config_value(def)) << ")\n";
+    out << key << " = " << config_value(values.back()) << "\n";
+  }
+  return out.str();
+}
 } // namespace
 
 std::variant<server_config, std::string>
@@ -189,8 +388,12 @@ resolve_options(const server_options& opts) {
   return cfg;
 }
 
-std::variant<command_line, int> parse_command_line(int argc,
-                                                   const char* const* argv) {
+namespace {
+
+/// smsp-actors' command line: the CLI11 app and the settings its options
+/// write. One is made for each parse (the command line alone, each item of
+/// a config file, then both), so it is neither copied nor moved.
+struct parser {
   CLI::App app{"smsp-actors: a mail server for the Simple Mail Server "
                "Protocol (SMSP), built on the C++ Actor Framework.\n"
                "Besides the options below, it accepts three of CAF's "
@@ -200,10 +403,26 @@ std::variant<command_line, int> parse_command_line(int argc,
                "run, at least 1) and --scheduler.policy=stealing|sharing."};
   server_options opts;
   command_line result;
+  std::string pwhash = "interactive";
+  CLI::App* node_cmd = nullptr;
+  /// --config and --print-config of the server and of `node`.
+  std::string config_file;
+  std::string node_config_file;
+  bool print_config = false;
+  bool node_print_config = false;
+
+  parser();
+  parser(const parser&) = delete;
+  parser& operator=(const parser&) = delete;
+};
+
+parser::parser() {
+  auto& opts = this->opts;
+  auto& result = this->result;
   auto& srv = opts.server;
   auto& conn = srv.acceptor.connection;
   auto& boxes = srv.registry;
-  std::string pwhash = "interactive";
+  auto& pwhash = this->pwhash;
   app
     .add_option("--host", srv.host,
                 "Address to listen on. The default, 127.0.0.1, serves this "
@@ -379,7 +598,7 @@ std::variant<command_line, int> parse_command_line(int argc,
   add_node_tls(app, srv.tls);
 
   auto& node = result.node;
-  auto node_cmd = app.add_subcommand(
+  auto node_cmd = this->node_cmd = app.add_subcommand(
     "node", "Run a mailbox node: it holds the mailboxes of the users a front "
             "(smsp-actors --mailbox-node HOST:PORT) places on it, in its own "
             "data dir, and serves no client itself");
@@ -415,14 +634,141 @@ std::variant<command_line, int> parse_command_line(int argc,
     ->check([](const std::string& path) {
       return path.empty() ? "a path is needed" : "";
     });
+  add_config_options(app, config_file, print_config, "smsp-actors");
+  add_config_options(*node_cmd, node_config_file, node_print_config,
+                     "smsp-actors node");
+  app.set_version_flag("--version", version_text,
+                       "Print the versions of smsp-actors and of the "
+                       "libraries it runs on, and exit");
   node_cmd->allow_extras();
   app.allow_extras();
+}
+
+} // namespace
+
+namespace {
+
+/// Parses `args` (argv[0] first) with `p`; returns the exit code when it
+/// must stop (help, version, an error: printed), or nothing.
+std::optional<int> parse_args(parser& p, const std::vector<std::string>& args,
+                              bool* missing_required = nullptr) {
+  std::vector<const char*> argv;
+  for (auto& arg : args)
+    argv.push_back(arg.c_str());
   try {
-    app.parse(argc, argv);
+    p.app.parse(static_cast<int>(argv.size()), argv.data());
+  } catch (const CLI::RequiredError& err) {
+    if (missing_required == nullptr)
+      return p.app.exit(err) == 0 ? exit_ok : exit_usage;
+    *missing_required = true;
   } catch (const CLI::ParseError& err) {
-    auto code = app.exit(err);
-    return code == 0 ? exit_ok : exit_usage;
+    return p.app.exit(err) == 0 ? exit_ok : exit_usage;
   }
+  return std::nullopt;
+}
+
+/// Parses the command line, with the --config file's settings under the
+/// options the command line does not give. Returns the parser holding the
+/// result, or the exit code.
+std::variant<std::unique_ptr<parser>, int>
+parse_with_config(const std::vector<std::string>& args) {
+  auto first = std::make_unique<parser>();
+  bool missing_required = false;
+  if (auto code = parse_args(*first, args, &missing_required))
+    return *code;
+  bool is_node = first->node_cmd->parsed();
+  const auto& file = is_node ? first->node_config_file : first->config_file;
+  if (file.empty()) {
+    if (missing_required) {
+      // Again, to have CLI11 say what is missing.
+      auto again = std::make_unique<parser>();
+      if (auto code = parse_args(*again, args))
+        return *code;
+    }
+    return first;
+  }
+  std::string who = is_node ? "smsp-actors node: " : "smsp-actors: ";
+  auto read = read_config_file(file);
+  if (auto why = std::get_if<std::string>(&read)) {
+    std::cerr << who << *why << "\n";
+    return exit_usage;
+  }
+  // Where the file's settings go: after `node`, or first.
+  size_t at = 1;
+  if (is_node)
+    at = static_cast<size_t>(std::find(args.begin() + 1, args.end(), "node")
+                             - args.begin())
+         + 1;
+  std::vector<std::string> prefix(args.begin(), args.begin() + at);
+  std::vector<std::string> file_args;
+  const auto& target = is_node ? *first->node_cmd : first->app;
+  for (auto& entry : std::get<std::vector<config_entry>>(read)) {
+    auto where = file + (entry.line ? ":" + std::to_string(entry.line) : "")
+                 + ": ";
+    auto* opt = target.get_option_no_throw("--" + entry.key);
+    if (opt == nullptr || !opt->get_configurable()) {
+      std::cerr << who << where << "unknown setting '" << entry.key
+                << "' (settings are the long option names, without --; see "
+                << (is_node ? "smsp-actors node --help" : "--help") << ")\n";
+      return exit_usage;
+    }
+    auto entry_argv = entry_args(*opt, entry);
+    std::string why;
+    if (auto text = std::get_if<std::string>(&entry_argv)) {
+      why = *text;
+    } else {
+      // Each setting alone, so that an error names the file's line.
+      auto& more = std::get<std::vector<std::string>>(entry_argv);
+      auto alone = prefix;
+      alone.insert(alone.end(), more.begin(), more.end());
+      parser check;
+      std::vector<const char*> argv;
+      for (auto& arg : alone)
+        argv.push_back(arg.c_str());
+      try {
+        check.app.parse(static_cast<int>(argv.size()), argv.data());
+      } catch (const CLI::RequiredError&) {
+        // Another setting (node --port) may give it.
+      } catch (const CLI::ParseError& err) {
+        why = err.what();
+        auto name = "--" + entry.key + ": ";
+        if (why.rfind(name, 0) == 0)
+          why.erase(0, name.size());
+      }
+      // The command line wins (the file's value is checked all the same).
+      if (opt->count() == 0)
+        file_args.insert(file_args.end(), more.begin(), more.end());
+    }
+    if (!why.empty()) {
+      std::cerr << who << where << entry.key << ": " << why << "\n";
+      return exit_usage;
+    }
+  }
+  auto combined = prefix;
+  combined.insert(combined.end(), file_args.begin(), file_args.end());
+  combined.insert(combined.end(), args.begin() + at, args.end());
+  auto last = std::make_unique<parser>();
+  if (auto code = parse_args(*last, combined))
+    return *code;
+  return last;
+}
+
+} // namespace
+
+std::variant<command_line, int> parse_command_line(int argc,
+                                                   const char* const* argv) {
+  std::vector<std::string> args(argv, argv + argc);
+  auto parsed = parse_with_config(args);
+  if (auto code = std::get_if<int>(&parsed))
+    return *code;
+  auto& p = *std::get<std::unique_ptr<parser>>(parsed);
+  auto& app = p.app;
+  auto* node_cmd = p.node_cmd;
+  auto& result = p.result;
+  auto& opts = p.opts;
+  auto& srv = opts.server;
+  auto& node = result.node;
+  auto& pwhash = p.pwhash;
   result.is_node = node_cmd->parsed();
   result.caf_args = result.is_node ? node_cmd->remaining() : app.remaining();
   for (auto& arg : result.caf_args) {
@@ -466,6 +812,10 @@ std::variant<command_line, int> parse_command_line(int argc,
     node.commit_delay = node.sync == sync_mode::full
                           ? std::chrono::microseconds{10000}
                           : std::chrono::microseconds{0};
+    if (p.node_print_config) {
+      std::cout << config_text(*node_cmd, "smsp-actors node");
+      return exit_ok;
+    }
     return result;
   }
   if (auto why = check_node_tls(srv.tls); !why.empty()) {
@@ -493,6 +843,10 @@ std::variant<command_line, int> parse_command_line(int argc,
     return exit_usage;
   }
   result.server = std::move(std::get<server_config>(resolved));
+  if (p.print_config) {
+    std::cout << config_text(app, "smsp-actors");
+    return exit_ok;
+  }
   return result;
 }
 

@@ -58,8 +58,21 @@ std::optional<int> configure_caf(caf::actor_system_config& cfg,
   cfg.load<caf::io::middleman>();
   std::vector<std::string> caf_args = cmd.caf_args;
   if (auto err = cfg.parse(caf_args)) {
-    std::cerr << "smsp-actors: bad CAF setting (command line or "
-              << cfg.config_file_path << "): " << cfg.render(err) << "\n";
+    // CAF's error names no option: find the one it refuses.
+    for (auto& arg : cmd.caf_args) {
+      caf::actor_system_config alone;
+      alone.load<caf::io::middleman>();
+      std::vector<std::string> args{arg};
+      if (auto why = alone.parse(args)) {
+        std::cerr << "smsp-actors: CAF option " << arg.substr(0, arg.find('='))
+                  << ": '" << arg << "' is refused (" << alone.render(why)
+                  << ")\n";
+        return smsp::exit_usage;
+      }
+    }
+    std::cerr << "smsp-actors: CAF's configuration file "
+              << cfg.config_file_path << " is refused: " << cfg.render(err)
+              << "\n";
     return smsp::exit_usage;
   }
   // --long-help or --dump-config: CAF printed what was asked.
@@ -203,6 +216,16 @@ int main(int argc, char** argv) {
   if (auto code = std::get_if<int>(&parsed))
     return *code;
   auto& cmd = std::get<smsp::command_line>(parsed);
+  // CAF's --long-help and --dump-config: CAF prints, and nothing starts (no
+  // log file, no data dir).
+  if (std::any_of(cmd.caf_args.begin(), cmd.caf_args.end(),
+                  [](const std::string& arg) {
+                    auto name = arg.substr(0, arg.find('='));
+                    return name == "--long-help" || name == "--dump-config";
+                  })) {
+    caf::actor_system_config cfg;
+    return configure_caf(cfg, cmd).value_or(smsp::exit_ok);
+  }
   raise_descriptor_limit();
   auto signals = take_signals();
   if (auto why = smsp::log_start(cmd.log_file); !why.empty()) {

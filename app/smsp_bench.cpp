@@ -697,8 +697,8 @@ unless the server runs with --pwhash min. An existing user (a reused
 --user-prefix) is logged in instead.
 
 Each connection keeps --pipeline requests in flight. Every reply is checked;
-the exit status is 1 when any reply was unexpected or a connection dropped,
-2 when the run could not start. The run always ends after warmup + duration.
+the exit status is 1 when any reply was unexpected, a connection dropped or
+the run could not start, 2 for a bad option. The run always ends after warmup + duration.
 The client's own CPU time is reported: near 100 % of a core per thread means
 the bench, not the server, may be the limit (try --threads 2).
 )";
@@ -950,7 +950,15 @@ int main(int argc, char** argv) {
   app.add_option("--server-pid", opt.server_pid,
                  "also report this process's CPU time over the window");
   app.add_flag("--json", opt.json, "print the result as one JSON line");
-  CLI11_PARSE(app, argc, argv);
+  app.set_version_flag("--version", "smsp-bench " SMSP_VERSION,
+                       "print the version and exit");
+  // Exit codes as in smsp-actors: 0 success, 1 a failure at run time, 2 a
+  // usage error.
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& err) {
+    return app.exit(err) == 0 ? 0 : 2;
+  }
   if (opt.workload_name == "count")
     opt.kind = workload::count;
   else if (opt.workload_name == "message-store")
@@ -964,6 +972,6 @@ int main(int argc, char** argv) {
     return run(opt);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "smsp-bench: %s\n", e.what());
-    return 2;
+    return 1;
   }
 }

@@ -33,8 +33,10 @@ namespace {
 constexpr std::string_view blanks = " \t";
 
 // Exit statuses of scripted mode (and of a failed first connection).
+// The exit codes of all three tools: 0 success, 1 a failure at run time
+// (a refused command, no connection), 2 a usage error (a bad option).
 constexpr int exit_failure = 1;
-constexpr int exit_no_connection = 2;
+constexpr int exit_usage = 2;
 
 std::string_view trim(std::string_view str) {
   auto first = str.find_first_not_of(blanks);
@@ -496,7 +498,8 @@ int main(int argc, char** argv) {
   CLI::App app{
     "smsp-client: talk to an SMSP mail server. Interactive on a "
     "terminal; otherwise runs one command per stdin line and "
-    "exits 1 at the first failure (2 if it cannot connect). Received "
+    "exits 1 at the first failure or if it cannot connect (2 for a bad "
+    "option). Received "
     "text reaches a terminal escaped (see --escape), a pipe or file "
     "byte for byte."};
   std::string host = "127.0.0.1";
@@ -542,7 +545,13 @@ int main(int argc, char** argv) {
                 "never")
     ->check(CLI::IsMember({"auto", "always", "never"}))
     ->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  app.set_version_flag("--version", "smsp-client " SMSP_VERSION,
+                       "print the version and exit");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& err) {
+    return app.exit(err) == 0 ? 0 : exit_usage;
+  }
   printer print{escape == "always"  ? escape_mode::always
                 : escape == "never" ? escape_mode::never
                                     : escape_mode::automatic};
@@ -554,7 +563,7 @@ int main(int argc, char** argv) {
     sh.connect();
   } catch (const std::exception& e) {
     print.err(std::string{"smsp-client: "} + e.what());
-    return exit_no_connection;
+    return exit_failure;
   }
   return isatty(0) ? run_interactive(sh, print) : run_script(sh, print);
 }

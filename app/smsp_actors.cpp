@@ -5,6 +5,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -13,6 +14,7 @@
 
 #include <pthread.h>
 #include <sys/resource.h>
+#include <systemd/sd-daemon.h>
 
 #include "actors/log.hpp"
 #include "app/options.hpp"
@@ -87,6 +89,15 @@ std::optional<int> configure_caf(caf::actor_system_config& cfg,
   return std::nullopt;
 }
 
+/// Tells systemd (a Type=notify unit, which sets NOTIFY_SOCKET) that the
+/// server accepts connections, as the `listening` line tells scripts.
+/// Without NOTIFY_SOCKET sd_notify does nothing.
+void notify_ready() {
+  if (int rc = sd_notify(0, "READY=1"); rc < 0)
+    smsp::log_line("systemd: cannot send READY=1 to NOTIFY_SOCKET: "
+                   + std::string{std::strerror(-rc)});
+}
+
 /// Waits for SIGINT or SIGTERM, reopening the log at each SIGHUP.
 void wait_for_stop(const sigset_t& signals, const std::string& who) {
   for (;;) {
@@ -99,6 +110,8 @@ void wait_for_stop(const sigset_t& signals, const std::string& who) {
     }
     smsp::log_line(who + " stopping on "
                    + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
+    // Under systemd (Type=notify): the stop has begun.
+    sd_notify(0, "STOPPING=1");
     return;
   }
 }
@@ -140,6 +153,7 @@ int run_node(const smsp::command_line& cmd, const sigset_t& signals) {
                  + (node_cfg.tls.enabled() ? ", mutual TLS" : ", no TLS"));
   std::cout << "smsp-actors node listening on " << node_cfg.host << ":"
             << node->port << std::endl;
+  notify_ready();
   wait_for_stop(signals, "smsp-actors node");
   smsp::stop_node(*node);
   // A safety net: now and then CAF 0.17's shutdown of a node waits for
@@ -204,6 +218,7 @@ int run(const smsp::command_line& cmd, const sigset_t& signals) {
                           + " mailbox node(s)"));
   std::cout << "smsp-actors listening on " << srv_cfg.host << ":" << srv->port
             << std::endl;
+  notify_ready();
   wait_for_stop(signals, "smsp-actors");
   smsp::stop_server(*srv);
   return smsp::exit_ok;

@@ -12,8 +12,12 @@ set(CMAKE_SKIP_INSTALL_ALL_DEPENDENCY ON)
 install(TARGETS smsp-actors smsp-client smsp-bench
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT bin)
 
-# Man pages from each tool's --help (help2man). --version-string: the tools
-# have no --version yet; with one, help2man could ask them.
+# The commented example of --config, every option at its default.
+install(FILES ${PROJECT_SOURCE_DIR}/docs/smsp-actors.conf.example
+  DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/doc/smsp-actors COMPONENT bin)
+
+# Man pages from each tool's --help (help2man). --version-string: one
+# version for all pages (`smsp-actors node` has no --version of its own).
 # Not in the sanitizer build (tests/sanitize.sh), which nobody installs.
 find_program(HELP2MAN_EXECUTABLE help2man)
 if(HELP2MAN_EXECUTABLE AND NOT SMSP_SANITIZE)

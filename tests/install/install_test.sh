@@ -4,7 +4,8 @@
 #   install_test.sh BUILD_DIR
 # 1. cmake --install BUILD_DIR --prefix /usr into a staging DESTDIR: the
 #    three tools, the man pages (when help2man is installed), the two systemd
-#    units naming /usr/bin/smsp-actors; each installed tool's --help runs.
+#    units naming /usr/bin/smsp-actors, the example config; each installed
+#    tool's --version and --help run.
 # 2. cpack -G DEB: the package holds the same files, its control file has a
 #    Depends line naming the runtime libraries, a Maintainer and a
 #    Description, and the maintainer scripts.
@@ -26,10 +27,12 @@ DESTDIR=$stage cmake --install "$build" --prefix /usr >"$tmp/install.log" \
 for tool in smsp-actors smsp-client smsp-bench; do
   check_file "$stage/usr/bin/$tool"
   [ -x "$stage/usr/bin/$tool" ] || fail "$tool is not executable"
-  # TODO(issue 12 item 2): --version once the tools have it.
+  out=$("$stage/usr/bin/$tool" --version 2>&1) || fail "$tool --version failed"
+  grep -q "^$tool [0-9]" <<<"$out" || fail "$tool --version printed no version: $out"
   out=$("$stage/usr/bin/$tool" --help 2>&1) || fail "$tool --help failed"
   grep -q -- '--help' <<<"$out" || fail "$tool --help printed no usage"
 done
+check_file "$stage/usr/share/doc/smsp-actors/smsp-actors.conf.example"
 if [ $have_help2man = 1 ]; then
   for page in smsp-actors smsp-actors-node smsp-client smsp-bench; do
     man=$stage/usr/share/man/man1/$page.1.gz

@@ -16,6 +16,10 @@ cmake --build "$build" -j2
 asan=detect_leaks=1:check_initialization_order=1:strict_init_order=1:detect_stack_use_after_return=1
 export LSAN_OPTIONS=suppressions=$supp/lsan.supp:print_suppressions=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+# Node timeouts in the multi-process tests are multiplied by this: the
+# sanitized build is several times slower, and on a busy machine a healthy
+# node would be taken for a dead one (tests read SMSP_TEST_TIME_FACTOR).
+export SMSP_TEST_TIME_FACTOR=5
 status=0
 # Processes that talk to mailbox nodes (regex below) have CAF's heartbeats
 # on, which CAF 0.17's BASP broker sends itself: when one is in its mailbox

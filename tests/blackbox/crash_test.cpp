@@ -36,6 +36,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <deque>
@@ -980,9 +981,9 @@ struct cluster_setup {
                           + std::to_string(node_ports[k]) + " (" + why + ")");
       try {
         nodes[k] = std::make_unique<child_process>(
-          std::vector<std::string>{bin, "node", "--port",
-                                   std::to_string(node_ports[k]), "--data-dir",
-                                   node_dir(k)},
+          std::vector<std::string>{
+            bin, "node", "--port", std::to_string(node_ports[k]), "--data-dir",
+            node_dir(k), "--node-timeout", node_timeout()},
           node_log(k));
         return;
       } catch (const port_in_use&) {
@@ -996,6 +997,16 @@ struct cluster_setup {
   void kill_node(int k, const std::string& why) {
     mark(node_log(k), "kill -9 node " + std::to_string(k) + " (" + why + ")");
     nodes[k]->kill_hard();
+  }
+
+  /// --node-timeout of the front and the nodes, in seconds: the default
+  /// (1), times SMSP_TEST_TIME_FACTOR (tests/sanitize.sh sets it), so that a
+  /// sanitized build on a busy machine is not taken for a dead node (this
+  /// test checks what a failure leaves, not how fast it is noticed).
+  static std::string node_timeout() {
+    auto factor = std::getenv("SMSP_TEST_TIME_FACTOR");
+    auto n = factor ? std::atoi(factor) : 1;
+    return std::to_string(n > 0 ? n : 1);
   }
 
   std::vector<smsp::node_address> addresses() const {
@@ -1013,6 +1024,8 @@ struct cluster_setup {
       args.push_back("--mailbox-node");
       args.push_back(smsp::to_string(a));
     }
+    args.push_back("--node-timeout");
+    args.push_back(node_timeout());
     ++front_starts;
     mark(front_log(),
          "start front #" + std::to_string(front_starts) + " (" + why + ")");

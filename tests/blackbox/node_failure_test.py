@@ -53,13 +53,16 @@ from blackbox_support import (WAIT_S, check, die_with_parent,  # noqa: E402
                               read_file, run, run_case, wait_for)
 
 # A request unanswered this long is a hang.
-REPLY_S = 15
+REPLY_S = 15 * max(1, int(os.environ.get("SMSP_TEST_TIME_FACTOR", "1")))
 UNAVAILABLE = "KO mailbox unavailable"
 NODE_LISTENING = "smsp-actors node listening on "
 LOAD_S = 5.0
 # --node-timeout of the fronts and nodes: twice the default, so that a busy
-# machine delaying a heartbeat of a healthy node does not fail the test.
-NODE_TIMEOUT = "2"
+# machine delaying a heartbeat of a healthy node does not fail the test;
+# times SMSP_TEST_TIME_FACTOR, which tests/sanitize.sh sets for the slower
+# sanitized build (the times printed are then that much longer).
+NODE_TIMEOUT = str(2 * max(1, int(os.environ.get("SMSP_TEST_TIME_FACTOR",
+                                                  "1"))))
 FAULT_AT_S = 2.0
 
 

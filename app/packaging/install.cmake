@@ -67,7 +67,7 @@ foreach(unit IN ITEMS smsp-actors.service smsp-actors-node@.service)
     if(IS_ABSOLUTE \"${CMAKE_INSTALL_BINDIR}\")
       set(bindir \"${CMAKE_INSTALL_BINDIR}\")
     endif()
-    file(READ \"${PROJECT_SOURCE_DIR}/packaging/systemd/${unit}.in\" text)
+    file(READ \"${PROJECT_SOURCE_DIR}/app/packaging/systemd/${unit}.in\" text)
     string(REPLACE \"@SMSP_INSTALL_BINDIR@\" \"\${bindir}\" text \"\${text}\")
     # One copy per destination, so that two installs never share one.
     string(MD5 where \"\$ENV{DESTDIR}|\${bindir}\")
@@ -109,9 +109,9 @@ else()
       "libcaf-core0.17, libcaf-io0.17, libcaf-openssl0.17, libsqlite3-0, libsodium23, libedit2, libssl3, libsystemd0, libstdc++6, libc6")
 endif()
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
-    ${PROJECT_SOURCE_DIR}/packaging/debian/postinst
-    ${PROJECT_SOURCE_DIR}/packaging/debian/prerm
-    ${PROJECT_SOURCE_DIR}/packaging/debian/postrm)
+    ${PROJECT_SOURCE_DIR}/app/packaging/debian/postinst
+    ${PROJECT_SOURCE_DIR}/app/packaging/debian/prerm
+    ${PROJECT_SOURCE_DIR}/app/packaging/debian/postrm)
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 # Debug info stays in the build tree.
 set(CPACK_STRIP_FILES ON)

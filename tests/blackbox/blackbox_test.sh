@@ -352,7 +352,7 @@ fi
 
 old_port=$port
 stop_server "first run"
-check_client "connection refused exits with status 2" $'count\n' 2 "" \
+check_client "connection refused exits with status 1 (a failure at run time)" $'count\n' 1 "" \
   "smsp-client: cannot connect to $host:$old_port: Connection refused"
 
 # PROTOCOL.md section 5: acknowledged data survives a restart.

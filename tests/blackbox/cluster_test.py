@@ -46,7 +46,14 @@ from blackbox_support import (LISTENING, WAIT_S, check,  # noqa: E402
                               die_with_parent, read_file, run, run_case,
                               wait_for)
 
-REPLY_S = 20
+REPLY_S = 20 * max(1, int(os.environ.get("SMSP_TEST_TIME_FACTOR", "1")))
+# --node-timeout of every front and node: three times the default, so that a
+# busy machine (CI's 2 shared cores, TLS handshakes, a sanitized build)
+# delaying a heartbeat does not take a healthy node for a dead one; times
+# SMSP_TEST_TIME_FACTOR (tests/sanitize.sh). Every case that wants a node
+# unavailable stops it or refuses it, which is noticed at once.
+NODE_TIMEOUT = str(3 * max(1, int(os.environ.get("SMSP_TEST_TIME_FACTOR",
+                                                 "1"))))
 NODE_LISTENING = "smsp-actors node listening on "
 COOKIE = re.compile(r"\b[0-9a-f]{32,}\b")
 UNAVAILABLE = "KO mailbox unavailable"
@@ -76,7 +83,8 @@ class Node(bb.Server):
         self.err_path = os.path.join(tmp, name + ".err")
         self.port = None
         argv = [binary, "node", "--port", str(port), "--data-dir",
-                data_dir or os.path.join(tmp, name)] + list(args)
+                data_dir or os.path.join(tmp, name), "--node-timeout",
+                NODE_TIMEOUT] + list(args)
         environ = dict(os.environ, **(env or {}))
         with open(self.out_path, "wb") as out, \
                 open(self.err_path, "wb") as err:
@@ -108,7 +116,7 @@ def start_front(binary, tmp, cleanup, name, node_ports, args=(),
     """The front on an ephemeral port with `--mailbox-node` for each port;
     waits (bounded) until its log says each port of `wait_up` (default: all
     of them) is up. Returns the Server (port None if it did not start)."""
-    argv = []
+    argv = ["--node-timeout", NODE_TIMEOUT]
     for p in node_ports:
         argv += ["--mailbox-node", addr(p)]
     front = bb.Server(binary, tmp, name, argv + list(args),

@@ -384,6 +384,13 @@ resolve_options(const server_options& opts) {
   conn.now = opts.now;
   cfg.registry.now = opts.now;
   cfg.dump.now = opts.now;
+  // A request for a user on a mailbox node may wait for the node's remote
+  // spawn (2 node timeouts), the completion of unfinished moves (a prune and
+  // an apply: 2 more) and its own answer (1): its deadline covers that, so
+  // a slow node is answered 'KO mailbox unavailable', not 'KO internal
+  // error' from the connection's deadline.
+  if (!cfg.mailbox_nodes.empty())
+    conn.waits.request = std::max(conn.waits.request, 5 * cfg.node_timeout);
   cfg.registry.waits = conn.waits;
   return cfg;
 }

@@ -349,24 +349,21 @@ void with_figures(registry_pointer self, F f) {
     figures->nodes[k].users_placed = st.users_placed[k];
     figures->nodes[k].why = "its link did not answer";
   }
-  auto per_node = std::make_shared<std::vector<uint64_t>>(n);
-  st.mailboxes.ids_where([&](const std::string& user) {
-    ++(*per_node)[node_of(self, user)];
-    return false;
+  st.mailboxes.for_each_active_user([&](const std::string& user) {
+    ++figures->nodes[node_of(self, user)].active_mailboxes;
   });
   auto pending = std::make_shared<size_t>(n);
   auto one_done = [=]() mutable {
-    if (--*pending == 0) {
-      for (size_t k = 0; k < n; ++k)
-        figures->nodes[k].active_mailboxes = (*per_node)[k];
+    if (--*pending == 0)
       f(std::move(*figures));
-    }
   };
   for (size_t k = 0; k < n; ++k)
     self->request(st.deps.nodes[k], st.cfg.waits.request, stats_atom::value)
       .then(
         [=](node_status& status) mutable {
+          // The link knows the node; the counts are the registry's.
           status.users_placed = figures->nodes[k].users_placed;
+          status.active_mailboxes = figures->nodes[k].active_mailboxes;
           figures->nodes[k] = std::move(status);
           one_done();
         },

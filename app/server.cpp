@@ -121,12 +121,16 @@ std::string check_node_tls_files(const node_tls& tls) {
   return {};
 }
 
+std::chrono::milliseconds node_heartbeat(std::chrono::milliseconds timeout) {
+  using std::chrono::milliseconds;
+  return std::clamp(timeout / 4, milliseconds{50}, milliseconds{1000});
+}
+
 void configure_node_links(caf::actor_system_config& cfg,
                           std::chrono::milliseconds timeout,
                           const node_tls& tls) {
-  using std::chrono::milliseconds;
-  auto beat = std::clamp(timeout / 4, milliseconds{50}, milliseconds{1000});
-  cfg.set("middleman.heartbeat-interval", caf::timespan{beat});
+  cfg.set("middleman.heartbeat-interval",
+          caf::timespan{node_heartbeat(timeout)});
   cfg.set("middleman.connection-timeout", caf::timespan{timeout * 2});
   if (tls.enabled()) {
     cfg.load<caf::openssl::manager>();
@@ -302,9 +306,7 @@ caf::expected<server> start_server(caf::actor_system& sys,
       link.version = smsp_version();
       link.origin = db.store_id();
       link.timeout = cfg.node_timeout;
-      link.heartbeat = std::clamp(cfg.node_timeout / 4,
-                                  std::chrono::milliseconds{50},
-                                  std::chrono::milliseconds{1000});
+      link.heartbeat = node_heartbeat(cfg.node_timeout);
       link.max_backoff = cfg.node_timeout;
       link.tls = cfg.tls.enabled();
       srv.links.push_back(spawn_node_link(sys, std::move(link)));

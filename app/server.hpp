@@ -33,6 +33,10 @@ struct node_tls {
 /// notice only at the first connection, and then abort the process.
 std::string check_node_tls_files(const node_tls& tls);
 
+/// The heartbeat period on node links for a node timeout: a quarter of it,
+/// from 50 ms to 1 s (CAF's heartbeats and the links' own alike).
+std::chrono::milliseconds node_heartbeat(std::chrono::milliseconds timeout);
+
 /// Heartbeats and connection timeouts on CAF's node connections (both off
 /// by default in CAF 0.17, so a frozen peer would never be noticed): a
 /// connection silent for 2 x `timeout` is closed, so that a reconnect is

@@ -116,6 +116,13 @@ public:
     return out;
   }
 
+  /// Calls `f(user)` for every user with an active mailbox.
+  template <class F>
+  void for_each_active_user(F f) const {
+    for (auto& e : active_.entries())
+      f(e.first);
+  }
+
   /// Calls `f(handle)` for every mailbox listed, active or retiring.
   template <class F>
   void for_each(F f) const {

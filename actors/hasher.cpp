@@ -12,8 +12,8 @@ namespace {
 
 // Runs on a thread of its own, so a hash never blocks the scheduler's
 // workers, the brokers or the registry.
-hasher_actor::behavior_type hash_worker(hasher_actor::pointer self,
-                                        pwhash_cost cost) {
+hash_worker_actor::behavior_type hash_worker(hash_worker_actor::pointer self,
+                                             pwhash_cost cost) {
   return {
     [=](hash_atom, const std::string& password) -> caf::result<std::string> {
       if (auto hash = hash_password(password, cost))
@@ -30,15 +30,18 @@ hasher_actor::behavior_type hash_worker(hasher_actor::pointer self,
 struct hasher_pool_state {
   timeouts waits;
   size_t max_queue = 0;
-  std::vector<hasher_actor> idle;
+  size_t workers = 0;
+  std::vector<hash_worker_actor> idle;
   /// Jobs waiting for a worker; each runs its request on the worker given.
-  std::deque<std::function<void(hasher_actor)>> waiting;
+  std::deque<std::function<void(hash_worker_actor)>> waiting;
+  /// Seconds from handing a job to a worker to its answer.
+  latency_histogram hash_time;
   static inline const char* name = "smsp.hasher";
 };
 
 using pool_pointer = hasher_actor::stateful_pointer<hasher_pool_state>;
 
-void release(pool_pointer self, hasher_actor worker) {
+void release(pool_pointer self, hash_worker_actor worker) {
   auto& st = self->state;
   if (st.waiting.empty()) {
     st.idle.emplace_back(std::move(worker));
@@ -55,14 +58,18 @@ caf::result<Result> submit(pool_pointer self, Ts... args) {
   if (st.idle.empty() && st.waiting.size() >= st.max_queue)
     return errc::server_busy;
   auto rp = self->template make_response_promise<Result>();
-  auto job = [=](hasher_actor worker) mutable {
+  auto job = [=](hash_worker_actor worker) mutable {
+    auto started = std::chrono::steady_clock::now();
+    auto took = [=] { return std::chrono::steady_clock::now() - started; };
     self->request(worker, self->state.waits.hashing, args...)
       .then(
         [=](Result& value) mutable {
+          self->state.hash_time.observe(took());
           rp.deliver(std::move(value));
           release(self, worker);
         },
         [=](caf::error& err) mutable {
+          self->state.hash_time.observe(took());
           rp.deliver(std::move(err));
           release(self, worker);
         });
@@ -82,7 +89,8 @@ hasher_actor::behavior_type hasher_pool(pool_pointer self, hasher_config cfg,
   auto& st = self->state;
   st.waits = waits;
   st.max_queue = cfg.max_queue;
-  for (size_t i = 0; i < std::max<size_t>(cfg.workers, 1); ++i)
+  st.workers = std::max<size_t>(cfg.workers, 1);
+  for (size_t i = 0; i < st.workers; ++i)
     st.idle.emplace_back(
       self->spawn<caf::detached + caf::linked>(hash_worker, cfg.cost));
   return {
@@ -92,6 +100,11 @@ hasher_actor::behavior_type hasher_pool(pool_pointer self, hasher_config cfg,
     [=](verify_atom, std::string& hash, std::string& password) {
       return submit<bool>(self, verify_atom::value, std::move(hash),
                           std::move(password));
+    },
+    [=](metrics_atom) {
+      auto& st = self->state;
+      return hasher_figures{st.waiting.size(), st.workers - st.idle.size(),
+                            st.workers, st.hash_time};
     },
   };
 }

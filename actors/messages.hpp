@@ -1,6 +1,7 @@
 // Every actor message: atoms, typed interfaces and the domain errors.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "caf/typed_actor.hpp"
 
 #include "actors/errc.hpp"
+#include "actors/logic/metrics.hpp"
 #include "actors/store/store.hpp"
 
 namespace smsp {
@@ -80,6 +82,126 @@ using reclaim_atom = caf::atom_constant<caf::atom("reclaim")>;
 /// (It also sends itself caf::tick_atom to check its deadlines; the acceptor
 /// sends it caf::idle_atom to check the idle rule.)
 using settled_atom = caf::atom_constant<caf::atom("settled")>;
+
+// metrics: the figures behind --metrics-port (app/metrics_http.hpp). Each
+// owner counts its own and answers metrics_atom with them; connections
+// report theirs to the metrics actor (report_atom, also a connection's
+// own delayed reminder to report).
+using metrics_atom = caf::atom_constant<caf::atom("metrics")>;
+using report_atom = caf::atom_constant<caf::atom("report")>;
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, latency_histogram& x) {
+  return f(caf::meta::type_name("latency_histogram"), x.buckets, x.sum_ns);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, request_counters& x) {
+  return f(caf::meta::type_name("request_counters"), x.counts, x.latency);
+}
+
+/// What a connection broker reports to the metrics actor: its requests
+/// since its last report and, in the report it sends as it closes, why.
+struct connection_report {
+  request_counters requests;
+  /// The connection is gone; `reason` (a close_reason) says why.
+  bool closed = false;
+  uint8_t reason = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, connection_report& x) {
+  return f(caf::meta::type_name("connection_report"), x.requests, x.closed,
+           x.reason);
+}
+
+/// The metrics actor's sums of every connection's reports since start.
+struct connection_totals {
+  request_counters requests;
+  /// Connections closed, by close_reason.
+  std::array<uint64_t, close_reason_count> closed{};
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, connection_totals& x) {
+  return f(caf::meta::type_name("connection_totals"), x.requests, x.closed);
+}
+
+/// Owns the per-request figures of all connections, summed from their
+/// reports (each connection sends at most about one a second while busy,
+/// and one as it closes).
+using metrics_actor
+  = caf::typed_actor<caf::reacts_to<report_atom, connection_report>,
+                     // -> the sums since start.
+                     caf::replies_to<metrics_atom>::with<connection_totals>>;
+
+/// The acceptor's connection figures.
+struct acceptor_figures {
+  /// Connections served now.
+  uint64_t open = 0;
+  /// Since start: accepted, and refused with `KO server busy`.
+  uint64_t accepted = 0;
+  uint64_t refused_busy = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, acceptor_figures& x) {
+  return f(caf::meta::type_name("acceptor_figures"), x.open, x.accepted,
+           x.refused_busy);
+}
+
+/// The part of the acceptor broker's interface that the metrics endpoint
+/// asks (the acceptor is a dynamically typed broker; listen() hands out
+/// this view of it, so a wrong message to it is still a compile error).
+using acceptor_metrics_actor
+  = caf::typed_actor<caf::replies_to<metrics_atom>::with<acceptor_figures>>;
+
+/// The store writer's figures since start.
+struct writer_figures {
+  /// Group commits, and the writes they committed.
+  uint64_t commits = 0;
+  uint64_t writes = 0;
+  /// Seconds from a group's first write to the end of its commit.
+  latency_histogram commit_latency;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, writer_figures& x) {
+  return f(caf::meta::type_name("writer_figures"), x.commits, x.writes,
+           x.commit_latency);
+}
+
+/// The password hashing pool's figures.
+struct hasher_figures {
+  /// Hashes waiting for a worker now, and workers busy now (of `workers`).
+  uint64_t queued = 0;
+  uint64_t busy = 0;
+  uint64_t workers = 0;
+  /// Seconds a worker took per hash or verification, since start.
+  latency_histogram hash_time;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, hasher_figures& x) {
+  return f(caf::meta::type_name("hasher_figures"), x.queued, x.busy, x.workers,
+           x.hash_time);
+}
+
+/// The login throttle's penalties.
+struct throttle_figures {
+  /// Penalty windows open now (per address, pair or username record).
+  uint64_t active = 0;
+  /// Penalty windows opened since start.
+  uint64_t total = 0;
+  /// LOGINs refused without hashing since start.
+  uint64_t refused = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, throttle_figures& x) {
+  return f(caf::meta::type_name("throttle_figures"), x.active, x.total,
+           x.refused);
+}
 
 /// Lets CAF turn an errc into a caf::error implicitly.
 caf::error make_error(errc code);
@@ -157,7 +279,9 @@ using writer_actor = caf::typed_actor<
   // -> (commits, writes) since start.
   caf::replies_to<stats_atom>::with<uint64_t, uint64_t>,
   // To itself: commit group number N, if still open.
-  caf::reacts_to<commit_atom, uint64_t>>;
+  caf::reacts_to<commit_atom, uint64_t>,
+  // -> its figures, commit latency included.
+  caf::replies_to<metrics_atom>::with<writer_figures>>;
 
 /// Reads of the durable store on a connection of its own, so they never
 /// wait for the writer's fsync.
@@ -370,7 +494,9 @@ using registry_actor = caf::typed_actor<
   // From a node link: node N went up (its users' unfinished moves are
   // completed) or down (its users' mailboxes are forgotten).
   caf::reacts_to<node_atom, up_atom, uint64_t>,
-  caf::reacts_to<node_atom, down_atom, uint64_t>>;
+  caf::reacts_to<node_atom, down_atom, uint64_t>,
+  // -> the registry's figures (as stats_atom) and its login throttle's.
+  caf::replies_to<metrics_atom>::with<registry_figures, throttle_figures>>;
 
 /// Runs DUMP (see dump_config in spawn.hpp): logs the registry's figures
 /// given with the request, the writer's, then the store's contents from one
@@ -386,6 +512,13 @@ using hasher_actor = caf::typed_actor<
   // (password) -> encoded hash; errc::server_busy when the queue is full.
   caf::replies_to<hash_atom, std::string>::with<std::string>,
   // (encoded hash, password) -> whether they match.
+  caf::replies_to<verify_atom, std::string, std::string>::with<bool>,
+  // -> the pool's figures.
+  caf::replies_to<metrics_atom>::with<hasher_figures>>;
+
+/// One worker of the hashing pool (hasher_actor without the figures).
+using hash_worker_actor = caf::typed_actor<
+  caf::replies_to<hash_atom, std::string>::with<std::string>,
   caf::replies_to<verify_atom, std::string, std::string>::with<bool>>;
 
 } // namespace smsp

@@ -50,6 +50,8 @@ struct registry_state {
   uint64_t next_in_flight = 0;
   /// Failed LOGINs per username and per client address.
   std::optional<login_throttle> throttle;
+  /// LOGINs the throttle refused since start (for the metrics).
+  uint64_t throttled_logins = 0;
   /// LOGIN for an unknown user verifies against this hash, so the reply's
   /// timing does not tell whether the account exists.
   std::string decoy_hash;
@@ -515,8 +517,10 @@ registry(registry_pointer self, registry_deps deps, registry_config cfg) {
         std::string& address) -> caf::result<std::string> {
       // Refused at once and with the wrong password's reply: a penalized
       // name or address costs no hashing, and the reply tells nothing.
-      if (!self->state.throttle->allows(user, address, now(self)))
+      if (!self->state.throttle->allows(user, address, now(self))) {
+        ++self->state.throttled_logins;
         return errc::login_failed;
+      }
       auto rp = self->make_response_promise<std::string>();
       auto verify = [=](std::string hash, bool known) mutable {
         auto& st = self->state;
@@ -654,6 +658,17 @@ registry(registry_pointer self, registry_deps deps, registry_config cfg) {
       if (self->current_sender() == self->ctrl())
         self->delayed_send(self, sweep_interval(self->state.cfg),
                            caf::tick_atom::value);
+    },
+    [=](metrics_atom) -> caf::result<registry_figures, throttle_figures> {
+      auto& st = self->state;
+      throttle_figures penalties{st.throttle->penalized(now(self)),
+                                 st.throttle->penalties(), st.throttled_logins};
+      auto rp
+        = self->make_response_promise<registry_figures, throttle_figures>();
+      with_figures(self, [=](registry_figures figures) mutable {
+        rp.deliver(std::move(figures), penalties);
+      });
+      return rp;
     },
   };
 }

@@ -234,4 +234,11 @@ struct node_link_config {
 
 node_link_actor spawn_node_link(caf::actor_system& sys, node_link_config cfg);
 
+// -- metrics
+// -------------------------------------------------------------------
+
+/// The actor that sums the connections' request figures (metrics_actor);
+/// spawned only when the server serves metrics.
+metrics_actor spawn_metrics(caf::actor_system& sys);
+
 } // namespace smsp

@@ -37,6 +37,11 @@ struct writer_state {
   std::chrono::microseconds last_commit_time{0};
   uint64_t commits = 0;
   uint64_t writes = 0;
+  /// When the open group began (its first write arrived).
+  std::chrono::steady_clock::time_point group_opened;
+  /// From a group's first write to the end of its commit: how long a write
+  /// waits for its OK, at most.
+  latency_histogram commit_latency;
   static inline const char* name = "smsp.store";
 };
 
@@ -64,6 +69,7 @@ void commit_group(writer_pointer self) {
   }
   ++st.commits;
   st.writes += group.size();
+  st.commit_latency.observe(std::chrono::steady_clock::now() - st.group_opened);
   st.last_group_size = group.size();
   for (auto& finish : group)
     finish(nullptr);
@@ -81,6 +87,7 @@ group_write(writer_pointer self, Apply apply) {
   try {
     if (!st.db->in_transaction()) {
       st.db->begin();
+      st.group_opened = std::chrono::steady_clock::now();
       ++st.group_number;
       st.commit_requested = false;
       // Never wait longer than a commit takes: with a fast disk, waiting
@@ -220,6 +227,10 @@ writer_actor::behavior_type writer(writer_pointer self,
     [=](commit_atom, uint64_t number) {
       if (number == self->state.group_number)
         commit_group(self);
+    },
+    [=](metrics_atom) {
+      auto& st = self->state;
+      return writer_figures{st.commits, st.writes, st.commit_latency};
     },
   };
 }

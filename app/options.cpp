@@ -576,6 +576,25 @@ parser::parser() {
                           : "";
     });
   app
+    .add_option_function<std::string>(
+      "--metrics-port",
+      [&srv](const std::string& text) {
+        auto value = parse_decimal(text);
+        if (!value || *value > 65535)
+          throw CLI::ValidationError(
+            "--metrics-port", "'" + text + "' is not a whole number from "
+                                + range_text(0, 65535));
+        srv.metrics_port = static_cast<uint16_t>(*value);
+      },
+      "Serve Prometheus metrics at http://HOST:N/metrics (HOST from "
+      "--metrics-host); 0 picks a free port. Off unless given (0 to 65535)")
+    ->type_name("N");
+  app
+    .add_option("--metrics-host", srv.metrics_host,
+                "Address of the metrics endpoint (--metrics-port). The "
+                "default, 127.0.0.1, serves this machine only")
+    ->capture_default_str();
+  app
     .add_option_function<std::vector<std::string>>(
       "--mailbox-node",
       [&srv](const std::vector<std::string>& texts) {

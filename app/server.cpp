@@ -278,6 +278,9 @@ caf::expected<server> start_server(caf::actor_system& sys,
     return caf::make_error(caf::sec::runtime_error,
                            "libsodium cannot be initialized");
   server srv;
+  auto start_time = std::chrono::duration<double>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
   // Throws store_error: a data dir that cannot be used stops the start.
   auto db = store::open(cfg.data_dir, cfg.sync);
   auto queued = db.imq();
@@ -342,6 +345,8 @@ caf::expected<server> start_server(caf::actor_system& sys,
   }
   auto acceptor_cfg = cfg.acceptor;
   acceptor_cfg.max_connections = srv.max_connections = *room;
+  if (cfg.metrics_port)
+    acceptor_cfg.metrics = srv.metrics = spawn_metrics(sys);
   auto bound = listen(sys, srv.registry, acceptor_cfg, cfg.host, cfg.port);
   if (!bound) {
     stop_server(srv);
@@ -349,10 +354,25 @@ caf::expected<server> start_server(caf::actor_system& sys,
   }
   srv.acceptor = bound->acceptor;
   srv.port = bound->port;
+  if (cfg.metrics_port) {
+    metrics_sources sources{srv.metrics, bound->metrics, srv.registry,
+                            srv.imq,     srv.writer,     srv.hasher};
+    metrics_endpoint_config http{cfg.metrics_host, *cfg.metrics_port};
+    http.start_time = start_time;
+    auto endpoint = metrics_endpoint::start(sys, std::move(sources), http);
+    if (!endpoint) {
+      stop_server(srv);
+      return std::move(endpoint.error());
+    }
+    srv.metrics_http = std::move(*endpoint);
+  }
   return srv;
 }
 
 void stop_server(const server& srv) {
+  // The metrics endpoint first: its scrapes ask the actors below.
+  if (srv.metrics_http)
+    srv.metrics_http->stop();
   // Connections first: a request in flight when the registry stopped would
   // otherwise be answered "KO internal error".
   if (srv.acceptor)
@@ -368,6 +388,8 @@ void stop_server(const server& srv) {
     caf::anon_send_exit(srv.reader, reason);
   if (srv.dumper)
     caf::anon_send_exit(srv.dumper, reason);
+  if (srv.metrics)
+    caf::anon_send_exit(srv.metrics, reason);
   for (auto& link : srv.links)
     caf::anon_send_exit(link, reason);
   // The writer commits its open group as it stops.

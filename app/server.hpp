@@ -4,11 +4,13 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "actors/spawn.hpp"
+#include "app/metrics_http.hpp"
 #include "caf/actor.hpp"
 #include "caf/expected.hpp"
 #include "caf/fwd.hpp"
@@ -76,6 +78,11 @@ struct server_config {
   /// Requests to a node fail after this; a missed heartbeat marks it down.
   std::chrono::milliseconds node_timeout{1000};
   node_tls tls;
+  /// Serve /metrics (Prometheus text format) on this port (0 picks a free
+  /// one); unset: no metrics endpoint, and connections count nothing.
+  std::optional<uint16_t> metrics_port;
+  /// Address of the metrics endpoint; the default serves this machine only.
+  std::string metrics_host = "127.0.0.1";
 };
 
 /// Everything a mailbox node is started with.
@@ -108,6 +115,10 @@ struct server {
   size_t max_connections = 0;
   /// The port actually bound.
   uint16_t port = 0;
+  /// With metrics_port: the actor summing the connections' figures, and
+  /// the endpoint (its port() is the one bound).
+  metrics_actor metrics;
+  std::shared_ptr<metrics_endpoint> metrics_http;
 };
 
 /// CAF settings every smsp-actors actor system uses, set after the command

@@ -216,6 +216,15 @@ int run(const smsp::command_line& cmd, const sigset_t& signals) {
                       ? std::string{}
                       : ", " + std::to_string(srv_cfg.mailbox_nodes.size())
                           + " mailbox node(s)"));
+  // Before the listening line (the readiness contract), so that a reader
+  // waiting for that one has this one too.
+  if (srv->metrics_http) {
+    auto host = srv_cfg.metrics_host.find(':') != std::string::npos
+                  ? "[" + srv_cfg.metrics_host + "]"
+                  : srv_cfg.metrics_host;
+    std::cout << "smsp-actors metrics on http://" << host << ":"
+              << srv->metrics_http->port() << "/metrics" << std::endl;
+  }
   std::cout << "smsp-actors listening on " << srv_cfg.host << ":" << srv->port
             << std::endl;
   notify_ready();

@@ -28,6 +28,9 @@ struct acceptor_state {
   /// Connections refused since the server was last below max_connections;
   /// logged when it accepts again, so that a flood makes two log lines.
   uint64_t refused = 0;
+  /// Connections accepted, and refused as busy, since start (the metrics).
+  uint64_t accepted_total = 0;
+  uint64_t refused_total = 0;
   /// An idle sweep is scheduled; only while there are connections.
   bool sweeping = false;
   /// Unsent reply bytes beyond the connections' free allowances.
@@ -46,6 +49,7 @@ using acceptor_broker = caf::stateful_actor<acceptor_state, caf::io::broker>;
 /// connection broker, so it costs the server no actor and no read buffer.
 void refuse(acceptor_broker* self, caf::io::connection_handle hdl) {
   auto& st = self->state;
+  ++st.refused_total;
   if (st.refused++ == 0)
     log_line("server: " + std::to_string(st.connections.size())
              + " connections, the limit (--max-connections, or what the "
@@ -139,8 +143,9 @@ caf::behavior acceptor(acceptor_broker* self, registry_actor registry,
                  + std::to_string(st.refused));
         st.refused = 0;
       }
+      ++st.accepted_total;
       connection_deps deps{st.registry, caf::actor_cast<caf::actor>(self),
-                           st.cfg.connection};
+                           st.cfg.connection, st.cfg.metrics};
       auto conn = self->fork(connection, msg.handle, std::move(deps));
       self->monitor(conn);
       st.connections.emplace(conn.address(), std::move(conn));
@@ -179,6 +184,11 @@ caf::behavior acceptor(acceptor_broker* self, registry_actor registry,
         caf::anon_send(conn.second, caf::idle_atom::value);
       sweep_later(self);
     },
+    [=](metrics_atom) {
+      auto& st = self->state;
+      return acceptor_figures{st.connections.size(), st.accepted_total,
+                              st.refused_total};
+    },
   };
 }
 
@@ -189,7 +199,9 @@ caf::expected<listener> listen(caf::actor_system& sys, registry_actor registry,
                                uint16_t port) {
   auto acc = sys.middleman().spawn_broker(acceptor, std::move(registry),
                                           std::move(cfg));
-  caf::expected<listener> result{listener{acc, 0}};
+  // The acceptor handles metrics_atom as acceptor_metrics_actor says.
+  caf::expected<listener> result{
+    listener{acc, caf::actor_cast<acceptor_metrics_actor>(acc), 0}};
   caf::scoped_actor self{sys};
   self
     ->request(acc, std::chrono::seconds{30}, caf::open_atom::value, host, port)

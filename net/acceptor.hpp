@@ -24,11 +24,16 @@ struct acceptor_config {
   size_t max_unsent_total = 64 * 1024 * 1024;
   /// What every connection gets.
   connection_config connection;
+  /// Where connections report their request figures; none: they count
+  /// nothing (metrics are off).
+  metrics_actor metrics;
 };
 
 /// A listening socket and the acceptor broker that serves it.
 struct listener {
   caf::actor acceptor;
+  /// The acceptor's figures, for the metrics endpoint.
+  acceptor_metrics_actor metrics;
   /// The port actually bound.
   uint16_t port = 0;
 };

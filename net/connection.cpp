@@ -178,8 +178,51 @@ void reserve_output(broker* self, std::vector<char>& out, size_t bytes) {
 
 // -- replies ------------------------------------------------------------------
 
-/// Sets the reply of a started request and updates its reservation.
-void set_reply(connection_state& st, started_request& req, std::string text) {
+/// Schedules one report of the requests counted, unless one is due anyway.
+void arm_report(broker* self) {
+  auto& st = self->state;
+  if (st.report_armed)
+    return;
+  st.report_armed = true;
+  send_self_later(self, st.deps.cfg.report_interval, report_atom::value);
+}
+
+/// Counts one answered request of command label `label` (metrics on).
+/// O(1), no allocation: an array increment and a bucket search.
+void count_request(broker* self, size_t label, request_result result,
+                   steady_time started) {
+  auto& st = self->state;
+  if (!st.unreported)
+    return;
+  st.unreported->count(label, result, now(self) - started);
+  arm_report(self);
+}
+
+/// Reports the requests counted since the last report to the metrics
+/// actor; with `closing`, also that the connection closed and why, and
+/// then counts no more.
+void report(broker* self, std::optional<close_reason> closing = {}) {
+  auto& st = self->state;
+  if (!st.unreported || (!closing && st.unreported->empty()))
+    return;
+  connection_report r;
+  r.requests = *st.unreported;
+  r.closed = closing.has_value();
+  r.reason = static_cast<uint8_t>(closing.value_or(close_reason{}));
+  if (closing)
+    st.unreported.reset();
+  else
+    *st.unreported = request_counters{};
+  caf::anon_send(st.deps.metrics, report_atom::value, std::move(r));
+}
+
+/// Sets the reply of a started request, counts it as `result` and updates
+/// its reservation.
+void set_reply(broker* self, started_request& req, std::string text,
+               request_result result) {
+  auto& st = self->state;
+  if (req.row != nullptr)
+    count_request(self, static_cast<size_t>(req.row->cmd), result, req.started);
   st.reserved -= req.reserved;
   req.reserved = encoded_size(text, req.term);
   st.reserved += req.reserved;
@@ -246,8 +289,15 @@ void start_next(broker* self) {
   auto seq = st.first_seq + st.started.size();
   st.reserved += bound;
   if (auto err = std::get_if<parse_error>(&parsed)) {
-    st.started.push_back(
-      {term, nullptr, steady_time{}, bound, reply::failure(*err)});
+    // Answered at once: no latency to speak of.
+    if (st.unreported) {
+      auto label = err->spec != nullptr ? static_cast<size_t>(err->spec->cmd)
+                                        : unknown_command;
+      st.unreported->count(label, request_result::bad_request, {});
+      arm_report(self);
+    }
+    st.started.push_back({term, nullptr, steady_time{}, steady_time{}, bound,
+                          reply::failure(*err)});
     return;
   }
   auto& req = std::get<request>(parsed);
@@ -255,10 +305,12 @@ void start_next(broker* self) {
   auto& waits = st.deps.cfg.waits;
   auto wait = row.wait == deadline::hashing ? waits.hashing + waits.request
                                             : waits.request;
-  st.started.push_back({term, &row, now(self) + wait, bound, {}});
+  auto t = now(self);
+  st.started.push_back({term, &row, t, t + wait, bound, {}});
   if (needs_no_registry(req)) {
-    set_reply(st, st.started.back(),
-              std::string{reply::failure(errc::not_logged_in, req.cmd())});
+    set_reply(self, st.started.back(),
+              std::string{reply::failure(errc::not_logged_in, req.cmd())},
+              result_of(errc::not_logged_in));
     return;
   }
   if (row.order == ordering::barrier)
@@ -317,7 +369,8 @@ void check_deadlines(broker* self) {
     if (!req.reply && req.deadline <= t) {
       log_line("connection: no answer in time to a "
                + std::string{spec_of(req.row->cmd).name} + " request");
-      set_reply(st, req, std::string{reply::internal_error});
+      set_reply(self, req, std::string{reply::internal_error},
+                request_result::internal_error);
     }
   pump(self);
 }
@@ -352,6 +405,7 @@ void close_logged(broker* self, const std::string& why) {
   // The registry is not told: the client's session stays valid for its next
   // connection.
   abort_output(self);
+  report(self, st.close_as);
   self->close(st.hdl);
   self->quit();
 }
@@ -369,6 +423,7 @@ void check_idle(broker* self) {
   auto t = now(self);
   auto limit = st.deps.cfg.idle_timeout;
   if (st.unsent > 0) {
+    st.close_as = close_reason::no_progress;
     if (t - st.last_progress >= limit)
       close_logged(self, std::to_string(st.unsent)
                            + " bytes of replies unread for " + to_text(limit)
@@ -381,32 +436,36 @@ void check_idle(broker* self) {
     return;
   }
   // The client's last read of a reply counts as activity too.
+  st.close_as = close_reason::idle;
   if (t - std::max(st.last_activity, st.last_progress) >= limit)
     close_logged(self, "idle for " + to_text(limit) + " (--idle-timeout)");
 }
 
 } // namespace
 
-void complete(broker* self, uint64_t seq, std::string reply) {
+void complete(broker* self, uint64_t seq, std::string reply,
+              request_result result) {
   auto& st = self->state;
   if (seq < st.first_seq || seq - st.first_seq >= st.started.size())
     return;
   auto& req = st.started[seq - st.first_seq];
   if (req.reply)
     return;
-  set_reply(st, req, std::move(reply));
+  set_reply(self, req, std::move(reply), result);
   pump(self);
 }
 
 void complete_failed(broker* self, uint64_t seq, command cmd,
                      const caf::error& err) {
   if (err.category() == error_category) {
-    complete(self, seq,
-             std::string{reply::failure(static_cast<errc>(err.code()), cmd)});
+    auto code = static_cast<errc>(err.code());
+    complete(self, seq, std::string{reply::failure(code, cmd)},
+             result_of(code));
     return;
   }
   log_line("connection: internal error: " + caf::to_string(err));
-  complete(self, seq, std::string{reply::internal_error});
+  complete(self, seq, std::string{reply::internal_error},
+           request_result::internal_error);
 }
 
 void dump_after_earlier(broker* self, uint64_t seq) {
@@ -431,10 +490,13 @@ caf::behavior connection(connection_broker* self,
   // sees whether the client reads.
   self->ack_writes(hdl, true);
   st.last_activity = st.last_progress = now(self);
+  if (st.deps.metrics)
+    st.unreported = std::make_unique<request_counters>();
   // Stopped with the server: replies the client has not read are dropped,
   // as the protocol allows, rather than keeping the server from stopping.
   self->set_exit_handler([=](caf::exit_msg& msg) {
     abort_output(self);
+    report(self, close_reason::server_stopping);
     self->quit(msg.reason);
   });
   return {
@@ -471,7 +533,14 @@ caf::behavior connection(connection_broker* self,
                      : read_state::reading;
       update_reading(self);
     },
-    [=](const caf::io::connection_closed_msg&) { self->quit(); },
+    [=](report_atom) {
+      self->state.report_armed = false;
+      report(self);
+    },
+    [=](const caf::io::connection_closed_msg&) {
+      report(self, close_reason::client_closed);
+      self->quit();
+    },
   };
 }
 

@@ -41,6 +41,10 @@ struct connection_config {
   std::chrono::milliseconds idle_timeout{std::chrono::seconds{600}};
   /// Where deadlines and the idle rule read the time.
   clock_fn now = steady_clock_fn();
+  /// A connection with requests counted and not yet reported reports them
+  /// this long after the first of them (so at most about once per this
+  /// while busy, and never while idle), and at its close.
+  std::chrono::milliseconds report_interval{std::chrono::seconds{1}};
 };
 
 /// What every connection broker gets from the acceptor that forks it.
@@ -51,6 +55,9 @@ struct connection_deps {
   /// bytes (grant_atom, release_atom in messages.hpp).
   caf::actor budget;
   connection_config cfg;
+  /// Where the connection reports what its requests came to and how long
+  /// they took (report_atom); none: it counts nothing.
+  metrics_actor metrics;
 };
 
 } // namespace smsp

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -20,6 +21,8 @@ struct started_request {
   terminator term;
   /// Its command's row; nullptr for a request that did not parse.
   const command_row* row;
+  /// When it started (its latency runs from here to its reply).
+  steady_time started;
   steady_time deadline;
   /// Output bytes held for its reply: the longest reply it may get until
   /// the answer is known, then the encoded reply's own size.
@@ -103,6 +106,16 @@ struct connection_state {
   /// none outstanding.
   steady_time last_progress;
 
+  // -- metrics (only with deps.metrics) ----------------------------------
+
+  /// Requests answered since the last report to deps.metrics; allocated
+  /// once at the start (it is not small) and gone after the last report.
+  std::unique_ptr<request_counters> unreported;
+  /// A reminder to report is scheduled.
+  bool report_armed = false;
+  /// Why the connection is closing, for its last report.
+  close_reason close_as = close_reason::client_closed;
+
   static inline const char* name = "smsp.connection";
 };
 
@@ -116,8 +129,9 @@ caf::behavior connection(connection_broker* self,
 
 /// Records `reply` as the answer to request `seq` and writes what is ready.
 /// An answer for a request already answered (by the deadline check) is
-/// dropped.
-void complete(connection_broker* self, uint64_t seq, std::string reply);
+/// dropped. `result` is what the request came to, for the metrics.
+void complete(connection_broker* self, uint64_t seq, std::string reply,
+              request_result result = request_result::ok);
 
 /// Records the reply to a failed request: `KO <reason>` for a domain error,
 /// `KO internal error` (and a log line) for anything else.

@@ -400,8 +400,22 @@ void login_throttle::count_failure(record& rec, time_point now) {
   // Never shortens the window, since `now` and the window length only grow;
   // and the new window outlasts the slot of an attempt in flight, which began
   // no later than `now` and held the record for a shorter window.
-  if (rec.failures >= cfg_.free_failures)
+  if (rec.failures >= cfg_.free_failures) {
     rec.window_end = now + window(rec.failures);
+    ++penalties_;
+  }
+}
+
+size_t login_throttle::penalized(time_point now) const {
+  size_t n = 0;
+  auto one = [&](const record& rec) { n += now < rec.window_end ? 1 : 0; };
+  addresses_.for_each(one);
+  pairs_.for_each(one);
+  users_.for_each([&](const user_record& rec) {
+    one(rec.first);
+    one(rec.repeat);
+  });
+  return n;
 }
 
 } // namespace smsp

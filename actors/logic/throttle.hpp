@@ -218,6 +218,16 @@ public:
   /// Whether `address` is exempt from the per-address key.
   bool trusted(std::string_view address) const;
 
+  /// Penalty windows opened since construction (each failure that opens or
+  /// renews a record's window counts once).
+  std::uint64_t penalties() const {
+    return penalties_;
+  }
+
+  /// Records whose penalty window is open at `now`. O(entries): for a
+  /// metrics scrape, not for every LOGIN.
+  std::size_t penalized(time_point now) const;
+
   const throttle_config& config() const {
     return cfg_;
   }
@@ -318,6 +328,13 @@ private:
       return order_.size();
     }
 
+    /// Calls `visit(value)` for every entry.
+    template <class F>
+    void for_each(F visit) const {
+      for (auto& e : order_)
+        visit(e.value);
+    }
+
   private:
     struct by_key {
       using is_transparent = void;
@@ -379,6 +396,7 @@ private:
   throttle_config cfg_;
   std::vector<ip_network> trusted_;
   time_point latest_ = time_point::min();
+  std::uint64_t penalties_ = 0;
   /// Key 1.
   table<ip_address, record> addresses_;
   /// Key 2.

@@ -1094,3 +1094,26 @@ TEST_CASE("parse_network rejects garbage, bad lengths and host bits") {
                    "10.0.0.0\\8"})
     CHECK_FALSE(parse_network(bad));
 }
+
+TEST_CASE("penalty windows are counted when opened and while open") {
+  login_throttle t{throttle_config{}};
+  CHECK(t.penalties() == 0);
+  CHECK(t.penalized(t0) == 0);
+  // From a trusted address only the pair record counts: its third failure
+  // opens one window.
+  fail(t, "alice", local, t0);
+  fail(t, "alice", local, t0 + 1ms);
+  CHECK(t.penalties() == 0);
+  fail(t, "alice", local, t0 + 2ms);
+  CHECK(t.penalties() == 1);
+  CHECK(t.penalized(t0 + 2ms) == 1);
+  // The window (1 s) is over: none open, one opened in all.
+  CHECK(t.penalized(t0 + 1002ms) == 0);
+  // From an untrusted address, the address record and the pair record both
+  // open a window at the third failure.
+  fail(t, "bob", attacker, t0);
+  fail(t, "bob", attacker, t0 + 1ms);
+  fail(t, "bob", attacker, t0 + 2ms);
+  CHECK(t.penalties() == 3);
+  CHECK(t.penalized(t0 + 3ms) == 3);
+}

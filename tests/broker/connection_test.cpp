@@ -98,6 +98,9 @@ registry_actor::behavior_type scripted_registry(registry_actor::pointer self,
     // No mailbox nodes here.
     [=](node_atom, up_atom, uint64_t) {},
     [=](node_atom, down_atom, uint64_t) {},
+    [=](metrics_atom) {
+      return std::make_tuple(registry_figures{}, throttle_figures{});
+    },
   };
 }
 
@@ -125,6 +128,21 @@ caf::behavior scripted_budget(caf::event_based_actor* self,
       return promise;
     },
     [=](release_atom, uint64_t bytes) { script->releases.push_back(bytes); },
+  };
+}
+
+/// What the scripted metrics actor received: every connection report.
+struct metrics_script {
+  std::vector<connection_report> reports;
+};
+
+metrics_actor::behavior_type scripted_metrics(metrics_actor::pointer self,
+                                              metrics_script* script) {
+  return {
+    [=](report_atom, const connection_report& report) {
+      script->reports.push_back(report);
+    },
+    [=](metrics_atom) { return connection_totals{}; },
   };
 }
 
@@ -168,6 +186,8 @@ struct fixture {
     budget_log.grants.clear();
     if (conn)
       caf::anon_send_exit(conn, caf::exit_reason::kill);
+    if (metrics)
+      caf::anon_send_exit(metrics, caf::exit_reason::kill);
     caf::anon_send_exit(registry, caf::exit_reason::kill);
     caf::anon_send_exit(budget, caf::exit_reason::kill);
     settled();
@@ -188,7 +208,7 @@ struct fixture {
   void connect(connection_config cfg) {
     mpx.provide_scribe("client", 1, hdl);
     auto spawned = sys.middleman().spawn_client(
-      connection, "client", 1, connection_deps{registry, budget, cfg});
+      connection, "client", 1, connection_deps{registry, budget, cfg, metrics});
     REQUIRE(spawned);
     conn = *spawned;
     observer->monitor(conn);
@@ -197,6 +217,19 @@ struct fixture {
 
   void connect() {
     connect(config());
+  }
+
+  /// Opens the connection with metrics on: it reports to a scripted
+  /// metrics actor (metrics_log).
+  void connect_counting() {
+    metrics = sys.spawn(scripted_metrics, &metrics_log);
+    connect();
+  }
+
+  /// Lets CAF's clock pass `d` (the broker's report timer runs on it).
+  void pass(caf::timespan d) {
+    sched.clock().advance_time(d);
+    run();
   }
 
   /// Runs every actor and broker until none has anything left to do. A
@@ -334,6 +367,8 @@ struct fixture {
   manual_clock clock;
   registry_script registry_log;
   budget_script budget_log;
+  metrics_script metrics_log;
+  metrics_actor metrics;
   registry_actor registry;
   caf::actor budget;
   caf::actor conn;
@@ -971,4 +1006,120 @@ TEST_CASE("a connection whose client takes no reply bytes for idle_timeout is "
   CHECK(f.closed());
   log.restore();
   CHECK_THAT(log.text(), Catch::Contains("8 bytes of replies unread for 60 s"));
+}
+
+// -- metrics ------------------------------------------------------------------
+
+namespace {
+
+/// Requests of command `cmd` with result `r` in a report.
+uint64_t counted(const connection_report& report, command cmd,
+                 request_result r) {
+  return report.requests
+    .counts[static_cast<size_t>(cmd)][static_cast<size_t>(r)];
+}
+
+} // namespace
+
+TEST_CASE("without a metrics actor a connection counts and reports nothing",
+          "[broker][metrics]") {
+  fixture f;
+  f.connect();
+  f.send(count_line());
+  f.answer(0, uint64_t{1});
+  f.pass(std::chrono::seconds{2});
+  f.client_closes();
+  CHECK(f.stopped());
+  CHECK(f.metrics_log.reports.empty());
+}
+
+TEST_CASE("a busy connection reports its requests by command and result "
+          "once per report interval, an idle one never",
+          "[broker][metrics]") {
+  fixture f;
+  f.connect_counting();
+  f.send(count_line() + "GETMSG alice " + cookie
+         + "\nFROB\nCOUNT alice\nCOUNT alice nocookie\n");
+  REQUIRE(f.registry_commands() == strings{"COUNT", "GETMSG"});
+  f.answer(0, uint64_t{3});
+  f.answer(1, make_error(errc::mailbox_empty));
+  // Nothing is reported before the interval has passed.
+  f.pass(std::chrono::milliseconds{999});
+  CHECK(f.metrics_log.reports.empty());
+  f.pass(std::chrono::milliseconds{1});
+  REQUIRE(f.metrics_log.reports.size() == 1);
+  auto& r = f.metrics_log.reports[0];
+  CHECK_FALSE(r.closed);
+  CHECK(r.requests.total() == 5);
+  CHECK(counted(r, command::count, request_result::ok) == 1);
+  CHECK(counted(r, command::getmsg, result_of(errc::mailbox_empty)) == 1);
+  CHECK(counted(r, command::count, request_result::bad_request) == 1);
+  CHECK(counted(r, command::count, result_of(errc::not_logged_in)) == 1);
+  CHECK(r.requests.counts[unknown_command]
+                         [static_cast<size_t>(request_result::bad_request)]
+        == 1);
+  // Every request counted has a latency, the malformed one too (0 s).
+  CHECK(r.requests.latency[static_cast<size_t>(command::count)].count() == 3);
+  // Idle: no timer, so no report, however long it stays so.
+  f.pass(std::chrono::seconds{30});
+  CHECK(f.metrics_log.reports.size() == 1);
+  // Busy again: one more report for all the requests of the next interval.
+  f.send(count_line());
+  f.send(count_line());
+  f.answer(2, uint64_t{1});
+  f.answer(3, uint64_t{1});
+  f.pass(std::chrono::seconds{1});
+  REQUIRE(f.metrics_log.reports.size() == 2);
+  CHECK(counted(f.metrics_log.reports[1], command::count, request_result::ok)
+        == 2);
+  CHECK(f.metrics_log.reports[1].requests.total() == 2);
+}
+
+TEST_CASE("a closing connection reports what is left and why it closed",
+          "[broker][metrics]") {
+  SECTION("the client closed") {
+    fixture f;
+    f.connect_counting();
+    f.send(count_line());
+    f.answer(0, uint64_t{1});
+    f.client_closes();
+    CHECK(f.stopped());
+    REQUIRE(f.metrics_log.reports.size() == 1);
+    auto& r = f.metrics_log.reports[0];
+    CHECK(r.closed);
+    CHECK(r.reason == static_cast<uint8_t>(close_reason::client_closed));
+    CHECK(counted(r, command::count, request_result::ok) == 1);
+    // Its reminder goes nowhere: the broker is gone.
+    f.pass(std::chrono::seconds{2});
+    CHECK(f.metrics_log.reports.size() == 1);
+  }
+  SECTION("it was idle") {
+    stderr_capture log;
+    fixture f;
+    f.connect_counting();
+    f.clock.advance(60s);
+    f.idle();
+    CHECK(f.closed());
+    REQUIRE(f.metrics_log.reports.size() == 1);
+    CHECK(f.metrics_log.reports[0].closed);
+    CHECK(f.metrics_log.reports[0].reason
+          == static_cast<uint8_t>(close_reason::idle));
+    CHECK(f.metrics_log.reports[0].requests.empty());
+  }
+}
+
+TEST_CASE("a request past its deadline counts as an internal error",
+          "[broker][metrics]") {
+  stderr_capture log;
+  fixture f;
+  f.connect_counting();
+  f.send(count_line());
+  f.clock.advance(10s);
+  f.tick();
+  CHECK(f.output() == "KO internal error\n");
+  f.pass(std::chrono::seconds{1});
+  REQUIRE_FALSE(f.metrics_log.reports.empty());
+  CHECK(counted(f.metrics_log.reports[0], command::count,
+                request_result::internal_error)
+        == 1);
 }

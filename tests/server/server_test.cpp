@@ -124,6 +124,9 @@ long rss_kib() {
 /// COUNT promises, so nothing but the deadline can answer them.
 struct hanging_registry_state {
   std::vector<caf::typed_response_promise<uint64_t>> never_answered;
+  std::vector<
+    caf::typed_response_promise<smsp::registry_figures, smsp::throttle_figures>>
+    figures_never_given;
 };
 
 smsp::registry_actor::behavior_type hanging_registry(
@@ -153,6 +156,12 @@ smsp::registry_actor::behavior_type hanging_registry(
     [=](caf::tick_atom) {},
     [=](node_atom, up_atom, uint64_t) {},
     [=](node_atom, down_atom, uint64_t) {},
+    [=](metrics_atom) {
+      auto rp
+        = self->make_response_promise<registry_figures, throttle_figures>();
+      self->state.figures_never_given.push_back(rp);
+      return rp;
+    },
   };
 }
 
@@ -186,6 +195,46 @@ TEST_CASE("a request the actors never answer gets KO internal error at its "
   }
   smsp::stop_listening(bound->acceptor);
   caf::anon_send_exit(registry, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("a scrape does not wait for an actor that never answers: it "
+          "serves the others' series and marks that one",
+          "[server][metrics]") {
+  caf::actor_system_config cfg;
+  cfg.load<caf::io::middleman>();
+  caf::actor_system sys{cfg};
+  auto registry = sys.spawn(hanging_registry);
+  auto metrics = smsp::spawn_metrics(sys);
+  smsp::acceptor_config acc;
+  acc.metrics = metrics;
+  auto bound = smsp::listen(sys, registry, acc, "127.0.0.1", 0);
+  REQUIRE(bound);
+  // The registry never answers metrics_atom; the IMQ, writer and hasher
+  // are not there at all.
+  smsp::metrics_sources sources{metrics, bound->metrics, registry, {}, {}, {}};
+  smsp::metrics_endpoint_config http;
+  http.scrape_timeout = std::chrono::seconds{2};
+  auto endpoint = smsp::metrics_endpoint::start(sys, sources, http);
+  REQUIRE(endpoint);
+  CHECK((*endpoint)->port() != 0);
+  auto text = (*endpoint)->scrape();
+  auto has = [&](const std::string& line) {
+    return text.find(line + "\n") != std::string::npos;
+  };
+  CHECK(has("smsp_scrape_source_up{source=\"registry\"} 0"));
+  CHECK(has("# source registry did not answer within the scrape timeout: its "
+            "series are left out"));
+  CHECK(has("smsp_scrape_source_up{source=\"imq\"} 0"));
+  CHECK_FALSE(has("smsp_sessions 0"));
+  // Those asked before it answered.
+  CHECK(has("smsp_scrape_source_up{source=\"connections\"} 1"));
+  CHECK(has("smsp_scrape_source_up{source=\"acceptor\"} 1"));
+  CHECK(has("smsp_connections_open 0"));
+  CHECK(has("smsp_requests_total{command=\"COUNT\",result=\"ok\"} 0"));
+  (*endpoint)->stop();
+  smsp::stop_listening(bound->acceptor);
+  caf::anon_send_exit(registry, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(metrics, caf::exit_reason::user_shutdown);
 }
 
 TEST_CASE("a whole mail exchange over TCP", "[server]") {

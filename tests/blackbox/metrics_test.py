@@ -9,21 +9,24 @@ with Debian's `promtool check metrics`), 404 for any other path and 405 for
 any other method. After a known set of requests on one connection, closed,
 the counters moved by exactly those requests (by command and result), the
 connection counters by one connection closed by its client, and the store's
-writes by the three writes done. --metrics-host and --metrics-port show in
---print-config and work in a config file.
+writes by the four writes done. --metrics-host and --metrics-port show in
+--print-config and work in a config file. With a mailbox node the node
+series say up, and down once the node is killed.
 """
 
 import http.client
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from blackbox_support import (WAIT_S, Client, Server, check,  # noqa: E402
-                              die_with_parent, run, run_case, wait_for)
+                              die_with_parent, read_file, run, run_case,
+                              wait_for)
 
 FACTOR = max(1, int(os.environ.get("SMSP_TEST_TIME_FACTOR", "1")))
 REPLY_S = 20 * FACTOR
@@ -292,11 +295,62 @@ def configured(binary, tmp):
         srv.stop()
 
 
+def with_nodes(binary, tmp, cleanup):
+    """A front with one mailbox node: the node series say up, then down
+    once the node is killed."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        node_port = s.getsockname()[1]
+    timeout = str(3 * FACTOR)
+    out_path = os.path.join(tmp, "node.out")
+    with open(out_path, "wb") as out, \
+            open(os.path.join(tmp, "node.err"), "wb") as err:
+        node = subprocess.Popen(
+            [binary, "node", "--port", str(node_port), "--data-dir",
+             os.path.join(tmp, "node"), "--node-timeout", timeout],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=tmp,
+            preexec_fn=die_with_parent)
+    cleanup.append(node.kill)
+    listening = wait_for(lambda: "listening on" in read_file(out_path))
+    if not check("the mailbox node starts", listening):
+        return
+    front = Server(binary, tmp, "front",
+                   ["--metrics-port", "0", "--node-timeout", timeout,
+                    "--mailbox-node", f"127.0.0.1:{node_port}"])
+    cleanup.append(front.kill)
+    m = METRICS_LINE.search(front.out())
+    if not check("a front with a mailbox node serves metrics",
+                 front.port is not None and m is not None,
+                 front.out(), *front.log_tail()):
+        return
+    mport = int(m.group(2))
+
+    def node_series(up):
+        s = samples(get(mport, "/metrics")[1])
+        want = {("up",): 1 if up else 0, ("down",): 0 if up else 1}
+        return s if all(value(s, "smsp_mailbox_nodes", state=k[0]) == v
+                        for k, v in want.items()) else None
+    s = wait_for(lambda: node_series(True), WAIT_S * FACTOR)
+    check("smsp_mailbox_nodes says the node is up",
+          s is not None and value(s, "smsp_mailbox_node_up",
+                                  node=f"127.0.0.1:{node_port}") == 1)
+    node.kill()
+    node.wait()
+    s = wait_for(lambda: node_series(False), WAIT_S * FACTOR)
+    check("smsp_mailbox_nodes says the node is down once it is killed",
+          s is not None and value(s, "smsp_mailbox_node_up",
+                                  node=f"127.0.0.1:{node_port}") == 0)
+    rc, out = promtool(get(mport, "/metrics")[1])
+    check("promtool accepts the scrape with node series", rc == 0, out)
+    front.stop()
+
+
 def body(args, tmp, cleanup):
     binary = args[0]
     run_case("off by default", off_by_default, binary, tmp)
     run_case("served", served, binary, tmp)
     run_case("configured", configured, binary, tmp)
+    run_case("with nodes", with_nodes, binary, tmp, cleanup)
 
 
 if __name__ == "__main__":

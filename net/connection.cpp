@@ -423,6 +423,7 @@ void check_idle(broker* self) {
   auto t = now(self);
   auto limit = st.deps.cfg.idle_timeout;
   if (st.unsent > 0) {
+    // What the metrics will say if the check below closes it.
     st.close_as = close_reason::no_progress;
     if (t - st.last_progress >= limit)
       close_logged(self, std::to_string(st.unsent)

@@ -10,7 +10,8 @@ any other method. After a known set of requests on one connection, closed,
 the counters moved by exactly those requests (by command and result), the
 connection counters by one connection closed by its client, and the store's
 writes by the four writes done. --metrics-host and --metrics-port show in
---print-config and work in a config file. With a mailbox node the node
+--print-config and work in a config file; a metrics port in use stops the
+start (exit 1). With a mailbox node the node
 series say up, and down once the node is killed.
 """
 
@@ -295,6 +296,25 @@ def configured(binary, tmp):
         srv.stop()
 
 
+def port_taken(binary, tmp):
+    """A metrics port in use stops the start (exit 1), naming it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        taken = s.getsockname()[1]
+        proc = subprocess.run(
+            [binary, "--port", "0", "--pwhash", "min", "--data-dir",
+             os.path.join(tmp, "taken"), "--metrics-port", str(taken)],
+            stdin=subprocess.DEVNULL, capture_output=True, timeout=WAIT_S,
+            preexec_fn=die_with_parent)
+    err = proc.stderr.decode(errors="replace")
+    check("a metrics port in use stops the start with exit 1, naming it",
+          proc.returncode == 1
+          and f"cannot serve metrics on 127.0.0.1:{taken}" in err
+          and b"listening" not in proc.stdout,
+          f"exit status {proc.returncode}", err)
+
+
 def with_nodes(binary, tmp, cleanup):
     """A front with one mailbox node: the node series say up, then down
     once the node is killed."""
@@ -350,6 +370,7 @@ def body(args, tmp, cleanup):
     run_case("off by default", off_by_default, binary, tmp)
     run_case("served", served, binary, tmp)
     run_case("configured", configured, binary, tmp)
+    run_case("port taken", port_taken, binary, tmp)
     run_case("with nodes", with_nodes, binary, tmp, cleanup)
 
 

@@ -108,6 +108,13 @@ struct server {
   size_t max_connections = 0;
   /// The port actually bound.
   uint16_t port = 0;
+  /// What the start found, for its log line: whether smsp.db was created
+  /// (else opened), and its accounts, mailbox messages and IMQ messages
+  /// (claimed moves to nodes included).
+  bool created = false;
+  uint64_t accounts = 0;
+  uint64_t mail = 0;
+  uint64_t imq_messages = 0;
 };
 
 /// CAF settings every smsp-actors actor system uses, set after the command

@@ -1025,7 +1025,7 @@ int run_interactive(shell& sh, const printer& print) {
   el_source(el.get(), nullptr); // the user's ~/.editrc, as readline did
   history_file history{hist.get(), history_path()};
   print.out("Connected to " + sh.endpoint()
-            + ". Type help for commands, quit or Ctrl-D to leave.");
+            + ". Type help for commands, quit to leave.");
   while (!sh.quit_requested()) {
     current_prompt = sh.prompt();
     int count = 0;

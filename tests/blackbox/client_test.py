@@ -938,13 +938,19 @@ def run_history_checks(client, port, env, tmp):
     p = ["-p", str(port), "--timeout", REPLY_TIMEOUT]
     first = PtyClient(client, p, env)
     second = PtyClient(client, p, env)
-    steps = [first.type(b"login shot pw-shot\n"),
-             second.type(b"register histo pw-secret-2\n"),
-             first.type(b"count\n"),
-             second.type(b"help  store\n"),
-             first.type(b"raw LOGIN shot pw-secret-3\n"),
-             first.type(b"whoami\n"),
-             second.type(b"dump\n"),
+
+    def enter(session, line):
+        """Types `line` and waits for the next prompt: the line is in the
+        file by then, so the order of the two clients' lines is known."""
+        return session.type(line + b"\n") and session.read_until_prompt()
+
+    steps = [enter(first, b"login shot pw-shot"),
+             enter(second, b"register histo pw-secret-2"),
+             enter(first, b"count"),
+             enter(second, b"help  store"),
+             enter(first, b"raw LOGIN shot pw-secret-3"),
+             enter(first, b"whoami"),
+             enter(second, b"dump"),
              first.type(b"quit\n"),
              second.type(b"\x04")]
     (status1, screen1), (status2, screen2) = first.finish(), second.finish()

@@ -1019,7 +1019,10 @@ int run_interactive(shell& sh, const printer& print) {
   el_set(el.get(), EL_PROMPT, prompt_text);
   el_set(el.get(), EL_HIST, ::history, hist.get());
   el_set(el.get(), EL_SIGNAL, 1);
-  el_set(el.get(), EL_ADDFN, "smsp-clear-line", "Clear the line", clear_line);
+  // The wide call: the narrow EL_ADDFN copies both strings and never frees
+  // them (a leak libedit's own source notes); these are static.
+  el_wset(el.get(), EL_ADDFN, L"smsp-clear-line", L"Clear the line",
+          clear_line);
   el_set(el.get(), EL_BIND, "^C", "smsp-clear-line", nullptr);
   el_set(el.get(), EL_SETTY, "-d", "-isig", nullptr);
   el_source(el.get(), nullptr); // the user's ~/.editrc, as readline did

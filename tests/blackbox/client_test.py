@@ -317,6 +317,17 @@ class PtyClient:
             self.screen += chunk
         return True
 
+    def read_until_secret_prompt(self, prompt):
+        """Reads until the screen ends with `prompt` and the terminal's echo
+        is off (the client writes the prompt first): False if it does
+        not."""
+        while time.monotonic() < self.deadline:
+            if self.screen.endswith(prompt) and echo_off(self.master):
+                return True
+            if not self.read_some(0.05):
+                return False
+        return False
+
     def type(self, data):
         """Waits for the prompt, then types `data` (bytes, as keys): False
         when no prompt came."""
@@ -902,20 +913,27 @@ def run_password_prompt_checks(client, port, env):
 
 
 def run_line_editing_checks(client, port, env, tmp):
-    """Interactive: Ctrl-C clears the line and the client goes on; Ctrl-D
-    leaves; help <command>; the prompt shows the session's user."""
+    """Interactive: login asks for the password without echo; Ctrl-C clears
+    the line and the client goes on; Ctrl-D leaves; help <command>; the
+    prompt shows the session's user."""
     home = os.path.join(tmp, "home-editing")
     os.mkdir(home)
     env = dict(without_credentials(env), HOME=home)
     p = ["-p", str(port), "--timeout", REPLY_TIMEOUT]
     session = PtyClient(client, p, env)
-    steps = [session.type(b"login shot pw-shot\n"),
+    steps = [session.type(b"login shot\n"),
+             session.read_until_secret_prompt(b"password for shot: ")
+             and os.write(session.master, b"pw-shot\r") == 8,
              session.type(b"frobnicate\x03count\n"),
              session.type(b"help getmsg\n"),
              session.type(b"\x04")]
     status, screen = session.finish()
     check("interactive: every prompt came", all(steps),
           f"steps {steps}", f"screen {screen!r}")
+    check("interactive: login without a password asks for it without "
+          "echo; it never appears", b"login shot\npassword for shot: \n"
+          b"logged in as shot\n" in screen and b"pw-shot" not in screen,
+          f"screen {screen!r}")
     check("interactive: the prompt shows the logged-in user",
           f"shot@127.0.0.1:{port}> ".encode() in screen, f"screen {screen!r}")
     check("interactive: Ctrl-C cleared the line (only count ran: 0), the "

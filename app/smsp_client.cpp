@@ -1,5 +1,4 @@
-// smsp-client: interactive (libedit), scripted or one-shot command-line
-// client for an SMSP server.
+// smsp-client: interactive (libedit), scripted or one-shot SMSP client.
 #include "app/line_client.hpp"
 #include "app/terminal_text.hpp"
 #include "net/wire/codec.hpp"

@@ -1027,6 +1027,22 @@ def run_history_checks(client, port, env, tmp):
           "'help  store')", ok and status == 0 and b"usage: store <user>" in screen,
           f"screen {screen!r}")
 
+    # A file grown past twice the 1000 lines kept is cut back to the newest
+    # 1000 when a client starts.
+    home = os.path.join(tmp, "home-trim")
+    os.mkdir(home)
+    path = os.path.join(home, ".smsp_client_history")
+    with open(path, "wb") as f:
+        f.write(b"_HiStOrY_V2_\n"
+                + b"".join(b"line%d\n" % i for i in range(2500)))
+    status, screen = run_interactive(client, p, [b"quit"], dict(env,
+                                                                HOME=home))
+    with open(path, "rb") as f:
+        lines = f.read().split(b"\n")
+    check_eq("history: a file of 2500 lines is cut to the newest 1000 (then "
+             "quit is appended)", (0, 1 + 1000 + 1, b"line1500", b"quit"),
+             (status, len(lines) - 1, lines[1], lines[-2]))
+
 
 class OneRequestServer(ListeningServer):
     """Reads one request per connection and closes without replying, as a

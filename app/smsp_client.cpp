@@ -134,8 +134,8 @@ const std::vector<command_info> commands = {
    "appends to later commands. <user> is 1-32 letters and digits\n"
    "(case-sensitive); <password> 1-128 printable ASCII bytes, no space.\n"
    "Without <password> it comes from SMSP_PASSWORD, else it is asked for\n"
-   "without echo (the line then holds no password; register and login\n"
-   "lines never reach the history either way).\n"
+   "without echo, twice on a terminal (the line then holds no password;\n"
+   "register and login lines never reach the history either way).\n"
    "Replies: OK <cookie>; KO user exists; KO bad username;\n"
    "KO bad password.",
    true},
@@ -418,10 +418,17 @@ std::string user_from_env_or_ask() {
   return ask("user: ", false);
 }
 
-std::string password_from_env_or_ask(const std::string& user) {
+// With `confirm` (a new account), a password typed on a terminal is asked
+// for twice: a typo unseen without echo would lock the account at once.
+std::string password_from_env_or_ask(const std::string& user,
+                                     bool confirm = false) {
   if (auto password = env_value("SMSP_PASSWORD"))
     return *password;
-  return ask("password for " + user + ": ", true);
+  auto password = ask("password for " + user + ": ", true);
+  if (confirm && ::isatty(STDIN_FILENO) == 1
+      && ask("the same again: ", true) != password)
+    throw command_error("the two passwords differ (nothing was sent)");
+  return password;
 }
 
 // -- the session --------------------------------------------------------------
@@ -538,8 +545,9 @@ public:
       // A missing password is asked for, so it need not be typed on a
       // line; register names its user (it creates it).
       auto user = args.empty() ? user_from_env_or_ask() : args[0];
-      auto password = args.size() == 2 ? args[1]
-                                       : password_from_env_or_ask(user);
+      auto password = args.size() == 2
+                        ? args[1]
+                        : password_from_env_or_ask(user, cmd == "register");
       start_session(cmd == "register" ? "REGISTER" : "LOGIN", user, password);
       return cmd == "register" ? "registered and logged in as " + user_
                                : "logged in as " + user_;

@@ -410,6 +410,8 @@ def main(binaries, tmp, cleanup):
              tmp, details=details)
     run_case("password prompt", run_password_prompt_checks, client,
              server.port, env, details=details)
+    run_case("register prompt", run_register_prompt_checks, client,
+             server.port, env, details=details)
     run_case("line editing", run_line_editing_checks, client, server.port,
              env, tmp, details=details)
     run_case("history", run_history_checks, client, server.port, env, tmp,
@@ -943,6 +945,59 @@ def run_password_prompt_checks(client, port, env):
                   proc.returncode == 1 and b"no password given" in screen
                   and b"COUNTED" not in screen,
                   f"status {proc.returncode}, screen {screen!r}")
+
+
+def pty_one_shot(client, args, env, answers):
+    """One-shot mode on a pseudo-terminal: each (prompt, keys) of `answers`
+    typed once the screen ends with that prompt and echo is off. Returns
+    (status, screen, whether every prompt came)."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([client] + args, stdin=slave, stdout=slave,
+                            stderr=slave, env=env, start_new_session=True)
+    os.close(slave)
+    screen = b""
+    deadline = time.monotonic() + HANG_S
+    prompted = True
+    for prompt, keys in answers:
+        while time.monotonic() < deadline and not (
+                screen.endswith(prompt) and echo_off(master)):
+            ready, _, _ = select.select([master], [], [], 0.05)
+            if ready:
+                try:
+                    screen += os.read(master, 65536)
+                except OSError:
+                    break
+        prompted = prompted and screen.endswith(prompt)
+        os.write(master, keys)
+    screen += read_until_eof(master, proc)
+    os.close(master)
+    return proc.returncode, screen.replace(b"\r\n", b"\n"), prompted
+
+
+def run_register_prompt_checks(client, port, env):
+    """REGISTER on a terminal asks for the password twice, without echo:
+    two that differ send nothing."""
+    p = ["-p", str(port), "--timeout", REPLY_TIMEOUT]
+    base = without_credentials(env)
+    status, screen, prompted = pty_one_shot(
+        client, p + ["REGISTER", "twice"], base,
+        [(b"password for twice: ", b"pw-twice\r"),
+         (b"the same again: ", b"pw-twixe\r")])
+    check("pty: REGISTER with two different passwords: exit 1, says so",
+          prompted and status == 1 and b"the two passwords differ" in screen
+          and b"pw-twi" not in screen,
+          f"status {status}, screen {screen!r}")
+    status, screen, prompted = pty_one_shot(
+        client, p + ["REGISTER", "twice"], base,
+        [(b"password for twice: ", b"pw-twice\r"),
+         (b"the same again: ", b"pw-twice\r")])
+    check("pty: ... nothing was registered: with the same password twice, "
+          "REGISTER twice succeeds (OK <cookie>)", prompted and status == 0
+          and re.search(rb"\nOK [0-9a-f]{32,}\n", screen) is not None
+          and b"pw-twi" not in screen, f"status {status}, screen {screen!r}")
+    check_eq("the account has that password", (0, b"COUNTED 0\n", b""),
+             one_shot(client, p + ["COUNT", "twice"],
+                      dict(base, SMSP_PASSWORD="pw-twice")))
 
 
 def run_line_editing_checks(client, port, env, tmp):

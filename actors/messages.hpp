@@ -82,6 +82,8 @@ using reclaim_atom = caf::atom_constant<caf::atom("reclaim")>;
 /// (It also sends itself caf::tick_atom to check its deadlines; the acceptor
 /// sends it caf::idle_atom to check the idle rule.)
 using settled_atom = caf::atom_constant<caf::atom("settled")>;
+/// The registry, to itself: a login penalty may have ended (for the log).
+using penalty_atom = caf::atom_constant<caf::atom("penalty")>;
 
 // metrics: the figures behind --metrics-port (app/metrics_http.hpp). Each
 // owner counts its own and answers metrics_atom with them; connections
@@ -495,6 +497,10 @@ using registry_actor = caf::typed_actor<
   // completed) or down (its users' mailboxes are forgotten).
   caf::reacts_to<node_atom, up_atom, uint64_t>,
   caf::reacts_to<node_atom, down_atom, uint64_t>,
+  // To itself, when the penalty window opened by a failed LOGIN of
+  // (username, address) is over: logs that the penalty ended, unless a
+  // later failure extended it.
+  caf::reacts_to<penalty_atom, std::string, std::string>,
   // -> the registry's figures (as stats_atom) and its login throttle's.
   caf::replies_to<metrics_atom>::with<registry_figures, throttle_figures>>;
 

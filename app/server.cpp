@@ -57,12 +57,13 @@ caf::expected<size_t> connection_room(size_t wanted) {
                              + " are kept in reserve; raise it (ulimit -n)");
   auto room = limit - in_use - reserved_descriptors;
   if (room < wanted)
-    log_line("server: serving at most " + std::to_string(room)
-             + " connections, not the " + std::to_string(wanted)
-             + " of --max-connections: the open-file limit is "
-             + std::to_string(limit) + " descriptors, " + std::to_string(in_use)
-             + " are in use and " + std::to_string(reserved_descriptors)
-             + " kept in reserve (raise ulimit -n)");
+    log_warn("server", "serving at most " + std::to_string(room)
+                         + " connections, not the " + std::to_string(wanted)
+                         + " of --max-connections: the open-file limit is "
+                         + std::to_string(limit) + " descriptors, "
+                         + std::to_string(in_use) + " are in use and "
+                         + std::to_string(reserved_descriptors)
+                         + " kept in reserve (raise ulimit -n)");
   return std::min(room, wanted);
 }
 
@@ -260,7 +261,7 @@ std::string check_node_list_change(store& db, const server_config& cfg) {
     if (auto cut = why.rfind("; start with --accept-node-change");
         cut != std::string::npos)
       why.erase(cut);
-    log_line("server: accepted with --accept-node-change: " + why);
+    log_warn("server", "accepted with --accept-node-change: " + why);
   }
   try {
     save_node_list(cfg.data_dir, cfg.mailbox_nodes);
@@ -281,20 +282,27 @@ caf::expected<server> start_server(caf::actor_system& sys,
   auto start_time = std::chrono::duration<double>(
                       std::chrono::system_clock::now().time_since_epoch())
                       .count();
+  std::error_code ec;
+  srv.created = !std::filesystem::exists(
+    std::filesystem::path{cfg.data_dir} / "smsp.db", ec);
   // Throws store_error: a data dir that cannot be used stops the start.
   auto db = store::open(cfg.data_dir, cfg.sync);
   auto queued = db.imq();
+  srv.accounts = db.account_count();
+  srv.mail = db.mail_count();
   auto claimed = db.claimed_moves();
+  srv.imq_messages = queued.size();
   auto reg_cfg = cfg.registry;
   if (auto why = check_node_list_change(db, cfg); !why.empty())
     return caf::make_error(caf::sec::runtime_error, std::move(why));
   if (cfg.mailbox_nodes.empty() && !claimed.empty())
     // Their nodes may have applied them or not: only those nodes can tell,
     // so they stay on the IMQ, claimed, until the server runs with them.
-    log_line("server: " + std::to_string(claimed.size())
-             + " STORE(s) to mailbox nodes are unfinished; they complete "
-               "when the server runs with its mailbox nodes again (see "
-               "docs/OPERATIONS.md, 'Changing the node list')");
+    log_warn("server",
+             std::to_string(claimed.size())
+               + " STORE(s) to mailbox nodes are unfinished; they complete "
+                 "when the server runs with its mailbox nodes again (see "
+                 "docs/OPERATIONS.md, 'Changing the node list')");
   if (!cfg.mailbox_nodes.empty()) {
     reg_cfg.nodes = cfg.mailbox_nodes;
     reg_cfg.node_timeout = cfg.node_timeout;

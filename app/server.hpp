@@ -119,6 +119,13 @@ struct server {
   /// the endpoint (its port() is the one bound).
   metrics_actor metrics;
   std::shared_ptr<metrics_endpoint> metrics_http;
+  /// What the start found, for its log line: whether smsp.db was created
+  /// (else opened), and its accounts, mailbox messages and IMQ messages
+  /// (claimed moves to nodes included).
+  bool created = false;
+  uint64_t accounts = 0;
+  uint64_t mail = 0;
+  uint64_t imq_messages = 0;
 };
 
 /// CAF settings every smsp-actors actor system uses, set after the command

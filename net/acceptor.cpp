@@ -51,10 +51,17 @@ void refuse(acceptor_broker* self, caf::io::connection_handle hdl) {
   auto& st = self->state;
   ++st.refused_total;
   if (st.refused++ == 0)
-    log_line("server: " + std::to_string(st.connections.size())
-             + " connections, the limit (--max-connections, or what the "
-               "open-file limit allows): refusing new ones with 'KO server "
-               "busy'");
+    log_warn("server",
+             std::to_string(st.connections.size())
+               + " connections, the limit (--max-connections, or what the "
+                 "open-file limit allows): refusing new ones with 'KO server "
+                 "busy', first "
+               + self->remote_addr(hdl) + ":"
+               + std::to_string(self->remote_port(hdl)));
+  else if (log_enabled(log_level::debug))
+    log_debug("conn", self->remote_addr(hdl) + ":"
+                        + std::to_string(self->remote_port(hdl))
+                        + " refused: server busy");
   encode_reply(reply::failure(errc::server_busy), terminator::lf,
                self->wr_buf(hdl));
   self->flush(hdl);
@@ -92,7 +99,7 @@ void deliver(acceptor_broker* self,
   }
   if (st.short_of_budget && st.budget->waiting() == 0) {
     st.short_of_budget = false;
-    log_line("server: unsent replies back within --max-unsent-total");
+    log_info("server", "unsent replies back within --max-unsent-total");
   }
 }
 
@@ -139,8 +146,8 @@ caf::behavior acceptor(acceptor_broker* self, registry_actor registry,
       if (st.connections.size() >= st.cfg.max_connections)
         return refuse(self, msg.handle);
       if (st.refused > 0) {
-        log_line("server: accepting connections again, after refusing "
-                 + std::to_string(st.refused));
+        log_info("server", "accepting connections again, after refusing "
+                             + std::to_string(st.refused));
         st.refused = 0;
       }
       ++st.accepted_total;
@@ -158,9 +165,10 @@ caf::behavior acceptor(acceptor_broker* self, registry_actor registry,
         return bytes;
       if (!st.short_of_budget) {
         st.short_of_budget = true;
-        log_line("server: unsent replies reached --max-unsent-total ("
-                 + std::to_string(st.budget->total())
-                 + " bytes): connections whose clients do not read wait");
+        log_warn("server",
+                 "unsent replies reached --max-unsent-total ("
+                   + std::to_string(st.budget->total())
+                   + " bytes): connections whose clients do not read wait");
       }
       // Those holding more than they need now give it back.
       for (auto& holder : st.budget->holders())
@@ -219,7 +227,7 @@ void stop_listening(const caf::actor& acceptor) {
   self->receive([](caf::down_msg&) {},
                 caf::after(std::chrono::seconds{10}) >>
                   [] {
-                    log_line("server: connections did not stop within 10 s");
+                    log_warn("server", "connections did not stop within 10 s");
                   });
 }
 

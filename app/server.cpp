@@ -13,14 +13,17 @@
 #include <vector>
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include "actors/log.hpp"
+#include "app/admin_file.hpp"
 #include "caf/all.hpp"
 #include "caf/io/all.hpp"
 #include "caf/openssl/all.hpp"
+#include "net/admin.hpp"
 
 namespace smsp {
 
@@ -270,6 +273,40 @@ std::string check_node_list_change(store& db, const server_config& cfg) {
   return {};
 }
 
+/// admin tool: opens the admin listener on 127.0.0.1 and writes the admin
+/// file (its port and a fresh token) into the data dir.
+caf::error start_admin(caf::actor_system& sys, server& srv,
+                       const server_config& cfg) {
+  admin_deps deps;
+  deps.registry = srv.registry;
+  deps.imq = srv.imq;
+  deps.writer = srv.writer;
+  deps.reader = srv.reader;
+  deps.acceptor = srv.acceptor;
+  deps.token = new_admin_token();
+  deps.waits = cfg.acceptor.connection.waits;
+  const std::string host = "127.0.0.1";
+  auto token = deps.token;
+  auto bound = listen_admin(sys, std::move(deps), host, *cfg.admin_port);
+  if (!bound)
+    return caf::make_error(caf::sec::runtime_error,
+                           "cannot open the admin listener on " + host + ":"
+                             + std::to_string(*cfg.admin_port) + ": "
+                             + sys.render(bound.error()));
+  srv.admin = bound->acceptor;
+  srv.admin_port = bound->port;
+  auto why = write_admin_file(
+    cfg.data_dir, admin::endpoint{host, bound->port, token,
+                                  static_cast<int64_t>(::getpid())});
+  if (!why.empty())
+    return caf::make_error(caf::sec::runtime_error,
+                           "cannot write the admin file: " + why);
+  srv.admin_data_dir = cfg.data_dir;
+  log_line("admin: listening on " + host + ":" + std::to_string(srv.admin_port)
+           + " (its token is in " + admin_file_path(cfg.data_dir) + ")");
+  return {};
+}
+
 } // namespace
 
 caf::expected<server> start_server(caf::actor_system& sys,
@@ -349,10 +386,22 @@ caf::expected<server> start_server(caf::actor_system& sys,
   }
   srv.acceptor = bound->acceptor;
   srv.port = bound->port;
+  if (cfg.admin_port) {
+    if (auto err = start_admin(sys, srv, cfg)) {
+      stop_server(srv);
+      return err;
+    }
+  }
   return srv;
 }
 
 void stop_server(const server& srv) {
+  // admin tool: the admin file goes first, so that smsp-admin no longer
+  // finds a server that is stopping.
+  if (!srv.admin_data_dir.empty())
+    remove_admin_file(srv.admin_data_dir);
+  if (srv.admin)
+    stop_admin(srv.admin);
   // Connections first: a request in flight when the registry stopped would
   // otherwise be answered "KO internal error".
   if (srv.acceptor)

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -76,6 +77,9 @@ struct server_config {
   /// Requests to a node fail after this; a missed heartbeat marks it down.
   std::chrono::milliseconds node_timeout{1000};
   node_tls tls;
+  /// admin tool: the admin listener's port on 127.0.0.1 (0: one the OS
+  /// picks); nullopt: no admin listener and no admin file.
+  std::optional<uint16_t> admin_port = uint16_t{0};
 };
 
 /// Everything a mailbox node is started with.
@@ -108,6 +112,11 @@ struct server {
   size_t max_connections = 0;
   /// The port actually bound.
   uint16_t port = 0;
+  /// admin tool: the admin listener (net/admin.hpp), its port, and the data
+  /// dir whose admin file stop_server removes; none when it is off.
+  caf::actor admin;
+  uint16_t admin_port = 0;
+  std::string admin_data_dir;
 };
 
 /// CAF settings every smsp-actors actor system uses, set after the command

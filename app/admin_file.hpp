@@ -4,10 +4,14 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "net/wire/admin.hpp"
 
 namespace smsp {
+
+/// The data dir of smsp-actors and smsp-admin when none is given.
+inline constexpr const char* default_data_dir = "./smsp-data";
 
 /// DATA_DIR/admin.
 std::string admin_file_path(const std::string& data_dir);

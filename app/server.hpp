@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "actors/spawn.hpp"
+#include "app/admin_file.hpp"
 #include "caf/actor.hpp"
 #include "caf/expected.hpp"
 #include "caf/fwd.hpp"
@@ -57,7 +58,7 @@ struct server_config {
   uint16_t port = 5000;
   hasher_config hashing;
   /// Durable data: created if missing, locked while the server runs.
-  std::string data_dir = "./smsp-data";
+  std::string data_dir = default_data_dir;
   sync_mode sync = sync_mode::full;
   /// Longest wait of a group commit for more writes; see spawn_writer.
   std::chrono::microseconds commit_delay{0};

@@ -225,7 +225,6 @@ void run(admin_conn* self, admin::request& req) {
       self->request(deps.registry, long_wait, purge_atom::value, user)
         .then(
           [=](uint64_t mail, uint64_t posts) {
-            log_line("admin: deleted user " + user);
             answered(self, admin::reply::ok_with(admin::encode_fields(
                              {{"messages", std::to_string(mail)},
                               {"unstored", std::to_string(posts)}})));

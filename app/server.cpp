@@ -317,6 +317,10 @@ caf::expected<server> start_server(caf::actor_system& sys,
   server srv;
   // Throws store_error: a data dir that cannot be used stops the start.
   auto db = store::open(cfg.data_dir, cfg.sync);
+  // admin tool: with the data dir's lock held, any admin file is stale (a
+  // server killed before its clean stop); without a listener it must go.
+  if (!cfg.admin_port)
+    remove_admin_file(cfg.data_dir);
   auto queued = db.imq();
   auto claimed = db.claimed_moves();
   auto reg_cfg = cfg.registry;

@@ -258,7 +258,7 @@ void pump(admin_conn* self) {
     auto parsed = admin::parse(f.line);
     if (auto err = std::get_if<std::string>(&parsed)) {
       if (!st.authenticated)
-        return close_with(self, *err);
+        return close_with(self, admin::reply::auth_first);
       write_line(self, *err);
       continue;
     }

@@ -41,30 +41,33 @@ size_t open_descriptors() {
 }
 
 /// How many connections fit under the open-file limit, with what is open now
-/// and reserved_descriptors kept free: CAF 0.17's acceptor spins on accept()
+/// and reserved_descriptors (plus `extra_reserve`, the admin listener's
+/// descriptors) kept free: CAF 0.17's acceptor spins on accept()
 /// while the table is full (EMFILE), and clients then wait unanswered in the
 /// kernel's backlog, so the table must never fill. Fails when no connection
 /// fits.
-caf::expected<size_t> connection_room(size_t wanted) {
+caf::expected<size_t> connection_room(size_t wanted, size_t extra_reserve) {
   rlimit lim{};
   if (::getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY)
     return wanted;
   auto limit = static_cast<size_t>(lim.rlim_cur);
   auto in_use = open_descriptors();
-  if (in_use + reserved_descriptors >= limit)
+  // The admin listener's (opened after this count) are held back too.
+  auto reserve = reserved_descriptors + extra_reserve;
+  if (in_use + reserve >= limit)
     return caf::make_error(caf::sec::runtime_error,
                            "the open-file limit (" + std::to_string(limit)
                              + " descriptors) leaves no room for connections: "
                              + std::to_string(in_use) + " are in use and "
-                             + std::to_string(reserved_descriptors)
+                             + std::to_string(reserve)
                              + " are kept in reserve; raise it (ulimit -n)");
-  auto room = limit - in_use - reserved_descriptors;
+  auto room = limit - in_use - reserve;
   if (room < wanted)
     log_line("server: serving at most " + std::to_string(room)
              + " connections, not the " + std::to_string(wanted)
              + " of --max-connections: the open-file limit is "
              + std::to_string(limit) + " descriptors, " + std::to_string(in_use)
-             + " are in use and " + std::to_string(reserved_descriptors)
+             + " are in use and " + std::to_string(reserve)
              + " kept in reserve (raise ulimit -n)");
   return std::min(room, wanted);
 }
@@ -376,7 +379,8 @@ caf::expected<server> start_server(caf::actor_system& sys,
                      registry_deps{srv.hasher, srv.imq, srv.writer, srv.reader,
                                    srv.dumper, srv.links},
                      reg_cfg);
-  auto room = connection_room(cfg.acceptor.max_connections);
+  auto room = connection_room(cfg.acceptor.max_connections,
+                              cfg.admin_port ? admin_descriptors : 0);
   if (!room) {
     stop_server(srv);
     return std::move(room.error());

@@ -18,10 +18,6 @@ namespace smsp {
 
 namespace {
 
-/// Admin connections served at once: an operator needs one or two; the
-/// bound keeps local users who cannot authenticate from holding many.
-constexpr size_t max_admin_connections = 8;
-
 /// An unauthenticated connection is closed after this long.
 constexpr std::chrono::seconds auth_timeout{10};
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -12,6 +13,14 @@
 #include "caf/fwd.hpp"
 
 namespace smsp {
+
+/// Admin connections served at once: an operator needs one or two; the
+/// bound keeps local users who cannot authenticate from holding many.
+inline constexpr size_t max_admin_connections = 8;
+
+/// Descriptors the admin listener may hold: its socket and its connections
+/// (the server keeps them free beside the SMSP connections' share).
+inline constexpr size_t admin_descriptors = 1 + max_admin_connections;
 
 /// What the admin connections ask, and the token they must present.
 struct admin_deps {

@@ -621,11 +621,12 @@ parser::parser() {
                                        + range_text(0, 65535));
         srv.admin_port = static_cast<uint16_t>(*value);
       },
-      "Port of the admin listener (smsp-admin) on 127.0.0.1: 0 lets the "
-      "system pick one, off disables it. Its port and a fresh token are "
-      "written to DATA_DIR/admin (mode 0600) at start and removed at a "
-      "clean stop (see docs/OPERATIONS.md, 'The admin tool')")
-    ->type_name("N|off")
+      "Port of the admin listener (smsp-admin; docs/OPERATIONS.md, 'The "
+      "admin tool') on 127.0.0.1: 0 lets the system pick one, off "
+      "disables it. Its port and a fresh token are written to "
+      "DATA_DIR/admin (mode 0600) at start and removed at a clean stop "
+      "(0 to 65535, or off)")
+    ->type_name("N")
     ->default_str("0");
 
   auto& node = result.node;

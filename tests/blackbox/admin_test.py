@@ -12,20 +12,23 @@ exit 2, failures 1. After a clean stop the admin file is gone, stats and
 users read the data dir ("server not running"), the write commands fail
 with exit 1 and change nothing. After kill -9 the stale file's port
 refuses, and the tool reads the data dir too; with --admin-port off there is
-no admin file.
+no admin file. With a mailbox node, user delete is refused and changes
+nothing, and passwd works.
 """
 
 import os
-import shutil
+import re
 import socket
 import stat
 import subprocess
 import sys
+import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from blackbox_support import (WAIT_S, Client, Server, check,  # noqa: E402
-                              die_with_parent, recv_line, run)
+                              die_with_parent, read_file, recv_line, run,
+                              wait_for)
 
 FACTOR = max(1, int(os.environ.get("SMSP_TEST_TIME_FACTOR", "1")))
 # Hang detectors only: a slow machine does not fail a test.
@@ -86,6 +89,73 @@ def raw_exchange(port, data):
         closed = True
     sock.close()
     return lines, closed
+
+
+def free_port():
+    """A TCP port that was free a moment ago (a node needs a fixed one)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_node(binary, tmp, name):
+    """`smsp-actors node` on a free port: (process, port or None once it
+    printed its listening line, exited, or WAIT_S passed)."""
+    out_path = os.path.join(tmp, name + ".out")
+    with open(out_path, "wb") as out, \
+            open(os.path.join(tmp, name + ".err"), "wb") as err:
+        proc = subprocess.Popen(
+            [binary, "node", "--port", str(free_port()), "--data-dir",
+             os.path.join(tmp, name), "--node-timeout", str(3 * FACTOR)],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=tmp,
+            preexec_fn=die_with_parent)
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline and proc.poll() is None:
+        m = re.search(r"node listening on \S+:(\d+)$", read_file(out_path),
+                      re.M)
+        if m:
+            return proc, int(m.group(1))
+        time.sleep(0.05)
+    return proc, None
+
+
+def check_nodes(server_bin, admin_bin, tmp, cleanup):
+    """With a mailbox node, user delete is refused and changes nothing;
+    passwd works."""
+    node, node_port = start_node(server_bin, tmp, "node")
+    cleanup.append(lambda: (node.kill(), node.wait()))
+    if not check("a mailbox node starts", node_port is not None):
+        return
+    data = os.path.join(tmp, "front")
+    where = f"127.0.0.1:{node_port}"
+    front = Server(server_bin, tmp, "front",
+                   ["--mailbox-node", where, "--node-timeout", str(3 * FACTOR)],
+                   data_dir=data)
+    cleanup.append(front.kill)
+    if not check("a front with that node starts", front.port is not None,
+                 *front.log_tail()):
+        return
+    wait_for(lambda: f"node {where} up: " in front.log())
+    c = Client(front.port, REPLY_S, text=True)
+    cleanup.append(c.close)
+    cookie = (c.ask("REGISTER dora dorapw") or "").split(" ")[-1]
+    c.ask(f"MESSAGE to self {cookie}")
+    stored = c.ask(f"STORE dora {cookie}")
+    status, out, err = admin(admin_bin, data, "user", "delete", "dora")
+    check("with mailbox nodes, user delete is refused (exit 1) naming them",
+          status == 1 and "mailbox node" in err, status, out, err)
+    cookie = (c.ask("LOGIN dora dorapw") or "").split(" ")[-1]
+    check("the refused delete changed nothing: the account, and her mail "
+          "on the node",
+          admin(admin_bin, data, "users")[1].split() == ["dora"]
+          and stored == "OK" and c.ask(f"COUNT dora {cookie}") == "COUNTED 1",
+          stored)
+    status, out, err = admin(admin_bin, data, "passwd", "dora",
+                             stdin=b"d0ra-new\n")
+    check("with mailbox nodes, passwd works", status == 0
+          and (c.ask("LOGIN dora d0ra-new") or "").startswith("OK "),
+          status, out, err)
+    check("the front stops cleanly", front.stop() == 0, *front.log_tail())
 
 
 def body(args, tmp, cleanup):
@@ -289,6 +359,7 @@ def body(args, tmp, cleanup):
               status, out, err)
         check("the server with --admin-port off stops cleanly",
               srv3.stop() == 0, *srv3.log_tail())
+    check_nodes(server_bin, admin_bin, tmp, cleanup)
 
 
 if __name__ == "__main__":

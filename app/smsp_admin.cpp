@@ -132,9 +132,10 @@ void print_names(const std::vector<std::string>& names) {
     std::cout << name << "\n";
 }
 
-/// Reads one line from the terminal with echo off.
+/// Reads one line from the terminal with echo off. Echo goes off before the
+/// prompt shows (TCSAFLUSH drops what was typed before it), so nothing
+/// typed after the prompt is echoed or lost.
 std::string read_hidden(const std::string& prompt) {
-  std::cerr << prompt << std::flush;
   termios old{};
   bool restore = ::tcgetattr(0, &old) == 0;
   if (restore) {
@@ -142,6 +143,7 @@ std::string read_hidden(const std::string& prompt) {
     quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
     ::tcsetattr(0, TCSAFLUSH, &quiet);
   }
+  std::cerr << prompt << std::flush;
   std::string line;
   bool got = static_cast<bool>(std::getline(std::cin, line));
   if (restore)

@@ -18,6 +18,7 @@ nothing, and passwd works.
 
 import os
 import re
+import select
 import socket
 import stat
 import subprocess
@@ -43,6 +44,49 @@ def admin(binary, data_dir, *args, stdin=b""):
                           preexec_fn=die_with_parent)
     return (proc.returncode, proc.stdout.decode(errors="replace"),
             proc.stderr.decode(errors="replace"))
+
+
+def admin_on_terminal(binary, data_dir, args, answers):
+    """Runs smsp-admin with a pseudo-terminal as stdin and stderr, typing
+    each answer once its prompt shows: (status, stdout, what the terminal
+    showed), or status None if a prompt never came."""
+    master, slave = os.openpty()
+    proc = subprocess.Popen([binary, "--data-dir", data_dir] + list(args),
+                            stdin=slave, stdout=subprocess.PIPE, stderr=slave,
+                            preexec_fn=die_with_parent)
+    os.close(slave)
+    shown = b""
+
+    def read_some(timeout):
+        nonlocal shown
+        ready, _, _ = select.select([master], [], [], timeout)
+        if not ready:
+            return False
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            return False
+        shown += data
+        return bool(data)
+
+    for prompt, answer in answers:
+        deadline = time.monotonic() + RUN_S
+        while prompt not in shown and time.monotonic() < deadline:
+            if not read_some(0.1) and proc.poll() is not None:
+                break
+        if prompt not in shown:
+            proc.kill()
+            proc.wait()
+            os.close(master)
+            return None, "", shown.decode(errors="replace")
+        shown = shown.replace(prompt, b"<" + prompt + b">", 1)
+        os.write(master, answer + b"\n")
+    out = proc.communicate(timeout=RUN_S)[0]
+    while read_some(0.1):
+        pass
+    os.close(master)
+    return (proc.returncode, out.decode(errors="replace"),
+            shown.decode(errors="replace"))
 
 
 def fields(text):
@@ -239,6 +283,22 @@ def body(args, tmp, cleanup):
           (c.ask("LOGIN alice alicepw") or "").startswith("KO"))
     check("the new password is accepted",
           (c.ask("LOGIN alice n3w-pass") or "").startswith("OK "))
+    status, out, shown = admin_on_terminal(
+        admin_bin, data, ["passwd", "alice"],
+        [(b"New password for alice: ", b"tty-pass1"),
+         (b"Retype it: ", b"tty-pass1")])
+    check("passwd on a terminal asks twice and echoes nothing",
+          status == 0 and "tty-pass1" not in shown, status, out, shown)
+    check("the password typed on the terminal is the new one",
+          (c.ask("LOGIN alice tty-pass1") or "").startswith("OK "))
+    status, out, shown = admin_on_terminal(
+        admin_bin, data, ["passwd", "alice"],
+        [(b"New password for alice: ", b"one-pass"),
+         (b"Retype it: ", b"other-pass")])
+    check("two different passwords on the terminal change nothing (exit 1)",
+          status == 1 and "do not match" in shown
+          and (c.ask("LOGIN alice tty-pass1") or "").startswith("OK "),
+          status, out, shown)
     status, out, err = admin(admin_bin, data, "passwd", "nobody",
                              stdin=b"whatever\n")
     check("passwd of an unknown user exits 1",

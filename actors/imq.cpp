@@ -150,8 +150,8 @@ void settle(imq_pointer self, uint64_t id, mailbox_actor box) {
         self->send(box, forget_atom::value, id);
       },
       [=](caf::error& err) {
-        log_line("imq: settling move " + std::to_string(id)
-                 + " failed, it stays claimed: " + to_string(err));
+        log_warn("imq", "settling move " + std::to_string(id)
+                          + " failed, it stays claimed: " + to_string(err));
       });
 }
 

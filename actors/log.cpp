@@ -19,7 +19,24 @@ namespace smsp {
 
 namespace {
 
-std::string stamped(std::string_view line) {
+std::atomic<int> kept_level{static_cast<int>(log_level::info)};
+
+const char* level_tag(log_level level) {
+  switch (level) {
+    case log_level::error:
+      return "ERROR";
+    case log_level::warn:
+      return "WARN";
+    case log_level::info:
+      return "INFO";
+    default:
+      return "DEBUG";
+  }
+}
+
+/// The whole line: time, level, component, text, newline.
+std::string stamped(log_level level, std::string_view component,
+                    std::string_view text) {
   using namespace std::chrono;
   auto now = system_clock::now();
   auto secs = system_clock::to_time_t(now);
@@ -32,8 +49,12 @@ std::string stamped(std::string_view line) {
   std::snprintf(stamp + n, sizeof(stamp) - n, ".%03dZ ",
                 static_cast<int>(millis));
   std::string out = stamp;
-  out.reserve(out.size() + line.size() + 1);
-  out.append(line);
+  out.reserve(out.size() + component.size() + text.size() + 10);
+  out += level_tag(level);
+  out += ' ';
+  out.append(component);
+  out += ": ";
+  out.append(text);
   out += '\n';
   return out;
 }
@@ -111,17 +132,21 @@ void drain(log_writer* w) {
       w->reopen = false;
       guard.unlock();
       std::string note;
+      bool failed_reopen = false;
       if (w->path.empty()) {
-        note = "log: SIGHUP: logging to stderr, nothing to reopen";
+        note = "SIGHUP: logging to stderr, nothing to reopen";
       } else if (auto fd = open_log(w->path); fd >= 0) {
         ::close(w->fd);
         w->fd = fd;
-        note = "log: reopened " + w->path + " (SIGHUP)";
+        note = "reopened " + w->path + " (SIGHUP)";
       } else {
-        note = "log: cannot reopen " + w->path + ": " + open_error(errno)
+        failed_reopen = true;
+        note = "cannot reopen " + w->path + ": " + open_error(errno)
                + "; still writing to the old file";
       }
-      write_all(w->fd, stamped(note));
+      write_all(w->fd,
+                stamped(failed_reopen ? log_level::error : log_level::info,
+                        "log", note));
       guard.lock();
       continue;
     }
@@ -135,9 +160,11 @@ void drain(log_writer* w) {
     w->queued_bytes -= line.size();
     guard.unlock();
     if (auto lost = dropped.load(); lost > reported) {
-      if (write_all(w->fd, stamped("log: " + std::to_string(lost - reported)
-                                   + " line(s) dropped: the log could not "
-                                     "keep up, or writing it failed")))
+      if (write_all(w->fd,
+                    stamped(log_level::warn, "log",
+                            std::to_string(lost - reported)
+                              + " line(s) dropped: the log could not keep "
+                                "up, or writing it failed")))
         reported = lost;
     }
     if (write_all(w->fd, line)) {
@@ -146,10 +173,11 @@ void drain(log_writer* w) {
       dropped.fetch_add(1);
       if (!failing && w->fd != STDERR_FILENO)
         write_all(STDERR_FILENO,
-                  stamped("log: cannot write " + w->path + ": "
-                          + std::strerror(errno)
-                          + "; lines are lost until it can be written again "
-                            "(the log says how many)"));
+                  stamped(log_level::error, "log",
+                          "cannot write " + w->path + ": "
+                            + std::strerror(errno)
+                            + "; lines are lost until it can be written "
+                              "again (the log says how many)"));
       failing = true;
     }
     guard.lock();
@@ -158,20 +186,52 @@ void drain(log_writer* w) {
 
 } // namespace
 
-void log_line(std::string_view line) {
-  auto text = stamped(line);
+std::string_view to_string(log_level level) {
+  switch (level) {
+    case log_level::error:
+      return "error";
+    case log_level::warn:
+      return "warn";
+    case log_level::info:
+      return "info";
+    default:
+      return "debug";
+  }
+}
+
+std::optional<log_level> parse_log_level(std::string_view name) {
+  for (auto level :
+       {log_level::error, log_level::warn, log_level::info, log_level::debug})
+    if (name == to_string(level))
+      return level;
+  return std::nullopt;
+}
+
+void set_log_level(log_level level) {
+  kept_level.store(static_cast<int>(level), std::memory_order_relaxed);
+}
+
+bool log_enabled(log_level level) {
+  return static_cast<int>(level) <= kept_level.load(std::memory_order_relaxed);
+}
+
+void log_at(log_level level, std::string_view component,
+            std::string_view text) {
+  if (!log_enabled(level))
+    return;
+  auto line = stamped(level, component, text);
   if (!running.load(std::memory_order_acquire)) {
-    write_all(STDERR_FILENO, text);
+    write_all(STDERR_FILENO, line);
     return;
   }
   {
     std::lock_guard<std::mutex> guard{writer->mtx};
-    if (writer->queued_bytes + text.size() > log_queue_bytes) {
+    if (writer->queued_bytes + line.size() > log_queue_bytes) {
       dropped.fetch_add(1);
       return;
     }
-    writer->queued_bytes += text.size();
-    writer->lines.push_back(std::move(text));
+    writer->queued_bytes += line.size();
+    writer->lines.push_back(std::move(line));
   }
   writer->wake.notify_one();
 }

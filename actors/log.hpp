@@ -4,18 +4,56 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
 namespace smsp {
 
-/// Logs "<UTC time> <line>". Once log_start() has run, the line is queued for
-/// the log's writer thread and the caller never waits for the log's reader:
-/// if more than log_queue_bytes wait (the reader does not keep up, or a
-/// write blocks), the line is dropped and counted, and the log later says how
-/// many were. Before log_start() (and after log_stop()) it writes to stderr
+/// How much a line matters, most to least; --log-level keeps the lines at
+/// its level and above.
+enum class log_level { error, warn, info, debug };
+
+/// "error", "warn", "info", "debug".
+std::string_view to_string(log_level level);
+
+/// The level named by `name` (as to_string gives it), or nullopt.
+std::optional<log_level> parse_log_level(std::string_view name);
+
+/// Keeps lines of `level` and above from now on (info at start). Any thread.
+void set_log_level(log_level level);
+
+/// Whether lines of `level` are kept: callers test it before building an
+/// expensive debug line.
+bool log_enabled(log_level level);
+
+/// Logs "<UTC time> <LEVEL> <component>: <text>", e.g.
+/// "2026-12-01T10:00:00.123Z INFO auth: LOGIN failed: user=bob ...", if
+/// `level` is kept. `component` is one lower-case word naming the part of
+/// the server that speaks (server, conn, auth, registry, store, dump, node,
+/// log...). Once log_start() has run, the line is queued for the log's
+/// writer thread and the caller never waits for the log's reader: if more
+/// than log_queue_bytes wait (the reader does not keep up, or a write
+/// blocks), the line is dropped and counted, and the log later says how many
+/// were. Before log_start() (and after log_stop()) it writes to stderr
 /// directly, in one write(2) per line.
-void log_line(std::string_view line);
+void log_at(log_level level, std::string_view component, std::string_view text);
+
+inline void log_error(std::string_view component, std::string_view text) {
+  log_at(log_level::error, component, text);
+}
+
+inline void log_warn(std::string_view component, std::string_view text) {
+  log_at(log_level::warn, component, text);
+}
+
+inline void log_info(std::string_view component, std::string_view text) {
+  log_at(log_level::info, component, text);
+}
+
+inline void log_debug(std::string_view component, std::string_view text) {
+  log_at(log_level::debug, component, text);
+}
 
 /// Bytes of lines that may wait for the writer thread.
 inline constexpr size_t log_queue_bytes = 4 * 1024 * 1024;

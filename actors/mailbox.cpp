@@ -76,8 +76,8 @@ void load(mailbox_pointer self) {
                         std::make_move_iterator(mails.end()));
       },
       [=](caf::error& err) {
-        log_line("mailbox of " + self->state.owner
-                 + " cannot load: " + to_string(err));
+        log_error("mailbox", "of " + self->state.owner
+                               + " cannot load: " + to_string(err));
         self->quit(std::move(err));
       });
 }

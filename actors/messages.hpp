@@ -80,6 +80,8 @@ using reclaim_atom = caf::atom_constant<caf::atom("reclaim")>;
 /// (It also sends itself caf::tick_atom to check its deadlines; the acceptor
 /// sends it caf::idle_atom to check the idle rule.)
 using settled_atom = caf::atom_constant<caf::atom("settled")>;
+/// The registry, to itself: a login penalty may have ended (for the log).
+using penalty_atom = caf::atom_constant<caf::atom("penalty")>;
 
 // admin tool: the messages behind smsp-admin's commands (net/admin.cpp, the
 // admin listener; docs/OPERATIONS.md, "The admin tool"). users_atom lists
@@ -414,7 +416,11 @@ using registry_actor = caf::typed_actor<
   // From a node link: node N went up (its users' unfinished moves are
   // completed) or down (its users' mailboxes are forgotten).
   caf::reacts_to<node_atom, up_atom, uint64_t>,
-  caf::reacts_to<node_atom, down_atom, uint64_t>>;
+  caf::reacts_to<node_atom, down_atom, uint64_t>,
+  // To itself, when the penalty window opened by a failed LOGIN of
+  // (username, address) is over: logs that the penalty ended, unless a
+  // later failure extended it.
+  caf::reacts_to<penalty_atom, std::string, std::string>>;
 
 /// Runs DUMP (see dump_config in spawn.hpp): logs the registry's figures
 /// given with the request, the writer's, then the store's contents from one

@@ -108,9 +108,9 @@ node_actor::behavior_type node_host(host_pointer self, writer_actor writer,
         if (other == origin)
           return; // The same front, linked again already.
       auto n = retire_spawned_by(self, origin);
-      log_line("node: front " + origin + " gone ("
-               + self->system().render(msg.reason) + "): retiring "
-               + std::to_string(n) + " of its mailbox(es)");
+      log_info("node", "front " + origin + " gone ("
+                         + self->system().render(msg.reason) + "): retiring "
+                         + std::to_string(n) + " of its mailbox(es)");
       return;
     }
     auto stopped = st.live.find(msg.source);
@@ -135,14 +135,14 @@ node_actor::behavior_type node_host(host_pointer self, writer_actor writer,
         auto why = "version mismatch: this node runs smsp-actors "
                    + smsp_version() + ", the front runs " + version
                    + "; run the same version on both";
-        log_line("node: refused a front: " + why);
+        log_warn("node", "refused a front: " + why);
         return caf::make_error(caf::sec::runtime_error, std::move(why));
       }
       auto& st = self->state;
       if (front && st.fronts.emplace(front.address(), origin).second) {
         self->monitor(front);
-        log_line("node: front " + origin + " linked from "
-                 + caf::to_string(front.node()));
+        log_info("node", "front " + origin + " linked from "
+                           + caf::to_string(front.node()));
       }
       refresh_figures(self);
       return figures_of(self);

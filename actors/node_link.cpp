@@ -65,7 +65,7 @@ void went_down(link_pointer self, std::string why) {
     st.up = false;
     self->demonitor(st.host.address());
     st.host = nullptr;
-    log_line("node " + address_of(st) + " down: " + st.why);
+    log_warn("link", "node " + address_of(st) + " down: " + st.why);
     st.logged = st.why;
     if (st.listener)
       self->send(st.listener, node_atom::value, down_atom::value,
@@ -80,7 +80,7 @@ void attempt_failed(link_pointer self, uint64_t attempt, std::string why) {
     return;
   st.connecting = false;
   if (why != st.logged) {
-    log_line("node " + address_of(st) + " unreachable: " + why);
+    log_warn("link", "node " + address_of(st) + " unreachable: " + why);
     st.logged = why;
   }
   st.why = std::move(why);
@@ -100,9 +100,10 @@ void went_up(link_pointer self, caf::node_id node, node_actor host,
   st.why.clear();
   st.logged.clear();
   self->monitor(st.host);
-  log_line("node " + address_of(st) + " up: smsp-actors " + st.figures.version
-           + ", store " + st.figures.store_id + ", "
-           + std::to_string(st.figures.mailboxes) + " active mailbox(es)");
+  log_info("link", "node " + address_of(st) + " up: smsp-actors "
+                     + st.figures.version + ", store " + st.figures.store_id
+                     + ", " + std::to_string(st.figures.mailboxes)
+                     + " active mailbox(es)");
   if (st.listener)
     self->send(st.listener, node_atom::value, up_atom::value,
                uint64_t{st.cfg.index});
@@ -227,8 +228,9 @@ node_link_actor::behavior_type node_link(link_pointer self,
             rp.deliver(caf::actor_cast<mailbox_actor>(std::move(ptr)));
           },
           [=](caf::error& err) mutable {
-            log_line("node " + address_of(self->state)
-                     + ": remote spawn failed: " + describe(self, err));
+            log_warn("link",
+                     "node " + address_of(self->state)
+                       + ": remote spawn failed: " + describe(self, err));
             rp.deliver(make_error(errc::mailbox_unavailable));
           });
       return rp;

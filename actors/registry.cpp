@@ -483,8 +483,39 @@ void create_account(registry_pointer self, std::string user,
       fail);
 }
 
-// -- admin tool
-// ----------------------------------------------------------------
+// -- the auth log -------------------------------------------------------------
+
+/// The "user=... addr=..." part of an auth line. The name is the client's
+/// bytes, so it is escaped (no log injection) and cut; the address is the
+/// numeric one the socket gave. docs/OPERATIONS.md documents the format,
+/// which fail2ban matches: keep them in step.
+std::string auth_subject(const std::string& user, const std::string& address) {
+  return "user=" + printable(user, 64) + " addr=" + address;
+}
+
+std::string to_ms(std::chrono::milliseconds d) {
+  return std::to_string(d.count()) + "ms";
+}
+
+/// Logs a LOGIN that failed (wrong password or no such user) and the
+/// penalty it left, and has the registry check when that penalty is over.
+void log_failed_login(registry_pointer self, const std::string& user,
+                      const std::string& address, const penalty_state& before,
+                      const penalty_state& after) {
+  log_info("auth",
+           "LOGIN failed: " + auth_subject(user, address) + " failures="
+             + std::to_string(after.failures) + " penalty=" + to_ms(after.left)
+             + (after.left.count() > 0 ? std::string{" key="} + after.key
+                                       : std::string{}));
+  if (after.left.count() == 0)
+    return;
+  if (before.left.count() == 0)
+    log_info("auth", "penalty started: " + auth_subject(user, address) + " for "
+                       + to_ms(after.left) + " key=" + after.key);
+  self->delayed_send(self, after.left, penalty_atom::value, user, address);
+}
+
+// -- admin tool ---------------------------------------------------------------
 
 /// Ends `user`'s session, if any; returns whether there was one.
 bool end_session(registry_pointer self, const std::string& user) {
@@ -534,7 +565,7 @@ void change_password(registry_pointer self, std::string user,
                     remember_account(self, user, hash);
                   account_changed(self, user);
                   end_session(self, user);
-                  log_line("registry: admin set a new password for " + user);
+                  log_info("registry", "admin set a new password for " + user);
                   rp.deliver(caf::ok_atom::value);
                 },
                 fail);
@@ -567,9 +598,9 @@ void delete_user(registry_pointer self, std::string user,
           st.changing.erase(user);
           st.accounts.erase(user);
           account_changed(self, user);
-          log_line("registry: admin deleted user " + user + " with "
-                   + std::to_string(mail) + " message(s) and "
-                   + std::to_string(posts) + " unstored post(s)");
+          log_info("registry", "admin deleted user " + user + " with "
+                                 + std::to_string(mail) + " message(s) and "
+                                 + std::to_string(posts) + " unstored post(s)");
           rp.deliver(mail, posts);
         },
         [=](caf::error& err) mutable {
@@ -613,12 +644,12 @@ registry(registry_pointer self, registry_deps deps, registry_config cfg) {
               "decoy-" + new_cookie())
     .then([=](std::string& hash) { self->state.decoy_hash = std::move(hash); },
           [=](caf::error& err) {
-            log_line("registry: no decoy hash: " + to_string(err));
+            log_warn("registry", "no decoy hash: " + to_string(err));
           });
   self->set_down_handler([=](caf::down_msg& msg) {
     if (auto user = self->state.mailboxes.stopped(msg.source))
-      log_line("registry: mailbox of " + *user
-               + " stopped: " + to_string(msg.reason));
+      log_warn("registry",
+               "mailbox of " + *user + " stopped: " + to_string(msg.reason));
   });
   self->set_exit_handler([=](caf::exit_msg& msg) {
     self->state.mailboxes.for_each(
@@ -660,8 +691,17 @@ registry(registry_pointer self, registry_deps deps, registry_config cfg) {
         std::string& address) -> caf::result<std::string> {
       // Refused at once and with the wrong password's reply: a penalized
       // name or address costs no hashing, and the reply tells nothing.
-      if (!self->state.throttle->allows(user, address, now(self)))
+      auto& gate = *self->state.throttle;
+      if (!gate.allows(user, address, now(self))) {
+        auto held = gate.penalty(user, address, now(self));
+        log_info("auth",
+                 "LOGIN refused: " + auth_subject(user, address)
+                   + " penalty=" + to_ms(held.left)
+                   + (held.left.count() > 0
+                        ? std::string{" key="} + held.key
+                        : std::string{" (an attempt is being checked)"}));
         return errc::login_failed;
+      }
       auto rp = self->make_response_promise<std::string>();
       // admin tool: a delete or new password committed while this LOGIN
       // verified may have made its hash stale.
@@ -669,7 +709,9 @@ registry(registry_pointer self, registry_deps deps, registry_config cfg) {
       auto verify = [=](std::string hash, bool known) mutable {
         auto& st = self->state;
         if (hash.empty()) {
-          st.throttle->failed(user, address, now(self));
+          auto before = st.throttle->penalty(user, address, now(self));
+          log_failed_login(self, user, address, before,
+                           st.throttle->failed(user, address, now(self)));
           rp.deliver(make_error(errc::login_failed));
           return;
         }
@@ -689,7 +731,9 @@ registry(registry_pointer self, registry_deps deps, registry_config cfg) {
                 throttle.succeeded(user, address, now(self));
                 rp.deliver(start_session(self, user));
               } else {
-                throttle.failed(user, address, now(self));
+                auto before = throttle.penalty(user, address, now(self));
+                log_failed_login(self, user, address, before,
+                                 throttle.failed(user, address, now(self)));
                 rp.deliver(make_error(errc::login_failed));
               }
             },
@@ -847,6 +891,12 @@ registry(registry_pointer self, registry_deps deps, registry_config cfg) {
     },
     [=](node_atom, up_atom, uint64_t index) { node_went_up(self, index); },
     [=](node_atom, down_atom, uint64_t index) { node_went_down(self, index); },
+    [=](penalty_atom, const std::string& user, const std::string& address) {
+      // A later failure extended the penalty: its own check logs the end.
+      if (self->state.throttle->penalty(user, address, now(self)).left.count()
+          == 0)
+        log_info("auth", "penalty ended: " + auth_subject(user, address));
+    },
     [=](caf::tick_atom) {
       auto& st = self->state;
       if (st.trim_due) {

@@ -29,7 +29,7 @@ reader(reader_actor::stateful_pointer<reader_state> self,
           return std::move(*hash);
         return make_error(errc::no_such_user);
       } catch (const store_error& err) {
-        log_line(std::string{"store: lookup failed: "} + err.what());
+        log_error("store", std::string{"lookup failed: "} + err.what());
         return make_error(errc::storage_failed);
       }
     },
@@ -38,7 +38,8 @@ reader(reader_actor::stateful_pointer<reader_state> self,
       try {
         return self->state.db->mailbox(owner);
       } catch (const store_error& err) {
-        log_line(std::string{"store: loading a mailbox failed: "} + err.what());
+        log_error("store",
+                  std::string{"loading a mailbox failed: "} + err.what());
         return make_error(errc::storage_failed);
       }
     },
@@ -57,7 +58,8 @@ reader(reader_actor::stateful_pointer<reader_state> self,
                              static_cast<size_t>(max_mailboxes),
                              store::dump_names::mail_owners);
       } catch (const store_error& err) {
-        log_line(std::string{"store: DUMP of the node failed: "} + err.what());
+        log_error("store",
+                  std::string{"DUMP of the node failed: "} + err.what());
         return make_error(errc::storage_failed);
       }
       return out;
@@ -66,8 +68,8 @@ reader(reader_actor::stateful_pointer<reader_state> self,
       try {
         return self->state.db->applied_count();
       } catch (const store_error& err) {
-        log_line(std::string{"store: counting applied moves failed: "}
-                 + err.what());
+        log_error("store",
+                  std::string{"counting applied moves failed: "} + err.what());
         return make_error(errc::storage_failed);
       }
     },
@@ -77,7 +79,8 @@ reader(reader_actor::stateful_pointer<reader_state> self,
       try {
         return self->state.db->account_names_matching(glob);
       } catch (const store_error& err) {
-        log_line(std::string{"store: listing accounts failed: "} + err.what());
+        log_error("store",
+                  std::string{"listing accounts failed: "} + err.what());
         return make_error(errc::storage_failed);
       }
     },
@@ -86,7 +89,7 @@ reader(reader_actor::stateful_pointer<reader_state> self,
         auto t = self->state.db->count_rows();
         return {t.accounts, t.mail, t.imq};
       } catch (const store_error& err) {
-        log_line(std::string{"store: counting rows failed: "} + err.what());
+        log_error("store", std::string{"counting rows failed: "} + err.what());
         return make_error(errc::storage_failed);
       }
     },
@@ -118,11 +121,12 @@ struct dumper_state {
 using dumper_pointer = dumper_actor::stateful_pointer<dumper_state>;
 
 void log_figures(const registry_figures& f) {
-  log_line("DUMP registry: " + std::to_string(f.sessions) + " live session(s), "
-           + std::to_string(f.active_mailboxes) + " active mailbox(es) ("
-           + std::to_string(f.activations) + " activated, "
-           + std::to_string(f.passivations) + " passivated), "
-           + std::to_string(f.cached_accounts) + " cached account(s)");
+  log_info("dump", "DUMP registry: " + std::to_string(f.sessions)
+                     + " live session(s), " + std::to_string(f.active_mailboxes)
+                     + " active mailbox(es) (" + std::to_string(f.activations)
+                     + " activated, " + std::to_string(f.passivations)
+                     + " passivated), " + std::to_string(f.cached_accounts)
+                     + " cached account(s)");
   for (auto& node : f.nodes) {
     std::string line = "DUMP node " + node.address + ": "
                        + (node.up ? "up" : "down") + ", "
@@ -138,7 +142,7 @@ void log_figures(const registry_figures& f) {
               + " applied move(s) unsettled";
     if (!node.why.empty())
       line += " (" + node.why + ")";
-    log_line(line);
+    log_info("dump", line);
   }
 }
 
@@ -146,9 +150,9 @@ void log_writer_figures(uint64_t commits, uint64_t writes) {
   auto per_commit = commits == 0 ? 0.0 : double(writes) / commits;
   char avg[32];
   std::snprintf(avg, sizeof(avg), "%.1f", per_commit);
-  log_line("DUMP store: " + std::to_string(commits) + " commit(s) of "
-           + std::to_string(writes) + " write(s) since start, " + avg
-           + " per commit");
+  log_info("dump", "DUMP store: " + std::to_string(commits) + " commit(s) of "
+                     + std::to_string(writes) + " write(s) since start, " + avg
+                     + " per commit");
 }
 
 /// Logs the store's contents as cfg.mode says, from one read snapshot.
@@ -163,10 +167,11 @@ void log_store(dumper_pointer self) {
   store::dump_sink sink;
   sink.totals = [&](uint64_t n_accounts, uint64_t mail, uint64_t imq) {
     accounts = n_accounts;
-    log_line("DUMP totals: " + std::to_string(n_accounts) + " account(s), "
-             + (nodes > 0 ? std::string{"mailboxes on the nodes (below)"}
-                          : std::to_string(mail) + " message(s) in mailboxes")
-             + ", " + std::to_string(imq) + " on the IMQ");
+    log_info("dump",
+             "DUMP totals: " + std::to_string(n_accounts) + " account(s), "
+               + (nodes > 0 ? std::string{"mailboxes on the nodes (below)"}
+                            : std::to_string(mail) + " message(s) in mailboxes")
+               + ", " + std::to_string(imq) + " on the IMQ");
   };
   sink.imq = [&](uint64_t count, const auto& first) {
     if (!full)
@@ -174,7 +179,7 @@ void log_store(dumper_pointer self) {
     auto line = "DUMP imq: " + std::to_string(count) + " message(s)";
     for (auto& [poster, text] : first)
       line += " [" + poster + ": " + printable(text) + "]";
-    log_line(line);
+    log_info("dump", line);
   };
   sink.mailbox = [&](const std::string& owner, uint64_t count,
                      const std::vector<std::string>& texts) {
@@ -183,21 +188,21 @@ void log_store(dumper_pointer self) {
                 + " message(s)";
     for (auto& text : texts)
       line += " [" + printable(text) + "]";
-    log_line(line);
+    log_info("dump", line);
   };
   try {
     self->state.db->dump(sink, full ? cfg.texts : 0,
                          full && nodes == 0 ? cfg.max_mailboxes : 0);
   } catch (const store_error& err) {
-    log_line(std::string{"DUMP failed: "} + err.what());
+    log_error("dump", std::string{"DUMP failed: "} + err.what());
     return;
   }
   if (nodes > 0)
     return; // Listed by list_nodes.
   if (full && accounts > listed)
-    log_line("DUMP mailboxes: and " + std::to_string(accounts - listed)
-             + " more not listed (the first "
-             + std::to_string(cfg.max_mailboxes) + " by name are)");
+    log_info("dump", "DUMP mailboxes: and " + std::to_string(accounts - listed)
+                       + " more not listed (the first "
+                       + std::to_string(cfg.max_mailboxes) + " by name are)");
 }
 
 /// Answers every DUMP folded into this run.
@@ -205,10 +210,10 @@ void finish_run(dumper_pointer self) {
   auto& st = self->state;
   st.running = false;
   auto n = st.waiting.size();
-  log_line(n == 1 ? std::string{"DUMP done: 1 request answered"}
-                  : "DUMP done: " + std::to_string(n)
-                      + " requests answered by this one run ("
-                      + std::to_string(n - 1) + " folded)");
+  log_info("dump", n == 1 ? std::string{"DUMP done: 1 request answered"}
+                          : "DUMP done: " + std::to_string(n)
+                              + " requests answered by this one run ("
+                              + std::to_string(n - 1) + " folded)");
   for (auto& rp : st.waiting)
     rp.deliver(caf::ok_atom::value);
   st.waiting.clear();
@@ -231,27 +236,27 @@ void list_nodes(dumper_pointer self, size_t k) {
               uint64_t{full ? st.cfg.max_mailboxes : 0})
     .then(
       [=](node_listing& listing) {
-        log_line("DUMP node " + address + " mailboxes: "
-                 + std::to_string(listing.mail) + " message(s)");
+        log_info("dump", "DUMP node " + address + " mailboxes: "
+                           + std::to_string(listing.mail) + " message(s)");
         for (auto& box : listing.mailboxes) {
           auto line = "DUMP mailbox " + box.owner + " (node " + address
                       + "): " + std::to_string(box.count) + " message(s)";
           for (auto& text : box.texts)
             line += " [" + printable(text) + "]";
-          log_line(line);
+          log_info("dump", line);
         }
         if (full && listing.mailboxes.size() >= self->state.cfg.max_mailboxes)
-          log_line("DUMP node " + address + ": only the first "
-                   + std::to_string(self->state.cfg.max_mailboxes)
-                   + " mailboxes with mail are listed");
+          log_info("dump", "DUMP node " + address + ": only the first "
+                             + std::to_string(self->state.cfg.max_mailboxes)
+                             + " mailboxes with mail are listed");
         list_nodes(self, k + 1);
       },
       [=](caf::error& err) {
-        log_line("DUMP node " + address + " mailboxes: not listed ("
-                 + (err == make_error(errc::mailbox_unavailable)
-                      ? std::string{"node unavailable"}
-                      : to_string(err))
-                 + ")");
+        log_info("dump", "DUMP node " + address + " mailboxes: not listed ("
+                           + (err == make_error(errc::mailbox_unavailable)
+                                ? std::string{"node unavailable"}
+                                : to_string(err))
+                           + ")");
         list_nodes(self, k + 1);
       });
 }
@@ -262,7 +267,7 @@ void run(dumper_pointer self) {
   st.running = true;
   st.last_run = st.cfg.now();
   if (st.cfg.mode == dump_mode::off) {
-    log_line("DUMP: off (--dump=off), nothing listed");
+    log_info("dump", "DUMP: off (--dump=off), nothing listed");
     finish_run(self);
     return;
   }
@@ -277,7 +282,7 @@ void run(dumper_pointer self) {
         list_nodes(self, 0);
       },
       [=](caf::error& err) {
-        log_line("DUMP store: no figures: " + to_string(err));
+        log_warn("dump", "DUMP store: no figures: " + to_string(err));
         log_store(self);
         list_nodes(self, 0);
       });

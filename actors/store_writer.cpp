@@ -55,8 +55,8 @@ void commit_group(writer_pointer self) {
     st.last_commit_time = std::chrono::duration_cast<std::chrono::microseconds>(
       std::chrono::steady_clock::now() - started);
   } catch (const store_error& err) {
-    log_line(std::string{"store: commit failed, group of "}
-             + std::to_string(group.size()) + " undone: " + err.what());
+    log_error("store", "commit failed, group of " + std::to_string(group.size())
+                         + " undone: " + err.what());
     auto failure = make_error(errc::storage_failed);
     for (auto& finish : group)
       finish(&failure);
@@ -111,8 +111,9 @@ group_write(writer_pointer self, Apply apply) {
       st.commit_requested = true;
     }
   } catch (const store_error& err) {
-    log_line(std::string{"store: write failed, group of "}
-             + std::to_string(st.group.size() + 1) + " undone: " + err.what());
+    log_error("store", "write failed, group of "
+                         + std::to_string(st.group.size() + 1)
+                         + " undone: " + err.what());
     if (st.db->in_transaction())
       st.db->rollback();
     auto failure = make_error(errc::storage_failed);

@@ -119,6 +119,20 @@ CLI::Option* add_seconds(CLI::App& app, const std::string& name,
 }
 
 /// Adds --node-cert, --node-key and --node-ca, setting `tls`.
+/// --log-level, for the server and the node alike.
+void add_log_level(CLI::App& app, log_level& level) {
+  app
+    .add_option_function<std::string>(
+      "--log-level",
+      [&level](const std::string& name) { level = *parse_log_level(name); },
+      "Log lines of this level and above: error, warn, info (starts and "
+      "stops, accounts created, failed and refused LOGINs with the client's "
+      "address, penalties, connections closed by the server) or debug (also "
+      "every connection opened and closed)")
+    ->check(CLI::IsMember({"error", "warn", "info", "debug"}))
+    ->default_str("info");
+}
+
 void add_node_tls(CLI::App& app, node_tls& tls) {
   app
     .add_option("--node-cert", tls.cert,
@@ -566,6 +580,7 @@ parser::parser() {
               "lifts the limit, and with it the bound on the log DUMPs "
               "write: for tests, never on a server that untrusted clients "
               "reach");
+  add_log_level(app, result.log_threshold);
   app
     .add_option("--log-file", result.log_file,
                 "Append the log to this file instead of stderr; reopened on "
@@ -659,6 +674,7 @@ parser::parser() {
               "counts as dead (twice this) and its mailboxes here are "
               "retired; give the front's value");
   add_node_tls(*node_cmd, node.tls);
+  add_log_level(*node_cmd, result.log_threshold);
   node_cmd
     ->add_option("--log-file", result.log_file,
                  "Append the log to this file instead of stderr; reopened on "

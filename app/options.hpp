@@ -8,6 +8,7 @@
 #include <variant>
 #include <vector>
 
+#include "actors/log.hpp"
 #include "actors/logic/clock.hpp"
 #include "app/server.hpp"
 
@@ -46,6 +47,8 @@ struct command_line {
   server_config server;
   /// The log file (--log-file), or empty for stderr.
   std::string log_file;
+  /// Lines below this level are not logged (--log-level).
+  smsp::log_level log_threshold = smsp::log_level::info;
   /// For the start-up log line.
   std::string pwhash;
   /// Options for CAF's own configuration, e.g. --scheduler.max-threads=1.

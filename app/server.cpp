@@ -63,12 +63,13 @@ caf::expected<size_t> connection_room(size_t wanted, size_t extra_reserve) {
                              + " are kept in reserve; raise it (ulimit -n)");
   auto room = limit - in_use - reserve;
   if (room < wanted)
-    log_line("server: serving at most " + std::to_string(room)
-             + " connections, not the " + std::to_string(wanted)
-             + " of --max-connections: the open-file limit is "
-             + std::to_string(limit) + " descriptors, " + std::to_string(in_use)
-             + " are in use and " + std::to_string(reserve)
-             + " kept in reserve (raise ulimit -n)");
+    log_warn("server", "serving at most " + std::to_string(room)
+                         + " connections, not the " + std::to_string(wanted)
+                         + " of --max-connections: the open-file limit is "
+                         + std::to_string(limit) + " descriptors, "
+                         + std::to_string(in_use) + " are in use and "
+                         + std::to_string(reserve)
+                         + " kept in reserve (raise ulimit -n)");
   return std::min(room, wanted);
 }
 
@@ -266,7 +267,7 @@ std::string check_node_list_change(store& db, const server_config& cfg) {
     if (auto cut = why.rfind("; start with --accept-node-change");
         cut != std::string::npos)
       why.erase(cut);
-    log_line("server: accepted with --accept-node-change: " + why);
+    log_warn("server", "accepted with --accept-node-change: " + why);
   }
   try {
     save_node_list(cfg.data_dir, cfg.mailbox_nodes);
@@ -305,8 +306,9 @@ caf::error start_admin(caf::actor_system& sys, server& srv,
     return caf::make_error(caf::sec::runtime_error,
                            "cannot write the admin file: " + why);
   srv.admin_data_dir = cfg.data_dir;
-  log_line("admin: listening on " + host + ":" + std::to_string(srv.admin_port)
-           + " (its token is in " + admin_file_path(cfg.data_dir) + ")");
+  log_info("admin", "listening on " + host + ":"
+                      + std::to_string(srv.admin_port) + " (its token is in "
+                      + admin_file_path(cfg.data_dir) + ")");
   return {};
 }
 
@@ -318,6 +320,9 @@ caf::expected<server> start_server(caf::actor_system& sys,
     return caf::make_error(caf::sec::runtime_error,
                            "libsodium cannot be initialized");
   server srv;
+  std::error_code ec;
+  srv.created = !std::filesystem::exists(
+    std::filesystem::path{cfg.data_dir} / "smsp.db", ec);
   // Throws store_error: a data dir that cannot be used stops the start.
   auto db = store::open(cfg.data_dir, cfg.sync);
   // admin tool: with the data dir's lock held, any admin file is stale (a
@@ -325,17 +330,21 @@ caf::expected<server> start_server(caf::actor_system& sys,
   if (!cfg.admin_port)
     remove_admin_file(cfg.data_dir);
   auto queued = db.imq();
+  srv.accounts = db.account_count();
+  srv.mail = db.mail_count();
   auto claimed = db.claimed_moves();
+  srv.imq_messages = queued.size();
   auto reg_cfg = cfg.registry;
   if (auto why = check_node_list_change(db, cfg); !why.empty())
     return caf::make_error(caf::sec::runtime_error, std::move(why));
   if (cfg.mailbox_nodes.empty() && !claimed.empty())
     // Their nodes may have applied them or not: only those nodes can tell,
     // so they stay on the IMQ, claimed, until the server runs with them.
-    log_line("server: " + std::to_string(claimed.size())
-             + " STORE(s) to mailbox nodes are unfinished; they complete "
-               "when the server runs with its mailbox nodes again (see "
-               "docs/OPERATIONS.md, 'Changing the node list')");
+    log_warn("server",
+             std::to_string(claimed.size())
+               + " STORE(s) to mailbox nodes are unfinished; they complete "
+                 "when the server runs with its mailbox nodes again (see "
+                 "docs/OPERATIONS.md, 'Changing the node list')");
   if (!cfg.mailbox_nodes.empty()) {
     reg_cfg.nodes = cfg.mailbox_nodes;
     reg_cfg.node_timeout = cfg.node_timeout;

@@ -118,6 +118,13 @@ struct server {
   caf::actor admin;
   uint16_t admin_port = 0;
   std::string admin_data_dir;
+  /// What the start found, for its log line: whether smsp.db was created
+  /// (else opened), and its accounts, mailbox messages and IMQ messages
+  /// (claimed moves to nodes included).
+  bool created = false;
+  uint64_t accounts = 0;
+  uint64_t mail = 0;
+  uint64_t imq_messages = 0;
 };
 
 /// CAF settings every smsp-actors actor system uses, set after the command

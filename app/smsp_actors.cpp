@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -89,27 +90,36 @@ std::optional<int> configure_caf(caf::actor_system_config& cfg,
   return std::nullopt;
 }
 
+/// `dir` as an absolute path, for the log: an operator reading it cannot
+/// know the working directory the server was started in.
+std::string absolute_path(const std::string& dir) {
+  std::error_code ec;
+  auto abs = std::filesystem::weakly_canonical(dir, ec);
+  return ec ? dir : abs.string();
+}
+
 /// Tells systemd (a Type=notify unit, which sets NOTIFY_SOCKET) that the
 /// server accepts connections, as the `listening` line tells scripts.
 /// Without NOTIFY_SOCKET sd_notify does nothing.
 void notify_ready() {
   if (int rc = sd_notify(0, "READY=1"); rc < 0)
-    smsp::log_line("systemd: cannot send READY=1 to NOTIFY_SOCKET: "
-                   + std::string{std::strerror(-rc)});
+    smsp::log_warn("systemd", "cannot send READY=1 to NOTIFY_SOCKET: "
+                                + std::string{std::strerror(-rc)});
 }
 
-/// Waits for SIGINT or SIGTERM, reopening the log at each SIGHUP.
-void wait_for_stop(const sigset_t& signals, const std::string& who) {
+/// Waits for SIGINT or SIGTERM, reopening the log at each SIGHUP. `who`:
+/// the log's component, "server" or "node".
+void wait_for_stop(const sigset_t& signals, const char* who) {
   for (;;) {
     int sig = 0;
     sigwait(&signals, &sig);
     if (sig == SIGHUP) {
-      smsp::log_line(who + ": SIGHUP: reopening the log");
+      smsp::log_info(who, "SIGHUP: reopening the log");
       smsp::log_reopen();
       continue;
     }
-    smsp::log_line(who + " stopping on "
-                   + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
+    smsp::log_info(who, std::string{"stopping on "}
+                          + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
     // Under systemd (Type=notify): the stop has begun.
     sd_notify(0, "STOPPING=1");
     return;
@@ -147,14 +157,15 @@ int run_node(const smsp::command_line& cmd, const sigset_t& signals) {
               << node_cfg.port << ": " << sys.render(node.error()) << "\n";
     return smsp::exit_failure;
   }
-  smsp::log_line("smsp-actors node " + smsp::smsp_version()
-                 + " started: data dir " + node_cfg.data_dir
-                 + ", sync=" + to_string(node_cfg.sync)
-                 + (node_cfg.tls.enabled() ? ", mutual TLS" : ", no TLS"));
+  smsp::log_info("node",
+                 "smsp-actors node " + smsp::smsp_version()
+                   + " started: data dir " + absolute_path(node_cfg.data_dir)
+                   + ", sync=" + to_string(node_cfg.sync)
+                   + (node_cfg.tls.enabled() ? ", mutual TLS" : ", no TLS"));
   std::cout << "smsp-actors node listening on " << node_cfg.host << ":"
             << node->port << std::endl;
   notify_ready();
-  wait_for_stop(signals, "smsp-actors node");
+  wait_for_stop(signals, "node");
   smsp::stop_node(*node);
   // A safety net: now and then CAF 0.17's shutdown of a node waits for
   // ever on the threads of its detached actors (the store's), after every
@@ -207,19 +218,25 @@ int run(const smsp::command_line& cmd, const sigset_t& signals) {
   }
   auto startup = std::chrono::duration_cast<std::chrono::milliseconds>(
     std::chrono::steady_clock::now() - started);
-  smsp::log_line("smsp-actors started in " + std::to_string(startup.count())
-                 + " ms: pwhash=" + cmd.pwhash + ", data dir "
-                 + srv_cfg.data_dir + ", sync=" + to_string(srv_cfg.sync)
-                 + ", dump=" + to_string(srv_cfg.dump.mode) + ", at most "
-                 + std::to_string(srv->max_connections) + " connections"
-                 + (srv_cfg.mailbox_nodes.empty()
-                      ? std::string{}
-                      : ", " + std::to_string(srv_cfg.mailbox_nodes.size())
-                          + " mailbox node(s)"));
+  smsp::log_info("server",
+                 "smsp-actors started in " + std::to_string(startup.count())
+                   + " ms: version " + smsp::smsp_version() + ", data dir "
+                   + absolute_path(srv_cfg.data_dir)
+                   + (srv->created ? " created" : " opened") + " ("
+                   + std::to_string(srv->accounts) + " account(s), "
+                   + std::to_string(srv->mail) + " mailbox message(s), "
+                   + std::to_string(srv->imq_messages) + " on the IMQ), pwhash="
+                   + cmd.pwhash + ", sync=" + to_string(srv_cfg.sync)
+                   + ", dump=" + to_string(srv_cfg.dump.mode) + ", at most "
+                   + std::to_string(srv->max_connections) + " connections"
+                   + (srv_cfg.mailbox_nodes.empty()
+                        ? std::string{}
+                        : ", " + std::to_string(srv_cfg.mailbox_nodes.size())
+                            + " mailbox node(s)"));
   std::cout << "smsp-actors listening on " << srv_cfg.host << ":" << srv->port
             << std::endl;
   notify_ready();
-  wait_for_stop(signals, "smsp-actors");
+  wait_for_stop(signals, "server");
   smsp::stop_server(*srv);
   return smsp::exit_ok;
 }
@@ -243,6 +260,7 @@ int main(int argc, char** argv) {
   }
   raise_descriptor_limit();
   auto signals = take_signals();
+  smsp::set_log_level(cmd.log_threshold);
   if (auto why = smsp::log_start(cmd.log_file); !why.empty()) {
     std::cerr << "smsp-actors: " << why << "\n";
     return smsp::exit_failure;
@@ -250,6 +268,10 @@ int main(int argc, char** argv) {
   // The actor system is gone when run() returns, so nothing logs any more
   // when the log stops.
   auto code = run(cmd, signals);
+  // The actor system is gone: the writers committed their last groups.
+  if (code == smsp::exit_ok)
+    smsp::log_info(cmd.is_node ? "node" : "server",
+                   "stopped cleanly: every acknowledged write is committed");
   smsp::log_stop();
   return code;
 }

@@ -38,7 +38,11 @@ namespace {
 using clock_type = std::chrono::steady_clock;
 using time_point = clock_type::time_point;
 
-enum class workload { count, message_store, mailbox, login };
+enum class workload { count, message_store, mailbox, login, mail, read };
+
+/// The server the load goes to: an SMSP server, or Redis (inline commands
+/// in, RESP replies out) for the side-by-side comparison of BENCHMARKS.md.
+enum class target { smsp, redis };
 
 struct options {
   std::string host = "127.0.0.1";
@@ -49,6 +53,8 @@ struct options {
   double warmup = 1;
   std::string workload_name = "count";
   workload kind = workload::count;
+  std::string target_name = "smsp";
+  target server = target::smsp;
   size_t text_bytes = 64;
   size_t threads = 1;
   size_t setup_connections = 8;
@@ -56,6 +62,23 @@ struct options {
   int server_pid = 0;
   bool json = false;
 };
+
+/// Requests in one cycle of the mix: the unit results are also given in.
+size_t cycle_length(const options& opt) {
+  switch (opt.kind) {
+    case workload::count:
+    case workload::login:
+      return 1;
+    case workload::message_store:
+    case workload::read:
+      return 2;
+    case workload::mailbox:
+      return 4;
+    case workload::mail:
+      return opt.server == target::redis ? 4 : 5;
+  }
+  return 1;
+}
 
 // Replies that fail the check are printed only up to this many, so a broken
 // server does not flood the terminal; they are all counted.
@@ -170,10 +193,22 @@ private:
 // -- users and setup ----------------------------------------------------------
 
 struct bench_user {
+  /// The SMSP user, or the Redis list's key.
   std::string name;
   std::string password;
   std::string cookie;
+  /// The one message the read mix finds in the mailbox (or list).
+  std::string read_text;
 };
+
+/// `tag` cut or padded with 'x' to `bytes`.
+std::string padded(std::string tag, size_t bytes) {
+  if (tag.size() > bytes)
+    tag.resize(bytes);
+  else
+    tag.append(bytes - tag.size(), 'x');
+  return tag;
+}
 
 std::string random_prefix() {
   static constexpr char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
@@ -220,7 +255,8 @@ void prepare_user(smsp::line_client& lc, bench_user& u, workload kind) {
     reply = login;
   }
   u.cookie = reply.substr(3);
-  if (kind != workload::mailbox)
+  if (kind != workload::mailbox && kind != workload::mail
+      && kind != workload::read)
     return;
   // The mailbox workload checks every GETMSG against the text it just
   // stored: mail left by an interrupted earlier run must go first.
@@ -235,6 +271,29 @@ void prepare_user(smsp::line_client& lc, bench_user& u, workload kind) {
       throw std::runtime_error("DELMSG " + u.name + " got '" + printable(del)
                                + "'");
   }
+  if (kind != workload::read)
+    return;
+  // The read mix reads this one message over and over.
+  for (auto request : {"MESSAGE " + u.read_text + " " + u.cookie,
+                       "STORE " + u.name + " " + u.cookie})
+    if (auto r = lc.call(request); r != "OK")
+      throw std::runtime_error(request.substr(0, request.find(' ')) + " for "
+                               + u.name + " got '" + printable(r) + "'");
+}
+
+/// Redis: empties the user's list (left over from an interrupted run), and
+/// for the read mix puts the one message there.
+void prepare_key(smsp::line_client& lc, bench_user& u, workload kind) {
+  auto del = lc.call("DEL " + u.name, smsp::terminator::crlf);
+  if (del != ":0" && del != ":1")
+    throw std::runtime_error("DEL " + u.name + " got '" + printable(del) + "'");
+  if (kind != workload::read)
+    return;
+  auto push = lc.call("RPUSH " + u.name + " " + u.read_text,
+                      smsp::terminator::crlf);
+  if (push != ":1")
+    throw std::runtime_error("RPUSH " + u.name + " got '" + printable(push)
+                             + "'");
 }
 
 // Argon2id makes REGISTER deliberately slow: spread it over several
@@ -250,7 +309,10 @@ void setup_users(const options& opt, std::vector<bench_user>& users) {
         smsp::line_client lc{opt.host, opt.port, std::chrono::seconds{120}};
         for (auto i = next.fetch_add(1); i < users.size();
              i = next.fetch_add(1))
-          prepare_user(lc, users[i], opt.kind);
+          if (opt.server == target::redis)
+            prepare_key(lc, users[i], opt.kind);
+          else
+            prepare_user(lc, users[i], opt.kind);
       } catch (const std::exception& e) {
         failures[t] = e.what();
         // Makes the other setup threads stop early.
@@ -277,6 +339,9 @@ struct connection {
   std::string fixed_a;
   std::string fixed_b;
   std::string fixed_c;
+  std::string fixed_d;
+  /// Redis: the next line is the body of a bulk string ("$N" came first).
+  bool bulk_next = false;
   std::string out;
   size_t out_off = 0;
   std::string in;
@@ -407,6 +472,14 @@ private:
 
   void append_message(connection& c, uint64_t cycle) {
     make_text(c, cycle, text_);
+    if (opt_.server == target::redis) {
+      c.out += "RPUSH ";
+      c.out += c.me->name;
+      c.out += ' ';
+      c.out += text_;
+      c.out += "\r\n";
+      return;
+    }
     c.out += "MESSAGE ";
     c.out += text_;
     c.out += ' ';
@@ -428,19 +501,21 @@ private:
           c.out += c.fixed_a;
         break;
       case workload::mailbox:
-        switch (seq % 4) {
-          case 0:
-            append_message(c, seq / 4);
-            break;
-          case 1:
-            c.out += c.fixed_a;
-            break;
-          case 2:
-            c.out += c.fixed_b;
-            break;
-          default:
-            c.out += c.fixed_c;
+      case workload::mail: {
+        // MESSAGE (RPUSH), then the fixed requests of the cycle.
+        auto len = cycle_length(opt_);
+        auto step = seq % len;
+        if (step == 0) {
+          append_message(c, seq / len);
+          break;
         }
+        const std::string* fixed[] = {&c.fixed_a, &c.fixed_b, &c.fixed_c,
+                                      &c.fixed_d};
+        c.out += *fixed[step - 1];
+        break;
+      }
+      case workload::read:
+        c.out += seq % 2 == 0 ? c.fixed_a : c.fixed_b;
         break;
     }
     c.sent[(c.sent_head + c.in_flight) % c.sent.size()] = now;
@@ -448,13 +523,28 @@ private:
   }
 
   const char* request_name(uint64_t seq) const {
+    bool redis = opt_.server == target::redis;
     switch (opt_.kind) {
       case workload::count:
-        return "COUNT";
+        return redis ? "LLEN" : "COUNT";
       case workload::login:
         return "LOGIN";
       case workload::message_store:
         return seq % 2 == 0 ? "MESSAGE" : "STORE";
+      case workload::read:
+        if (redis)
+          return seq % 2 == 0 ? "LLEN" : "LINDEX";
+        return seq % 2 == 0 ? "COUNT" : "GETMSG";
+      case workload::mail:
+        if (redis) {
+          static constexpr const char* names[] = {"RPUSH", "LLEN", "LINDEX",
+                                                  "LPOP"};
+          return names[seq % 4];
+        } else {
+          static constexpr const char* names[] = {"MESSAGE", "STORE", "COUNT",
+                                                  "GETMSG", "DELMSG"};
+          return names[seq % 5];
+        }
       case workload::mailbox:
         break;
     }
@@ -463,7 +553,42 @@ private:
     return names[seq % 4];
   }
 
-  bool check(const connection& c, uint64_t seq, std::string_view reply) {
+  /// Whether `reply` is a Redis integer reply ":N".
+  static bool is_integer_reply(std::string_view reply) {
+    return reply.size() > 1 && reply[0] == ':'
+           && std::all_of(reply.begin() + 1, reply.end(),
+                          [](char x) { return x >= '0' && x <= '9'; });
+  }
+
+  /// A Redis reply: `bulk` for the body of a bulk string, else the line.
+  bool check_redis(const connection& c, uint64_t seq, std::string_view reply,
+                   bool bulk) {
+    switch (opt_.kind) {
+      case workload::count:
+        return !bulk && is_integer_reply(reply);
+      case workload::read:
+        if (seq % 2 == 0)
+          return !bulk && reply == ":1";
+        return bulk && reply == c.me->read_text;
+      case workload::mail:
+        switch (seq % 4) {
+          case 0:
+          case 1:
+            // The list holds this cycle's message only.
+            return !bulk && reply == ":1";
+          default:
+            make_text(c, seq / 4, text_);
+            return bulk && reply == text_;
+        }
+      default:
+        return false;
+    }
+  }
+
+  bool check(const connection& c, uint64_t seq, std::string_view reply,
+             bool bulk) {
+    if (opt_.server == target::redis)
+      return check_redis(c, seq, reply, bulk);
     switch (opt_.kind) {
       case workload::count:
         return is_counted_reply(reply);
@@ -478,6 +603,21 @@ private:
           return false;
         make_text(c, seq / 4, text_);
         return reply.substr(3) == text_;
+      case workload::read:
+        if (seq % 2 == 0)
+          return reply == "COUNTED 1";
+        return starts_with(reply, "OK ") && reply.substr(3) == c.me->read_text;
+      case workload::mail:
+        switch (seq % 5) {
+          case 2:
+            // Requests are served in order: only this cycle's message waits.
+            return reply == "COUNTED 1";
+          case 3:
+            make_text(c, seq / 5, text_);
+            return starts_with(reply, "OK ") && reply.substr(3) == text_;
+          default:
+            return reply == "OK";
+        }
     }
     return false;
   }
@@ -485,6 +625,18 @@ private:
   void on_reply(connection& c, std::string_view reply, time_point now) {
     if (!reply.empty() && reply.back() == '\r')
       reply.remove_suffix(1);
+    bool bulk = false;
+    if (opt_.server == target::redis) {
+      // A bulk string is two lines, "$N" and its body (the bench's texts
+      // hold no CR or LF); "$-1" (nil) is a reply of its own.
+      if (c.bulk_next) {
+        c.bulk_next = false;
+        bulk = true;
+      } else if (reply.size() > 1 && reply[0] == '$' && reply[1] != '-') {
+        c.bulk_next = true;
+        return;
+      }
+    }
     if (c.in_flight == 0) {
       ++result_.errors;
       report_problem("connection " + std::to_string(c.index)
@@ -495,7 +647,7 @@ private:
     c.sent_head = (c.sent_head + 1) % c.sent.size();
     --c.in_flight;
     auto seq = c.reply_seq++;
-    if (!check(c, seq, reply)) {
+    if (!check(c, seq, reply, bulk)) {
       ++result_.errors;
       report_problem("connection " + std::to_string(c.index) + ", request "
                      + std::to_string(seq) + " (" + request_name(seq)
@@ -683,15 +835,24 @@ std::string json_string(std::string_view s) {
 }
 
 constexpr const char* help_footer = R"(
-Workloads (each connection uses its own bench user):
-  count          COUNT <me> <cookie>: the cheapest authenticated request
-  message-store  MESSAGE <text> <cookie>, then STORE <peer> <cookie> (both
-                 counted); the peer is the next connection's user
+Mixes (--mix, also --workload; each connection uses its own bench user, and
+one cycle is the mix's requests in order; results are given in requests and
+in cycles per second):
+  mail           MESSAGE, STORE to self, COUNT (must be 1), GETMSG (text
+                 checked), DELMSG. With --target redis: RPUSH <me> <text>,
+                 LLEN (must be 1), LINDEX <me> 0 and LPOP (text checked)
+  read           COUNT and GETMSG of one message stored at setup (checked).
+                 With --target redis: LLEN and LINDEX <me> 0
+  count          COUNT <me> <cookie>: the cheapest authenticated request.
+                 With --target redis: LLEN <me>
+  store          MESSAGE <text> <cookie>, then STORE <peer> <cookie>; the
+                 peer is the next connection's user (also: message-store)
   mailbox        MESSAGE, STORE to self, GETMSG (text checked), DELMSG
   login          LOGIN <user> <password>: password hashing throughput
 
 Setup registers one user per connection (b<prefix>u<i>, password benchpw<i>)
-over --setup-connections connections before the clock starts. The server
+over --setup-connections connections before the clock starts; for Redis it
+empties the list of key b<prefix>u<i> (and for read pushes its message). The server
 hashes passwords with Argon2id, so setup (and the login workload) is slow
 unless the server runs with --pwhash min. An existing user (a reused
 --user-prefix) is logged in instead.
@@ -710,6 +871,7 @@ int run(const options& opt) {
   for (size_t i = 0; i < users.size(); ++i) {
     users[i].name = "b" + prefix + "u" + std::to_string(i);
     users[i].password = "benchpw" + std::to_string(i);
+    users[i].read_text = padded("r" + users[i].name, opt.text_bytes);
   }
   if (users.back().name.size() > 32)
     throw std::runtime_error("user names would exceed 32 characters: use a "
@@ -719,9 +881,12 @@ int run(const options& opt) {
   setup_users(opt, users);
   auto setup_secs
     = std::chrono::duration<double>(clock_type::now() - setup_start).count();
-  std::fprintf(stderr, "smsp-bench: set up %zu users (b%su0..) in %.2f s\n",
-               users.size(), prefix.c_str(), setup_secs);
-  if (setup_secs / static_cast<double>(users.size()) > 0.05)
+  std::fprintf(stderr, "smsp-bench: set up %zu %s (b%su0..) in %.2f s\n",
+               users.size(),
+               opt.server == target::redis ? "list keys" : "users",
+               prefix.c_str(), setup_secs);
+  if (opt.server == target::smsp
+      && setup_secs / static_cast<double>(users.size()) > 0.05)
     std::fprintf(stderr, "smsp-bench: hint: setup is slow because the server "
                          "hashes with Argon2id; start it with --pwhash min\n");
 
@@ -743,22 +908,43 @@ int run(const options& opt) {
     c.sent.resize(opt.pipeline);
     const auto& me = users[i];
     const auto& peer = users[(i + 1) % users.size()];
-    switch (opt.kind) {
-      case workload::count:
-        c.fixed_a = "COUNT " + me.name + " " + me.cookie + "\n";
-        break;
-      case workload::login:
-        c.fixed_a = "LOGIN " + me.name + " " + me.password + "\n";
-        break;
-      case workload::message_store:
-        c.fixed_a = "STORE " + peer.name + " " + me.cookie + "\n";
-        break;
-      case workload::mailbox:
-        c.fixed_a = "STORE " + me.name + " " + me.cookie + "\n";
-        c.fixed_b = "GETMSG " + me.name + " " + me.cookie + "\n";
-        c.fixed_c = "DELMSG " + me.name + " " + me.cookie + "\n";
-        break;
+    if (opt.server == target::redis) {
+      // Inline commands; the texts and keys hold no spaces.
+      c.fixed_a = "LLEN " + me.name + "\r\n";
+      if (opt.kind == workload::read) {
+        c.fixed_b = "LINDEX " + me.name + " 0\r\n";
+      } else if (opt.kind == workload::mail) {
+        c.fixed_b = "LINDEX " + me.name + " 0\r\n";
+        c.fixed_c = "LPOP " + me.name + "\r\n";
+      }
     }
+    if (opt.server == target::smsp)
+      switch (opt.kind) {
+        case workload::count:
+          c.fixed_a = "COUNT " + me.name + " " + me.cookie + "\n";
+          break;
+        case workload::login:
+          c.fixed_a = "LOGIN " + me.name + " " + me.password + "\n";
+          break;
+        case workload::message_store:
+          c.fixed_a = "STORE " + peer.name + " " + me.cookie + "\n";
+          break;
+        case workload::mailbox:
+          c.fixed_a = "STORE " + me.name + " " + me.cookie + "\n";
+          c.fixed_b = "GETMSG " + me.name + " " + me.cookie + "\n";
+          c.fixed_c = "DELMSG " + me.name + " " + me.cookie + "\n";
+          break;
+        case workload::mail:
+          c.fixed_a = "STORE " + me.name + " " + me.cookie + "\n";
+          c.fixed_b = "COUNT " + me.name + " " + me.cookie + "\n";
+          c.fixed_c = "GETMSG " + me.name + " " + me.cookie + "\n";
+          c.fixed_d = "DELMSG " + me.name + " " + me.cookie + "\n";
+          break;
+        case workload::read:
+          c.fixed_a = "COUNT " + me.name + " " + me.cookie + "\n";
+          c.fixed_b = "GETMSG " + me.name + " " + me.cookie + "\n";
+          break;
+      }
     try {
       c.fd = open_connection(*found);
     } catch (const std::exception& e) {
@@ -835,6 +1021,7 @@ int run(const options& opt) {
   if (window <= 0)
     window = opt.duration;
   auto rps = static_cast<double>(total.requests) / window;
+  auto cps = rps / static_cast<double>(cycle_length(opt));
   auto us = [&](double q) {
     return static_cast<double>(total.latency.quantile(q)) / 1000.0;
   };
@@ -844,34 +1031,41 @@ int run(const options& opt) {
   if (server_cpu_start && server_cpu_end)
     server_cpu = *server_cpu_end - *server_cpu_start;
   if (opt.json) {
-    std::printf("{\"workload\":%s,\"host\":%s,\"port\":%u,\"connections\":%zu,"
+    std::printf("{\"target\":%s,\"workload\":%s,\"cycle_requests\":%zu,"
+                "\"host\":%s,\"port\":%u,\"connections\":%zu,"
                 "\"pipeline\":%zu,\"threads\":%zu,\"text_bytes\":%zu,"
                 "\"warmup_s\":%.3f,\"duration_s\":%.3f,\"requests\":%" PRIu64
-                ",\"requests_per_s\":%.1f,\"latency_us\":{\"p50\":%.1f,"
-                "\"p90\":%.1f,\"p99\":%.1f,\"max\":%.1f},\"errors\":%" PRIu64
+                ",\"requests_per_s\":%.1f,\"cycles_per_s\":%.1f,"
+                "\"latency_us\":{\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,"
+                "\"p99_9\":%.1f,\"max\":%.1f},\"errors\":%" PRIu64
                 ",\"dropped\":%" PRIu64 ",\"client_cpu_s\":%.3f,"
                 "\"client_cpu_share\":%.3f,\"client_busiest_thread\":%.3f",
-                json_string(opt.workload_name).c_str(),
+                json_string(opt.target_name).c_str(),
+                json_string(opt.workload_name).c_str(), cycle_length(opt),
                 json_string(opt.host).c_str(), static_cast<unsigned>(opt.port),
                 opt.connections, opt.pipeline, opt.threads, opt.text_bytes,
-                opt.warmup, window, total.requests, rps, us(0.5), us(0.9),
-                us(0.99), max_us, total.errors, total.dropped,
+                opt.warmup, window, total.requests, rps, cps, us(0.5), us(0.9),
+                us(0.99), us(0.999), max_us, total.errors, total.dropped,
                 total.cpu_seconds, cpu_share, busiest);
     if (server_cpu)
       std::printf(",\"server_cpu_s\":%.3f,\"server_cpu_share\":%.3f",
                   *server_cpu, *server_cpu / window);
     std::printf("}\n");
   } else {
-    std::printf("workload       %s: %zu connections x pipeline %zu, %zu "
-                "thread(s), %s:%u\n",
-                opt.workload_name.c_str(), opt.connections, opt.pipeline,
-                opt.threads, opt.host.c_str(), static_cast<unsigned>(opt.port));
+    std::printf("workload       %s on %s: %zu connections x pipeline %zu, "
+                "%zu thread(s), %s:%u\n",
+                opt.workload_name.c_str(), opt.target_name.c_str(),
+                opt.connections, opt.pipeline, opt.threads, opt.host.c_str(),
+                static_cast<unsigned>(opt.port));
     std::printf("window         %.2f s measured after %.2f s warmup\n", window,
                 opt.warmup);
     std::printf("requests       %" PRIu64 "\n", total.requests);
-    std::printf("throughput     %.0f req/s\n", rps);
-    std::printf("latency (us)   p50 %.1f  p90 %.1f  p99 %.1f  max %.1f\n",
-                us(0.5), us(0.9), us(0.99), max_us);
+    std::printf("throughput     %.0f req/s = %.0f cycles/s (%zu requests "
+                "each)\n",
+                rps, cps, cycle_length(opt));
+    std::printf("latency (us)   p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max "
+                "%.1f\n",
+                us(0.5), us(0.9), us(0.99), us(0.999), max_us);
     std::printf("errors         %" PRIu64 "\n", total.errors);
     std::printf("dropped        %" PRIu64 "\n", total.dropped);
     std::printf("client CPU     %.2f s = %.0f %% of one core (busiest thread "
@@ -920,10 +1114,16 @@ int main(int argc, char** argv) {
     ->capture_default_str()
     ->check(CLI::Range(0.0, 86400.0));
   app
-    .add_option("--workload,-w", opt.workload_name,
-                "count | message-store | mailbox | login")
+    .add_option("--mix,--workload,-w", opt.workload_name,
+                "mail | read | count | store | mailbox | login (see below)")
     ->capture_default_str()
-    ->check(CLI::IsMember({"count", "message-store", "mailbox", "login"}));
+    ->check(CLI::IsMember(
+      {"mail", "read", "count", "store", "message-store", "mailbox", "login"}));
+  app
+    .add_option("--target", opt.target_name,
+                "smsp | redis: the kind of server at --host/--port")
+    ->capture_default_str()
+    ->check(CLI::IsMember({"smsp", "redis"}));
   app
     .add_option("--text-bytes", opt.text_bytes,
                 "MESSAGE text size (message-store, mailbox)")
@@ -961,12 +1161,24 @@ int main(int argc, char** argv) {
   }
   if (opt.workload_name == "count")
     opt.kind = workload::count;
-  else if (opt.workload_name == "message-store")
+  else if (opt.workload_name == "message-store" || opt.workload_name == "store")
     opt.kind = workload::message_store;
   else if (opt.workload_name == "mailbox")
     opt.kind = workload::mailbox;
+  else if (opt.workload_name == "mail")
+    opt.kind = workload::mail;
+  else if (opt.workload_name == "read")
+    opt.kind = workload::read;
   else
     opt.kind = workload::login;
+  opt.server = opt.target_name == "redis" ? target::redis : target::smsp;
+  if (opt.server == target::redis && opt.kind != workload::mail
+      && opt.kind != workload::read && opt.kind != workload::count) {
+    std::fprintf(stderr, "smsp-bench: --target redis runs the mixes mail, "
+                         "read and count (the others have no Redis "
+                         "equivalent)\n");
+    return 2;
+  }
   opt.threads = std::min(opt.threads, opt.connections);
   try {
     return run(opt);

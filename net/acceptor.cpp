@@ -47,10 +47,17 @@ using acceptor_broker = caf::stateful_actor<acceptor_state, caf::io::broker>;
 void refuse(acceptor_broker* self, caf::io::connection_handle hdl) {
   auto& st = self->state;
   if (st.refused++ == 0)
-    log_line("server: " + std::to_string(st.connections.size())
-             + " connections, the limit (--max-connections, or what the "
-               "open-file limit allows): refusing new ones with 'KO server "
-               "busy'");
+    log_warn("server",
+             std::to_string(st.connections.size())
+               + " connections, the limit (--max-connections, or what the "
+                 "open-file limit allows): refusing new ones with 'KO server "
+                 "busy', first "
+               + self->remote_addr(hdl) + ":"
+               + std::to_string(self->remote_port(hdl)));
+  else if (log_enabled(log_level::debug))
+    log_debug("conn", self->remote_addr(hdl) + ":"
+                        + std::to_string(self->remote_port(hdl))
+                        + " refused: server busy");
   encode_reply(reply::failure(errc::server_busy), terminator::lf,
                self->wr_buf(hdl));
   self->flush(hdl);
@@ -88,7 +95,7 @@ void deliver(acceptor_broker* self,
   }
   if (st.short_of_budget && st.budget->waiting() == 0) {
     st.short_of_budget = false;
-    log_line("server: unsent replies back within --max-unsent-total");
+    log_info("server", "unsent replies back within --max-unsent-total");
   }
 }
 
@@ -135,8 +142,8 @@ caf::behavior acceptor(acceptor_broker* self, registry_actor registry,
       if (st.connections.size() >= st.cfg.max_connections)
         return refuse(self, msg.handle);
       if (st.refused > 0) {
-        log_line("server: accepting connections again, after refusing "
-                 + std::to_string(st.refused));
+        log_info("server", "accepting connections again, after refusing "
+                             + std::to_string(st.refused));
         st.refused = 0;
       }
       connection_deps deps{st.registry, caf::actor_cast<caf::actor>(self),
@@ -153,9 +160,10 @@ caf::behavior acceptor(acceptor_broker* self, registry_actor registry,
         return bytes;
       if (!st.short_of_budget) {
         st.short_of_budget = true;
-        log_line("server: unsent replies reached --max-unsent-total ("
-                 + std::to_string(st.budget->total())
-                 + " bytes): connections whose clients do not read wait");
+        log_warn("server",
+                 "unsent replies reached --max-unsent-total ("
+                   + std::to_string(st.budget->total())
+                   + " bytes): connections whose clients do not read wait");
       }
       // Those holding more than they need now give it back.
       for (auto& holder : st.budget->holders())
@@ -209,7 +217,7 @@ void stop_listening(const caf::actor& acceptor) {
   self->receive([](caf::down_msg&) {},
                 caf::after(std::chrono::seconds{10}) >>
                   [] {
-                    log_line("server: connections did not stop within 10 s");
+                    log_warn("server", "connections did not stop within 10 s");
                   });
 }
 

@@ -64,7 +64,7 @@ void close_with(admin_conn* self, std::string_view line) {
 std::string failure_line(admin_conn* self, const caf::error& err) {
   if (err.category() == error_category)
     return std::string{admin::reply::failure(static_cast<errc>(err.code()))};
-  log_line("admin: a request failed: " + self->system().render(err));
+  log_error("admin", "a request failed: " + self->system().render(err));
   return std::string{admin::reply::internal_error};
 }
 
@@ -263,7 +263,7 @@ void pump(admin_conn* self) {
       if (req.v != admin::verb::auth)
         return close_with(self, admin::reply::auth_first);
       if (!token_matches(st.deps.token, req.args[0])) {
-        log_line("admin: refused a connection: wrong token");
+        log_warn("admin", "refused a connection: wrong token");
         return close_with(self, admin::reply::wrong_token);
       }
       st.authenticated = true;
@@ -397,7 +397,7 @@ void stop_admin(const caf::actor& acceptor) {
   self->receive([](caf::down_msg&) {},
                 caf::after(std::chrono::seconds{10}) >>
                   [] {
-                    log_line("admin: connections did not stop within 10 s");
+                    log_warn("admin", "connections did not stop within 10 s");
                   });
 }
 

@@ -1,6 +1,7 @@
 // The server's command table: one row and one small handler per command.
 #include "net/commands.hpp"
 
+#include "actors/log.hpp"
 #include "caf/all.hpp"
 #include "net/wire/replies.hpp"
 
@@ -35,10 +36,33 @@ auto reply_failed(broker* self, uint64_t seq, command cmd) {
   return [=](caf::error& err) { complete_failed(self, seq, cmd, err); };
 }
 
+/// "user=... addr=..." of an auth log line, in the registry's format
+/// (registry.cpp, auth_subject; docs/OPERATIONS.md documents both).
+std::string auth_subject(broker* self, const std::string& user) {
+  return "user=" + printable(user, 64)
+         + " addr=" + self->remote_addr(self->state.hdl);
+}
+
 // REGISTER <username> <password>
 void on_register(broker* self, uint64_t seq, const request& req) {
+  // Logged here, where the client's address is known: accounts created, and
+  // refusals (someone probing for names, or a script gone wrong).
   ask_registry(self, register_atom::value, req.args[0], req.args[1])
-    .then(reply_ok_with(self, seq), reply_failed(self, seq, req.cmd()));
+    .then(
+      [=, user = req.args[0]](std::string& cookie) {
+        log_info("auth", "REGISTER: " + auth_subject(self, user));
+        complete(self, seq, reply::ok_with(cookie));
+      },
+      [=, user = req.args[0], cmd = req.cmd()](caf::error& err) {
+        if (err.category() == error_category) {
+          // "KO user exists" -> "user exists".
+          auto why = reply::failure(static_cast<errc>(err.code()));
+          why.remove_prefix(std::min(why.size(), size_t{3}));
+          log_info("auth", "REGISTER refused: " + auth_subject(self, user)
+                             + " reason=\"" + std::string{why} + "\"");
+        }
+        complete_failed(self, seq, cmd, err);
+      });
 }
 
 // LOGIN <username> <password>

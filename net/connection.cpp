@@ -48,9 +48,8 @@ steady_time now(broker* self) {
   return self->state.deps.cfg.now();
 }
 
-std::string peer_of(broker* self) {
-  auto& hdl = self->state.hdl;
-  return self->remote_addr(hdl) + ":" + std::to_string(self->remote_port(hdl));
+const std::string& peer_of(broker* self) {
+  return self->state.peer;
 }
 
 /// "600 s" or "300 ms", for the log.
@@ -315,8 +314,9 @@ void check_deadlines(broker* self) {
   auto t = now(self);
   for (auto& req : st.started)
     if (!req.reply && req.deadline <= t) {
-      log_line("connection: no answer in time to a "
-               + std::string{spec_of(req.row->cmd).name} + " request");
+      log_warn("conn", "no answer in time to a "
+                         + std::string{spec_of(req.row->cmd).name}
+                         + " request");
       set_reply(st, req, std::string{reply::internal_error});
     }
   pump(self);
@@ -344,11 +344,11 @@ void abort_output(broker* self) {
 
 void close_logged(broker* self, const std::string& why) {
   auto& st = self->state;
-  auto line = "connection " + peer_of(self) + " closed: " + why;
+  auto line = peer_of(self) + " closed: " + why;
   if (auto partial = st.frames.buffered(); partial > 0)
     line += ", dropping " + std::to_string(partial)
             + " bytes of an unfinished request";
-  log_line(line);
+  log_info("conn", line);
   // The registry is not told: the client's session stays valid for its next
   // connection.
   abort_output(self);
@@ -405,7 +405,7 @@ void complete_failed(broker* self, uint64_t seq, command cmd,
              std::string{reply::failure(static_cast<errc>(err.code()), cmd)});
     return;
   }
-  log_line("connection: internal error: " + caf::to_string(err));
+  log_error("conn", "internal error: " + caf::to_string(err));
   complete(self, seq, std::string{reply::internal_error});
 }
 
@@ -422,6 +422,8 @@ caf::behavior connection(connection_broker* self,
   st.deps = std::move(deps);
   auto& cfg = st.deps.cfg;
   st.hdl = hdl;
+  st.peer = self->remote_addr(hdl) + ":"
+            + std::to_string(self->remote_port(hdl));
   st.frames = framer{cfg.wire.max_request};
   st.free_output = std::max(reply::max_short_bytes,
                             reply::max_text_bytes(cfg.wire.max_text));
@@ -431,6 +433,8 @@ caf::behavior connection(connection_broker* self,
   // sees whether the client reads.
   self->ack_writes(hdl, true);
   st.last_activity = st.last_progress = now(self);
+  if (log_enabled(log_level::debug))
+    log_debug("conn", peer_of(self) + " open");
   // Stopped with the server: replies the client has not read are dropped,
   // as the protocol allows, rather than keeping the server from stopping.
   self->set_exit_handler([=](caf::exit_msg& msg) {
@@ -471,7 +475,11 @@ caf::behavior connection(connection_broker* self,
                      : read_state::reading;
       update_reading(self);
     },
-    [=](const caf::io::connection_closed_msg&) { self->quit(); },
+    [=](const caf::io::connection_closed_msg&) {
+      if (log_enabled(log_level::debug))
+        log_debug("conn", peer_of(self) + " closed by the client");
+      self->quit();
+    },
   };
 }
 

@@ -54,6 +54,9 @@ enum class read_state : uint8_t {
 struct connection_state {
   connection_deps deps;
   caf::io::connection_handle hdl;
+  /// "address:port" of the client, for the log; kept from the start, since
+  /// CAF forgets it once the socket is closed.
+  std::string peer;
   framer frames;
   /// Requests read and not yet started, in arrival order.
   std::deque<frame> queued;

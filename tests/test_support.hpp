@@ -59,7 +59,7 @@ public:
   std::filesystem::path path;
 };
 
-/// Redirects file descriptor 2 (where log_line writes) into a temporary file
+/// Redirects file descriptor 2 (where log_at writes) into a temporary file
 /// for as long as it lives.
 class stderr_capture {
 public:

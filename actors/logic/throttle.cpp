@@ -244,8 +244,8 @@ bool login_throttle::allows(std::string_view user, std::string_view address,
   return true;
 }
 
-void login_throttle::failed(std::string_view user, std::string_view address,
-                            time_point now) {
+penalty_state login_throttle::failed(std::string_view user,
+                                     std::string_view address, time_point now) {
   now = advance(now);
   auto name = user.substr(0, max_user_key);
   auto from = classify(address);
@@ -260,6 +260,35 @@ void login_throttle::failed(std::string_view user, std::string_view address,
     auto& rec = users_.touch(name, now);
     count_failure(repeat ? rec.repeat : rec.first, now);
   }
+  return penalty(user, address, now);
+}
+
+penalty_state login_throttle::penalty(std::string_view user,
+                                      std::string_view address,
+                                      time_point now) {
+  now = advance(now);
+  auto name = user.substr(0, max_user_key);
+  auto from = classify(address);
+  auto addr_rec = from.trusted ? nullptr : addresses_.find(from.key);
+  auto pair_rec = pairs_.find(pair_ref{name, from.key});
+  auto user_rec = user_lane(name, from.key, pair_rec != nullptr, now);
+  penalty_state result;
+  if (pair_rec != nullptr)
+    result.failures = pair_rec->failures;
+  auto consider = [&](const record* rec, const char* key) {
+    if (rec == nullptr || rec->window_end <= now)
+      return;
+    auto left
+      = std::chrono::ceil<std::chrono::milliseconds>(rec->window_end - now);
+    if (left > result.left) {
+      result.left = left;
+      result.key = key;
+    }
+  };
+  consider(addr_rec, "address");
+  consider(pair_rec, "user+address");
+  consider(user_rec, "user");
+  return result;
 }
 
 void login_throttle::succeeded(std::string_view user, std::string_view address,

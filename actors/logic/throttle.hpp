@@ -83,6 +83,18 @@ struct throttle_config {
   std::chrono::milliseconds known_for{std::chrono::hours{24 * 30}};
 };
 
+/// What the throttle holds against a (username, address), for the log.
+struct penalty_state {
+  /// Failures counted for this username from this address (key 2).
+  unsigned failures = 0;
+  /// How long LOGINs matching the keys that apply are refused from now: the
+  /// longest open window among them; 0 when none is open.
+  std::chrono::milliseconds left{0};
+  /// The key whose window is the longest: "address", "user+address" or
+  /// "user" (a guess spread over many addresses); "" when none is open.
+  const char* key = "";
+};
+
 /// An auth penalty in Dovecot's manner, over three keys. Usage, once per
 /// LOGIN:
 ///
@@ -204,8 +216,15 @@ public:
   bool allows(std::string_view user, std::string_view address, time_point now);
 
   /// The attempt admitted by allows() had a wrong password or no such user.
-  /// Never call it for an attempt that allows() refused.
-  void failed(std::string_view user, std::string_view address, time_point now);
+  /// Never call it for an attempt that allows() refused. Returns the state
+  /// the failure left (as penalty()).
+  penalty_state failed(std::string_view user, std::string_view address,
+                       time_point now);
+
+  /// The penalty that applies to a LOGIN as `user` from `address` at `now`;
+  /// changes nothing but dropping expired entries.
+  penalty_state penalty(std::string_view user, std::string_view address,
+                        time_point now);
 
   /// The attempt admitted by allows() had the right password.
   void succeeded(std::string_view user, std::string_view address,

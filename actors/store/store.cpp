@@ -693,6 +693,10 @@ uint64_t store::account_count() {
   return static_cast<uint64_t>(query_int(db_, "SELECT count(*) FROM accounts"));
 }
 
+uint64_t store::mail_count() {
+  return static_cast<uint64_t>(query_int(db_, "SELECT count(*) FROM mail"));
+}
+
 void store::dump(const dump_sink& sink, size_t texts, size_t max_mailboxes,
                  dump_names names_of) {
   // One read transaction: every line describes the same moment. Claimed

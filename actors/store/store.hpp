@@ -168,6 +168,8 @@ public:
   /// How many applied records this (node's) store keeps.
   uint64_t applied_count();
   uint64_t account_count();
+  /// Messages in the mailboxes of this store.
+  uint64_t mail_count();
   /// Every account's name, sorted bytewise.
   std::vector<std::string> account_names();
 

@@ -15,6 +15,10 @@ install(TARGETS smsp-actors smsp-client smsp-admin smsp-bench
 # The commented example of --config, every option at its default.
 install(FILES ${PROJECT_SOURCE_DIR}/docs/smsp-actors.conf.example
   DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/doc/smsp-actors COMPONENT bin)
+# The fail2ban filter for failed LOGINs (docs/OPERATIONS.md, "The log").
+install(FILES ${PROJECT_SOURCE_DIR}/app/packaging/fail2ban/smsp-actors.conf
+  DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/doc/smsp-actors
+  RENAME fail2ban-filter-smsp-actors.conf COMPONENT bin)
 
 # Man pages from each tool's --help (help2man). --version-string: one
 # version for all pages (`smsp-actors node` has no --version of its own).

@@ -1,6 +1,5 @@
 #!/usr/bin/env python3
-# Black-box test: smsp-client shows received text exactly (escaped on a
-# terminal only) and bounds what a server can make it wait for or hold.
+# Black-box test of smsp-client: its output, its bounds, its modes and sessions.
 """Usage: client_test.py SERVER_BIN CLIENT_BIN
 
 Starts the built server on an ephemeral port with a fresh data directory,
@@ -19,10 +18,27 @@ file or pipe. The longest reply the default limits allow gets through, and
 or trickle one byte at a time, make the client fail with a message and exit
 1, within bounded memory (its peak RSS) and before a hang detector: the
 --timeout is a deadline for the whole reply, not for each read.
+
+The friendlier client (issue 12 item 6): one-shot mode (`smsp-client -p P
+COUNT alice`) prints the reply and exits 0 for OK/COUNTED, 1 for a refusal,
+a failed login or no server, 2 for a usage error (found before connecting);
+credentials from SMSP_USER/SMSP_PASSWORD, a password from stdin when it is
+not a terminal, or asked for on a pseudo-terminal with echo off (which Ctrl-C
+cancels, echo restored); SMSP_COOKIE used as is, a dead one reported as an
+expired session. Interactive, under a pseudo-terminal: login asks for the
+password without echo, Ctrl-C clears the line, Ctrl-D leaves, help
+<command> explains one, the prompt shows the user. Two clients at once
+append to one history file (no login or register line, mode 0600) that a
+third reads back. Fake servers check that a command whose reply never comes
+is sent once and reported as of unknown outcome, and that a connection
+closed before a command is replaced. Across a server restart (same port,
+same data) the remembered session is reported expired and forgotten: the
+prompt drops the user; MESSAGE gets the original literal.
 """
 
 import os
 import pty
+import re
 import select
 import socket
 import subprocess
@@ -265,63 +281,105 @@ def line_editor_reading(fd):
     return not lflag & (termios.ICANON | termios.ECHO)
 
 
-def run_interactive(client, args, lines, env):
-    """Interactive mode: stdin, stdout and stderr on one pseudo-terminal in
-    its default (cooked) settings, as a reader's; each line is typed once the
-    client's prompt is on the screen and libedit reads the terminal in its
-    own mode. Returns (status, screen with CRLF as LF)."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([client] + args, stdin=slave, stdout=slave,
-                            stderr=slave, env=env,
-                            # Its own session: no job-control signal or
-                            # terminal change reaches the test runner.
-                            start_new_session=True)
-    os.close(slave)
-    screen = b""
-    deadline = time.monotonic() + WAIT_S
+class PtyClient:
+    """The client in interactive mode: stdin, stdout and stderr on one
+    pseudo-terminal in its default (cooked) settings, as a reader's. Each
+    line is typed once the client's prompt is on the screen and libedit
+    reads the terminal in its own mode; two of them can be driven in turn.
+    `screen` holds what it wrote so far."""
 
-    def read_until_prompt(mark):
-        """Reads until a prompt follows a line break after screen[mark:] and
-        the line editor has switched the terminal to its own mode. libedit
-        writes the prompt while the terminal is still cooked: a line typed
-        then is echoed by the kernel after the prompt and once more by
-        libedit on the next line, where the command's output belongs."""
-        nonlocal screen
-        while time.monotonic() < deadline:
-            prompted = screen.endswith(b"> ") and b"\n" in screen[mark:]
-            if prompted and line_editor_reading(master):
+    def __init__(self, client, args, env):
+        self.master, slave = pty.openpty()
+        self.proc = subprocess.Popen([client] + args, stdin=slave,
+                                     stdout=slave, stderr=slave, env=env,
+                                     # Its own session: no job-control
+                                     # signal or terminal change reaches the
+                                     # test runner.
+                                     start_new_session=True)
+        os.close(slave)
+        self.screen = b""
+        self.mark = 0
+        self.deadline = time.monotonic() + WAIT_S * TIME_FACTOR
+
+    def read_until_prompt(self):
+        """Reads until a prompt follows a line break after what the previous
+        line typed brought, and the line editor has switched the terminal to
+        its own mode. libedit writes the prompt while the terminal is still
+        cooked: a line typed then is echoed by the kernel after the prompt
+        and once more by libedit on the next line, where the command's
+        output belongs."""
+        while time.monotonic() < self.deadline:
+            prompted = (self.screen.endswith(b"> ")
+                        and b"\n" in self.screen[self.mark:])
+            if prompted and line_editor_reading(self.master):
                 return True
             # Once prompted, only the terminal's mode is awaited: no output
             # comes before the line is typed, so poll it briefly.
-            ready, _, _ = select.select([master], [], [],
-                                        0.005 if prompted else 0.2)
-            if ready:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:
-                    return False
-                if not chunk:
-                    return False
-                screen += chunk
+            if not self.read_some(0.005 if prompted else 0.2):
+                return False
         return False
 
-    # The greeting line, then each line typed after the prompt that follows
-    # the previous one's output.
-    mark = 0
+    def read_some(self, wait_s):
+        """Adds what the client wrote within `wait_s`; False at its end."""
+        ready, _, _ = select.select([self.master], [], [], wait_s)
+        if ready:
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:
+                return False
+            if not chunk:
+                return False
+            self.screen += chunk
+        return True
+
+    def read_until_secret_prompt(self, prompt):
+        """Reads until the screen ends with `prompt` and the terminal's echo
+        is off (the client writes the prompt first): False if it does
+        not."""
+        while time.monotonic() < self.deadline:
+            if self.screen.endswith(prompt) and echo_off(self.master):
+                return True
+            if not self.read_some(0.05):
+                return False
+        return False
+
+    def type(self, data):
+        """Waits for the prompt, then types `data` (bytes, as keys): False
+        when no prompt came."""
+        if not self.read_until_prompt():
+            return False
+        self.mark = len(self.screen)
+        os.write(self.master, data)
+        return True
+
+    def finish(self):
+        """Reads until it has exited: (status, screen with CRLF as LF)."""
+        self.screen += read_until_eof(self.master, self.proc)
+        os.close(self.master)
+        return self.proc.returncode, self.screen.replace(b"\r\n", b"\n")
+
+
+def run_interactive(client, args, lines, env):
+    """Interactive mode (see PtyClient): each of `lines` typed after the
+    prompt that follows the previous one's output, and ended with Enter; a
+    callable instead of a line is called (e.g. to restart the server).
+    Returns (status, screen with CRLF as LF)."""
+    session = PtyClient(client, args, env)
     for line in lines:
-        if not read_until_prompt(mark):
+        if callable(line):
+            if not session.read_until_prompt():
+                break
+            line()
+        elif not session.type(line + b"\n"):
             break
-        mark = len(screen)
-        os.write(master, line + b"\n")
-    screen += read_until_eof(master, proc)
-    os.close(master)
-    return proc.returncode, screen.replace(b"\r\n", b"\n")
+    return session.finish()
 
 
 def main(binaries, tmp, cleanup):
     server_bin, client = binaries
-    # HOME: the interactive client keeps its history there.
-    env = dict(os.environ, HOME=tmp, TERM="xterm")
+    # HOME: the interactive client keeps its history there. The caller's
+    # SMSP_USER, SMSP_PASSWORD and SMSP_COOKIE would change what it does.
+    env = dict(without_credentials(os.environ), HOME=tmp, TERM="xterm")
     server = Server(server_bin, tmp, "server",
                     data_dir=os.path.join(tmp, "data"), start_s=20)
     cleanup.append(lambda: server.stop(10))
@@ -348,6 +406,19 @@ def main(binaries, tmp, cleanup):
              env, tmp)
     run_case("reconnect after the idle timeout", run_idle_reconnect_checks,
              client, server_bin, env, tmp, cleanup)
+    run_case("one-shot mode", run_one_shot_checks, client, server.port, env,
+             tmp, details=details)
+    run_case("password prompt", run_password_prompt_checks, client,
+             server.port, env, details=details)
+    run_case("register prompt", run_register_prompt_checks, client,
+             server.port, env, details=details)
+    run_case("line editing", run_line_editing_checks, client, server.port,
+             env, tmp, details=details)
+    run_case("history", run_history_checks, client, server.port, env, tmp,
+             details=details)
+    run_case("never sent twice", run_resend_checks, client, env, tmp)
+    run_case("expired session", run_expired_session_checks, client,
+             server_bin, env, tmp, cleanup)
 
 
 def run_checks(client, port, fake_port, env, tmp):
@@ -578,11 +649,29 @@ def run_cap_checks(client, port, env, tmp):
 PEAK_RSS_KIB = 96 * 1024
 
 
+def closed_by_server(port):
+    """Whether a TCP connection to 127.0.0.1:`port` waits in CLOSE_WAIT: the
+    server closed it and the client has not yet (read from the kernel's
+    table, so that no log line's wording matters)."""
+    try:
+        with open("/proc/net/tcp") as f:
+            rows = f.read().splitlines()[1:]
+    except OSError:
+        return False
+    for row in rows:
+        fields = row.split()
+        remote, state = fields[2], fields[3]
+        if int(remote.split(":")[1], 16) == port and state == "08":
+            return True
+    return False
+
+
 def run_idle_reconnect_checks(client, server_bin, env, tmp, cleanup):
     """A connection the server closed for its --idle-timeout is replaced
     before the next command is sent: the command is not lost, and the
     session (a cookie) goes on. The script's second line is written only
-    once the server has logged the close, so nothing races a clock."""
+    once the kernel shows the connection closed by the server, so nothing
+    races a clock."""
     server = Server(server_bin, tmp, "idler", ["--idle-timeout", "0.5"],
                     start_s=20)
     cleanup.append(lambda: server.stop(10))
@@ -599,7 +688,7 @@ def run_idle_reconnect_checks(client, server_bin, env, tmp, cleanup):
     cleanup.append(proc.kill)
     proc.stdin.write(b"register idler pw-idler\n")
     proc.stdin.flush()
-    closed = wait_for(lambda: "(--idle-timeout)" in server.log())
+    closed = wait_for(lambda: closed_by_server(server.port), HANG_S)
     check("the server closes the client's idle connection", closed,
           *server.log_tail(10))
     proc.stdin.write(b"count\nwhoami\n")
@@ -650,6 +739,517 @@ def run_endless_checks(client, flood, trickle, env, tmp):
           f"status {status} after {seconds:.1f} s (None: killed after "
           f"{WAIT_S} s)", f"stdout {out!r}", f"stderr {err[:500]!r}",
           f"the fake server sent {trickle.sent} bytes")
+
+
+# -- issue 12 item 6: one-shot mode, credentials, reconnect, expired sessions,
+# history, Ctrl-C, help -------------------------------------------------------
+
+# The sanitized builds are slower (tests/sanitize.sh sets the factor): the
+# client's reply deadline and the hang detectors grow with it.
+TIME_FACTOR = max(1, int(os.environ.get("SMSP_TEST_TIME_FACTOR", "1")))
+HANG_S = WAIT_S * TIME_FACTOR
+START_S = 20 * TIME_FACTOR
+REPLY_TIMEOUT = str(10 * TIME_FACTOR)
+
+def one_shot(client, args, env, stdin=b""):
+    """One-shot mode, stdin a pipe holding `stdin`: (status, out, err)."""
+    proc = subprocess.run([client] + args, input=stdin,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          env=env, timeout=HANG_S)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def without_credentials(env):
+    return {k: v for k, v in env.items()
+            if k not in ("SMSP_USER", "SMSP_PASSWORD", "SMSP_COOKIE")}
+
+
+def is_cookie_reply(out):
+    return re.fullmatch(rb"OK [0-9a-f]{32,}\n", out) is not None
+
+
+def run_one_shot_checks(client, port, env, tmp):
+    """`smsp-client [options] COMMAND ARGS...`: one request, the reply
+    printed, exit 0 for OK/COUNTED, 1 for a refusal or no connection, 2 for
+    a usage error; the session from SMSP_COOKIE, or a login with SMSP_USER
+    and SMSP_PASSWORD, or a password read from stdin."""
+    base = without_credentials(env)
+    p = ["-p", str(port), "--timeout", REPLY_TIMEOUT]
+    status, out, err = one_shot(client, p + ["REGISTER", "shot", "pw-shot"],
+                                base)
+    check("one-shot REGISTER (-p): exit 0, prints OK <cookie>",
+          status == 0 and is_cookie_reply(out) and err == b"",
+          f"status {status}, stdout {out!r}, stderr {err!r}")
+    creds = dict(base, SMSP_USER="shot", SMSP_PASSWORD="pw-shot")
+    check_eq("one-shot MESSAGE with SMSP_USER/SMSP_PASSWORD: OK, inner "
+             "spacing kept", (0, b"OK\n", b""),
+             one_shot(client, p + ["MESSAGE", "hello  one shot"], creds))
+    check_eq("one-shot STORE: OK", (0, b"OK\n", b""),
+             one_shot(client, p + ["store", "shot"], creds))
+    check_eq("one-shot COUNT: COUNTED 1, exit 0", (0, b"COUNTED 1\n", b""),
+             one_shot(client, p + ["COUNT", "shot"], creds))
+    check_eq("one-shot GETMSG prints the reply as it came",
+             (0, b"OK hello  one shot\n", b""),
+             one_shot(client, p + ["GETMSG", "shot"], creds))
+    status, out, err = one_shot(client, p + ["COUNT", "nobody"], creds)
+    check("one-shot COUNT of another mailbox: exit 1, the KO on stderr",
+          status == 1 and out == b""
+          and err == b"smsp-client: KO not your mailbox\n",
+          f"status {status}, stdout {out!r}, stderr {err!r}")
+    status, out, err = one_shot(client, p + ["COUNT", "shot"],
+                                dict(creds, SMSP_PASSWORD="wrong-pw"))
+    check("one-shot with a wrong SMSP_PASSWORD: exit 1, the login's reply",
+          status == 1 and out == b""
+          and b"LOGIN as shot: KO wrong username or password" in err
+          and b"wrong-pw" not in err,
+          f"status {status}, stdout {out!r}, stderr {err!r}")
+
+    # No SMSP_PASSWORD and stdin not a terminal: one line of stdin, never
+    # echoed; without SMSP_USER, COUNT logs in as the user it names.
+    status, out, err = one_shot(client, p + ["DELMSG"],
+                                dict(base, SMSP_USER="shot"), b"pw-shot\n")
+    check_eq("one-shot DELMSG: the password from stdin (not a terminal), "
+             "the mailbox SMSP_USER's", (0, b"OK\n", b""), (status, out, err))
+    status, out, err = one_shot(client, p + ["COUNT", "shot"], base,
+                                b"pw-shot\n")
+    check_eq("one-shot COUNT without SMSP_USER logs in as the user named",
+             (0, b"COUNTED 0\n", b""), (status, out, err))
+    status, out, err = one_shot(client, p + ["COUNT", "shot"], base, b"")
+    check("one-shot COUNT with no password anywhere: exit 1, says so",
+          status == 1 and out == b"" and b"no password given" in err,
+          f"status {status}, stdout {out!r}, stderr {err!r}")
+
+    # SMSP_COOKIE: a session from elsewhere, used as is (not logged out).
+    status, out, err = one_shot(client, p + ["LOGIN", "shot"], base,
+                                b"pw-shot\n")
+    check("one-shot LOGIN, the password from stdin: prints OK <cookie>",
+          status == 0 and is_cookie_reply(out),
+          f"status {status}, stdout {out!r}, stderr {err!r}")
+    cookie = out.split()[1].decode() if status == 0 else "none"
+    with_cookie = dict(base, SMSP_COOKIE=cookie)
+    results = [one_shot(client, p + ["COUNT", "shot"], with_cookie)
+               for _ in range(2)]
+    check_eq("one-shot COUNT with SMSP_COOKIE, twice: the session stays",
+             [(0, b"COUNTED 0\n", b"")] * 2, results)
+    check_eq("one-shot LOGOUT with SMSP_COOKIE: OK", (0, b"OK\n", b""),
+             one_shot(client, p + ["LOGOUT"], with_cookie))
+    status, out, err = one_shot(client, p + ["COUNT", "shot"], with_cookie)
+    check("one-shot COUNT with a dead SMSP_COOKIE: exit 1, 'KO not logged "
+          "in', the session expired",
+          status == 1 and out == b""
+          and err.startswith(b"smsp-client: KO not logged in (the session")
+          and b"expired" in err,
+          f"status {status}, stdout {out!r}, stderr {err!r}")
+    status, out, err = one_shot(client, p + ["MESSAGE", "hi"], with_cookie)
+    check("one-shot MESSAGE with a dead SMSP_COOKIE: exit 1, 'You should "
+          "log in first.'",
+          status == 1 and out == b""
+          and err.startswith(b"smsp-client: You should log in first. (")
+          and b"expired" in err,
+          f"status {status}, stdout {out!r}, stderr {err!r}")
+
+    # Usage errors: exit 2, before any connection or prompt.
+    dead = ["-p", str(free_port())]
+    for args, label, says in (
+            (["COUNT", "a", "b"], "too many arguments", b"usage: count"),
+            (["STORE"], "too few arguments", b"usage: store <user>"),
+            (["FROB"], "an unknown command", b"'FROB' is not a command"),
+            (["whoami"], "an interactive-only command", b"'whoami'"),
+            (["MESSAGE", "two\nlines"], "a line break",
+             b"holds a line break")):
+        status, out, err = one_shot(client, dead + args, creds)
+        check(f"one-shot with {label}: usage error, exit 2, no connection "
+              "tried", status == 2 and out == b"" and says in err
+              and b"connect" not in err,
+              f"status {status}, stdout {out!r}, stderr {err!r}")
+    status, out, err = one_shot(client, dead + ["COUNT", "shot"], creds)
+    check("one-shot without a server: exit 1, cannot connect",
+          status == 1 and out == b"" and b"cannot connect" in err,
+          f"status {status}, stdout {out!r}, stderr {err!r}")
+
+    status, out, err = one_shot(client, ["help", "COUNT"], base)
+    check("help COUNT (one-shot, no server needed): the syntax, what it "
+          "does, its replies",
+          status == 0 and out.startswith(b"usage: count [<user>]\n")
+          and b"Sends COUNT <user> <cookie>" in out
+          and b"COUNTED <n>" in out and b"KO not your mailbox" in out,
+          f"status {status}, stdout {out!r}, stderr {err!r}")
+    status, out, err = one_shot(client, ["help"], base)
+    listed = [info for info in (b"register", b"login", b"logout", b"message",
+                                b"store", b"send", b"count", b"get", b"del",
+                                b"dump", b"raw", b"whoami", b"help", b"quit")
+              if b"\n  " + info not in out]
+    check("help lists every command", status == 0 and not listed,
+          f"missing {listed}", f"stdout {out!r}")
+    status, out, err = one_shot(client, ["--help"], base)
+    check("--help documents one-shot mode, the cookie, the credentials and "
+          "-p", status == 0 and all(
+              word in out for word in (b"COMMAND", b"SMSP_COOKIE",
+                                       b"SMSP_USER", b"SMSP_PASSWORD", b"-p",
+                                       b"Exit status")),
+          f"status {status}, stdout {out!r}")
+
+
+def free_port():
+    """A port nothing listens on (bound, then closed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def echo_off(fd):
+    return not termios.tcgetattr(fd)[3] & termios.ECHO
+
+
+def run_password_prompt_checks(client, port, env):
+    """On a terminal the password is asked for on stderr and read without
+    echo; Ctrl-C there cancels and gives the terminal its echo back."""
+    p = ["-p", str(port), "--timeout", REPLY_TIMEOUT]
+    base = dict(without_credentials(env), SMSP_USER="shot")
+    for keys, label in ((b"pw-shot\r", "Enter"), (b"pw-shot\x03", "Ctrl-C")):
+        master, slave = pty.openpty()
+        proc = subprocess.Popen([client] + p + ["COUNT"], stdin=slave,
+                                stdout=slave, stderr=slave, env=base,
+                                start_new_session=True)
+        os.close(slave)
+        screen = b""
+        deadline = time.monotonic() + HANG_S
+        # The prompt is written before echo goes off: wait for both.
+        while time.monotonic() < deadline and not (
+                screen.endswith(b"password for shot: ") and echo_off(master)):
+            ready, _, _ = select.select([master], [], [], 0.05)
+            if ready:
+                try:
+                    screen += os.read(master, 65536)
+                except OSError:
+                    break
+        prompted = screen.endswith(b"password for shot: ")
+        silent = echo_off(master)
+        os.write(master, keys)
+        screen += read_until_eof(master, proc)
+        echo_back = not echo_off(master)
+        os.close(master)
+        check(f"pty: the password prompt, echo off while it reads ({label})",
+              prompted and silent, f"screen {screen!r}")
+        check(f"pty: the typed password never appears ({label})",
+              b"pw-shot" not in screen, f"screen {screen!r}")
+        check(f"pty: the terminal's echo is back afterwards ({label})",
+              echo_back)
+        if label == "Enter":
+            check("pty: after Enter the command runs: COUNTED 0, exit 0",
+                  proc.returncode == 0 and b"COUNTED 0" in screen,
+                  f"status {proc.returncode}, screen {screen!r}")
+        else:
+            check("pty: Ctrl-C at the password prompt cancels: exit 1, "
+                  "nothing sent",
+                  proc.returncode == 1 and b"no password given" in screen
+                  and b"COUNTED" not in screen,
+                  f"status {proc.returncode}, screen {screen!r}")
+
+
+def pty_one_shot(client, args, env, answers):
+    """One-shot mode on a pseudo-terminal: each (prompt, keys) of `answers`
+    typed once the screen ends with that prompt and echo is off. Returns
+    (status, screen, whether every prompt came)."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([client] + args, stdin=slave, stdout=slave,
+                            stderr=slave, env=env, start_new_session=True)
+    os.close(slave)
+    screen = b""
+    deadline = time.monotonic() + HANG_S
+    prompted = True
+    for prompt, keys in answers:
+        while time.monotonic() < deadline and not (
+                screen.endswith(prompt) and echo_off(master)):
+            ready, _, _ = select.select([master], [], [], 0.05)
+            if ready:
+                try:
+                    screen += os.read(master, 65536)
+                except OSError:
+                    break
+        prompted = prompted and screen.endswith(prompt)
+        os.write(master, keys)
+    screen += read_until_eof(master, proc)
+    os.close(master)
+    return proc.returncode, screen.replace(b"\r\n", b"\n"), prompted
+
+
+def run_register_prompt_checks(client, port, env):
+    """REGISTER on a terminal asks for the password twice, without echo:
+    two that differ send nothing."""
+    p = ["-p", str(port), "--timeout", REPLY_TIMEOUT]
+    base = without_credentials(env)
+    status, screen, prompted = pty_one_shot(
+        client, p + ["REGISTER", "twice"], base,
+        [(b"password for twice: ", b"pw-twice\r"),
+         (b"the same again: ", b"pw-twixe\r")])
+    check("pty: REGISTER with two different passwords: exit 1, says so",
+          prompted and status == 1 and b"the two passwords differ" in screen
+          and b"pw-twi" not in screen,
+          f"status {status}, screen {screen!r}")
+    status, screen, prompted = pty_one_shot(
+        client, p + ["REGISTER", "twice"], base,
+        [(b"password for twice: ", b"pw-twice\r"),
+         (b"the same again: ", b"pw-twice\r")])
+    check("pty: ... nothing was registered: with the same password twice, "
+          "REGISTER twice succeeds (OK <cookie>)", prompted and status == 0
+          and re.search(rb"\nOK [0-9a-f]{32,}\n", screen) is not None
+          and b"pw-twi" not in screen, f"status {status}, screen {screen!r}")
+    check_eq("the account has that password", (0, b"COUNTED 0\n", b""),
+             one_shot(client, p + ["COUNT", "twice"],
+                      dict(base, SMSP_PASSWORD="pw-twice")))
+
+
+def run_line_editing_checks(client, port, env, tmp):
+    """Interactive: login asks for the password without echo; Ctrl-C clears
+    the line and the client goes on; Ctrl-D leaves; help <command>; the
+    prompt shows the session's user."""
+    home = os.path.join(tmp, "home-editing")
+    os.mkdir(home)
+    env = dict(without_credentials(env), HOME=home)
+    p = ["-p", str(port), "--timeout", REPLY_TIMEOUT]
+    session = PtyClient(client, p, env)
+    steps = [session.type(b"login shot\n"),
+             session.read_until_secret_prompt(b"password for shot: ")
+             and os.write(session.master, b"pw-shot\r") == 8,
+             session.type(b"frobnicate\x03count\n"),
+             session.type(b"help getmsg\n"),
+             session.type(b"\x04")]
+    status, screen = session.finish()
+    check("interactive: every prompt came", all(steps),
+          f"steps {steps}", f"screen {screen!r}")
+    check("interactive: login without a password asks for it without "
+          "echo; it never appears", b"login shot\npassword for shot: \n"
+          b"logged in as shot\n" in screen and b"pw-shot" not in screen,
+          f"screen {screen!r}")
+    check("interactive: the prompt shows the logged-in user",
+          f"shot@127.0.0.1:{port}> ".encode() in screen, f"screen {screen!r}")
+    check("interactive: Ctrl-C cleared the line (only count ran: 0), the "
+          "client went on", b"\n0\n" in screen
+          and b"unknown command" not in screen, f"screen {screen!r}")
+    check("interactive: help getmsg explains get (syntax, replies)",
+          b"usage: get [<user>]\nalso: getmsg\n" in screen
+          and b"KO mailbox empty" in screen, f"screen {screen!r}")
+    check("interactive: Ctrl-D on an empty line leaves, exit 0",
+          status == 0, f"status {status}", f"screen {screen!r}")
+
+
+def run_history_checks(client, port, env, tmp):
+    """Two clients at once append their lines to one history file, neither
+    overwriting the other's; login and register lines (passwords) are never
+    written; a third client reads the file back (libedit's format)."""
+    home = os.path.join(tmp, "home-history")
+    os.mkdir(home)
+    env = dict(without_credentials(env), HOME=home)
+    p = ["-p", str(port), "--timeout", REPLY_TIMEOUT]
+    first = PtyClient(client, p, env)
+    second = PtyClient(client, p, env)
+
+    def enter(session, line):
+        """Types `line` and waits for the next prompt: the line is in the
+        file by then, so the order of the two clients' lines is known."""
+        return session.type(line + b"\n") and session.read_until_prompt()
+
+    steps = [enter(first, b"login shot pw-shot"),
+             enter(second, b"register histo pw-secret-2"),
+             enter(first, b"count"),
+             enter(second, b"help  store"),
+             enter(first, b"raw LOGIN shot pw-secret-3"),
+             enter(first, b"whoami"),
+             enter(second, b"dump"),
+             first.type(b"quit\n"),
+             second.type(b"\x04")]
+    (status1, screen1), (status2, screen2) = first.finish(), second.finish()
+    check("history: both clients ran to their end", all(steps)
+          and status1 == 0 and status2 == 0, f"steps {steps}",
+          f"first {screen1!r}", f"second {screen2!r}")
+    path = os.path.join(home, ".smsp_client_history")
+    with open(path, "rb") as f:
+        saved = f.read()
+    check_eq("history: every line of both clients, in the order typed, "
+             "libedit's format", b"_HiStOrY_V2_\ncount\nhelp\\040\\040store"
+             b"\nwhoami\ndump\nquit\n", saved)
+    check("history: no password, no login or register line",
+          b"pw-" not in saved and b"LOGIN" not in saved.upper()
+          and b"REGISTER" not in saved.upper(), f"file {saved!r}")
+    check_eq("history: the file is private to the user", 0o600,
+             os.stat(path).st_mode & 0o777)
+    # Ctrl-P (previous line) four times: quit, dump, whoami, "help  store".
+    third = PtyClient(client, p, env)
+    ok = third.type(b"\x10\x10\x10\x10\n") and third.type(b"quit\n")
+    status, screen = third.finish()
+    check("history: a new client loads it (Ctrl-P four times recalls "
+          "'help  store')", ok and status == 0 and b"usage: store <user>" in screen,
+          f"screen {screen!r}")
+
+    # A file grown past twice the 1000 lines kept is cut back to the newest
+    # 1000 when a client starts.
+    home = os.path.join(tmp, "home-trim")
+    os.mkdir(home)
+    path = os.path.join(home, ".smsp_client_history")
+    with open(path, "wb") as f:
+        f.write(b"_HiStOrY_V2_\n"
+                + b"".join(b"line%d\n" % i for i in range(2500)))
+    status, screen = run_interactive(client, p, [b"quit"], dict(env,
+                                                                HOME=home))
+    with open(path, "rb") as f:
+        lines = f.read().split(b"\n")
+    check_eq("history: a file of 2500 lines is cut to the newest 1000 (then "
+             "quit is appended)", (0, 1 + 1000 + 1, b"line1500", b"quit"),
+             (status, len(lines) - 1, lines[1], lines[-2]))
+
+
+class OneRequestServer(ListeningServer):
+    """Reads one request per connection and closes without replying, as a
+    server that died after taking it would: `requests` lists what arrived."""
+
+    def __init__(self):
+        self.requests = []
+        super().__init__()
+
+    def _serve(self, conn):
+        with conn, conn.makefile("rb") as lines:
+            line = lines.readline()
+            if line:
+                self.requests.append(line)
+
+
+class ClosingFirstServer(ListeningServer):
+    """Closes its first connection at once (as an idle timeout would, from
+    the client's view) and answers OK on later ones. `closed` is set once
+    the first is closed; `requests` lists (connection number, request)."""
+
+    def __init__(self):
+        self.requests = []
+        self.connections = 0
+        self.closed = threading.Event()
+        super().__init__()
+
+    def _serve(self, conn):
+        self.connections += 1
+        number = self.connections
+        if number == 1:
+            conn.close()
+            self.closed.set()
+            return
+        with conn, conn.makefile("rb") as lines:
+            for line in lines:
+                self.requests.append((number, line))
+                conn.sendall(b"OK\n")
+
+
+def run_resend_checks(client, env, tmp):
+    """A request that went out is never sent again: when its reply does not
+    come the client says the outcome is unknown. A connection the server
+    closed before the command is replaced, and the command sent once."""
+    once = OneRequestServer()
+    try:
+        status, out, err = run_to_files(
+            client, ["-p", str(once.port), "--timeout", REPLY_TIMEOUT], b"dump\n",
+            env, tmp)
+        check("scripted: a reply that never comes: exit 1, outcome unknown, "
+              "sent once", status == 1 and out == b""
+              and b"whether the server carried it out is unknown" in err
+              and once.requests == [b"DUMP\n"],
+              f"status {status}, stdout {out!r}, stderr {err!r}",
+              f"requests {once.requests!r}")
+        del once.requests[:]
+        status, out, err = one_shot(client, ["-p", str(once.port), "DUMP"],
+                                    env)
+        check("one-shot: the same, exit 1", status == 1
+              and b"unknown (not sent again)" in err
+              and once.requests == [b"DUMP\n"],
+              f"status {status}, stdout {out!r}, stderr {err!r}",
+              f"requests {once.requests!r}")
+    finally:
+        once.stop()
+
+    closing = ClosingFirstServer()
+    try:
+        proc = subprocess.Popen([client, "-p", str(closing.port)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env)
+        # The command is typed only once the connection is closed.
+        closing.closed.wait(HANG_S)
+        out, err = proc.communicate(b"dump\n", timeout=HANG_S)
+        check("a connection closed before the command is replaced: the "
+              "command goes once, on the second connection",
+              proc.returncode == 0 and out == b"dumped (see the server log)\n"
+              and closing.requests == [(2, b"DUMP\n")],
+              f"status {proc.returncode}, stdout {out!r}, stderr {err!r}",
+              f"requests {closing.requests!r}")
+    finally:
+        closing.stop()
+
+
+def run_expired_session_checks(client, server_bin, env, tmp, cleanup):
+    """After a server restart the remembered cookie is dead: the client says
+    the session expired, forgets it and the prompt loses the user."""
+    data = os.path.join(tmp, "restarted-data")
+    servers = [Server(server_bin, tmp, "restarted-1", data_dir=data,
+                      start_s=START_S)]
+    cleanup.append(lambda: servers[-1].stop(10))
+    port = servers[0].port
+    check("a server for the restart starts", port is not None,
+          *servers[0].log_tail(10))
+    if port is None:
+        return
+
+    def restart():
+        servers[-1].stop(10)
+        # The same port, so that the client reaches the new server.
+        servers.append(Server(server_bin, tmp, "restarted-2",
+                              ["--port", str(port)], data_dir=data,
+                              start_s=START_S, ephemeral_port=False))
+        check("the server restarts on the same port",
+              servers[-1].port == port, *servers[-1].log_tail(10))
+
+    env = dict(without_credentials(env), HOME=os.path.join(tmp, "home-exp"))
+    os.mkdir(env["HOME"])
+    p = ["-p", str(port), "--timeout", REPLY_TIMEOUT]
+    status, screen = run_interactive(
+        client, p, [b"register expiry pw-expiry", restart, b"count",
+                    b"whoami", b"login expiry pw-expiry", b"count", b"quit"],
+        env)
+    prompt = f"127.0.0.1:{port}> ".encode()
+    check("interactive: after a restart, count says the session expired "
+          "(KO not logged in)",
+          b"\nKO not logged in (the session of expiry expired" in screen,
+          f"screen {screen!r}")
+    check("interactive: ... and the prompt no longer shows the user, "
+          "whoami says not logged in",
+          b"expired: the server restarted or the user logged in elsewhere; "
+          b"log in again)\n" + prompt + b"whoami\nnot logged in\n" in screen,
+          f"screen {screen!r}")
+    check("interactive: logging in again works (count 0, exit 0)",
+          status == 0 and b"logged in as expiry\nexpiry@" + prompt
+          + b"count\n0\n" in screen, f"status {status}",
+          f"screen {screen!r}")
+
+    # Scripted: MESSAGE gets the original literal for a dead cookie.
+    out_path = os.path.join(tmp, "expired.out")
+    with open(out_path, "wb") as out:
+        proc = subprocess.Popen([client] + p, stdin=subprocess.PIPE,
+                                stdout=out, stderr=subprocess.PIPE, env=env)
+        cleanup.append(proc.kill)
+        proc.stdin.write(b"login expiry pw-expiry\n")
+        proc.stdin.flush()
+        logged_in = wait_for(lambda: read_bytes(out_path) == b"logged in as "
+                             b"expiry\n")
+        if logged_in:
+            restart()
+        _, err = proc.communicate(b"message hi\n", timeout=HANG_S)
+    check("scripted: after a restart MESSAGE gets 'You should log in first.' "
+          "and the client says the session expired: exit 1",
+          logged_in and proc.returncode == 1 and err.startswith(
+              b"smsp-client: line 2 (message): You should log in first. "
+              b"(the session of expiry expired"),
+          f"status {proc.returncode}, stderr {err!r}")
+
+
+def read_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
 
 
 if __name__ == "__main__":

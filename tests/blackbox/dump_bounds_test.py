@@ -52,9 +52,8 @@ class Server(bb.Server):
                          data_dir=data)
 
     def log_lines(self):
-        """The log's lines without their timestamps."""
-        return [line.split(" ", 1)[1] if " " in line else line
-                for line in self.log().splitlines()]
+        """The log's lines without their timestamp, level and component."""
+        return [strip_prefix(line) for line in self.log().splitlines()]
 
     def log_tail(self, n=8):
         return ["log: " + line[:200] for line in self.log_lines()[-n:]]
@@ -75,6 +74,11 @@ class Server(bb.Server):
         a thread of its own, a little after the replies)."""
         wait_for(lambda: self.answered()[0] >= n)
         return self.answered()
+
+
+def strip_prefix(line):
+    """A log line without its timestamp, level and component."""
+    return re.sub(r"^\S+ [A-Z]+ [a-z]+: ", "", line)
 
 
 def name_of(i):
@@ -162,7 +166,7 @@ def single_dump(srv):
         time.sleep(0.05)
     added = srv.log_bytes()[size_before:]
     raw = added.decode(errors="replace").splitlines()
-    lines = [line.split(" ", 1)[1] if " " in line else line for line in raw]
+    lines = [strip_prefix(line) for line in raw]
     bounds = run_bounds(lines)
     seg = lines[bounds[0]:bounds[1] + 1] if bounds else []
     return reply, seg, len(added)

@@ -108,6 +108,7 @@ registry_actor::behavior_type scripted_registry(registry_actor::pointer self,
     // No mailbox nodes here.
     [=](node_atom, up_atom, uint64_t) {},
     [=](node_atom, down_atom, uint64_t) {},
+    [=](penalty_atom, const std::string&, const std::string&) {},
   };
 }
 
@@ -401,7 +402,7 @@ TEST_CASE("an error that is not a domain error is answered KO internal error",
   f.answer(0, caf::make_error(caf::sec::runtime_error));
   CHECK(f.output() == "KO internal error\n");
   log.restore();
-  CHECK_THAT(log.text(), Catch::Contains("connection: internal error"));
+  CHECK_THAT(log.text(), Catch::Contains("ERROR conn: internal error"));
 }
 
 TEST_CASE("a request to a registry that is gone is answered at once",

@@ -33,6 +33,7 @@ for tool in smsp-actors smsp-client smsp-admin smsp-bench; do
   grep -q -- '--help' <<<"$out" || fail "$tool --help printed no usage"
 done
 check_file "$stage/usr/share/doc/smsp-actors/smsp-actors.conf.example"
+check_file "$stage/usr/share/doc/smsp-actors/fail2ban-filter-smsp-actors.conf"
 if [ $have_help2man = 1 ]; then
   for page in smsp-actors smsp-actors-node smsp-client smsp-admin smsp-bench; do
     man=$stage/usr/share/man/man1/$page.1.gz

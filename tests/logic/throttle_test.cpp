@@ -1094,3 +1094,42 @@ TEST_CASE("parse_network rejects garbage, bad lengths and host bits") {
                    "10.0.0.0\\8"})
     CHECK_FALSE(parse_network(bad));
 }
+
+TEST_CASE("penalty() reports the failures and the window the log shows",
+          "[throttle]") {
+  login_throttle t{throttle_config{}};
+  // Free failures open no window.
+  for (int i = 0; i < 2; ++i) {
+    REQUIRE(t.allows("bob", attacker, t0));
+    auto after = t.failed("bob", attacker, t0);
+    CHECK(after.failures == static_cast<unsigned>(i + 1));
+    CHECK(after.left == ms{0});
+    CHECK(std::string(after.key).empty());
+  }
+  // The third uses them up: a 1 s window, on the address (untrusted) and on
+  // the pair alike; the address key is named first among equals.
+  REQUIRE(t.allows("bob", attacker, t0));
+  auto third = t.failed("bob", attacker, t0);
+  CHECK(third.failures == 3);
+  CHECK(third.left == 1000ms);
+  CHECK(std::string(third.key) == "address");
+  // Another name from that address is held by the address key only.
+  auto other = t.penalty("carol", attacker, t0 + 400ms);
+  CHECK(other.failures == 0);
+  CHECK(other.left == 600ms);
+  CHECK(std::string(other.key) == "address");
+  // The state counts down and ends; asking changes nothing.
+  CHECK(t.penalty("bob", attacker, t0 + 400ms).left == 600ms);
+  CHECK(t.penalty("bob", attacker, t0 + 400ms).left == 600ms);
+  CHECK(t.penalty("bob", attacker, t0 + 1000ms).left == ms{0});
+  CHECK(t.penalty("bob", attacker, t0 + 1000ms).failures == 3);
+  // A trusted address has no address key: the pair holds the window.
+  // (Time never goes back for the throttle: later times from here on.)
+  auto t1 = t0 + 2s;
+  for (int i = 0; i < 3; ++i)
+    fail(t, "dave", local, t1);
+  auto pair = t.penalty("dave", local, t1 + 1ms);
+  CHECK(pair.left == 999ms);
+  CHECK(std::string(pair.key) == "user+address");
+  CHECK(t.penalty("erin", local, t1 + 1ms).left == ms{0});
+}

@@ -164,6 +164,7 @@ smsp::registry_actor::behavior_type hanging_registry(
     [=](caf::tick_atom) {},
     [=](node_atom, up_atom, uint64_t) {},
     [=](node_atom, down_atom, uint64_t) {},
+    [=](penalty_atom, const std::string&, const std::string&) {},
   };
 }
 

@@ -26,6 +26,12 @@ enum class errc : uint8_t {
   /// The mailbox lives on a mailbox node that is down, unreachable or did
   /// not answer in time.
   mailbox_unavailable,
+  // admin tool
+  /// The user's mail is on a mailbox node (or on the way to one): deleting
+  /// such a user is not supported (docs/OPERATIONS.md, "The admin tool").
+  user_on_node,
+  /// Another admin change of the same user (delete, passwd) is under way.
+  change_under_way,
 };
 
 } // namespace smsp

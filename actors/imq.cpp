@@ -48,10 +48,20 @@ struct imq_state {
   std::unordered_map<uint64_t, claim> claims;
   std::unordered_map<std::string, std::vector<uint64_t>> claims_by_owner;
   uint64_t queued = 0;
+  /// admin tool: users being deleted, each with the answer it owes; a
+  /// purge starts once that poster has no post or STORE under way.
+  struct purge_job {
+    caf::typed_response_promise<uint64_t, uint64_t> rp;
+    /// Sent to the writer: the poster's storable posts are out of memory.
+    bool started = false;
+  };
+  std::unordered_map<std::string, purge_job> purging;
   static inline const char* name = "smsp.imq";
 };
 
 using imq_pointer = imq_actor::stateful_pointer<imq_state>;
+
+void maybe_purge(imq_pointer self, const std::string& poster);
 
 using store_promise = caf::typed_response_promise<uint64_t, std::string>;
 using move_promise = caf::typed_response_promise<caf::ok_atom>;
@@ -92,6 +102,7 @@ void start_store(imq_pointer self, const std::string& poster,
         --self->state.queued;
         forget_if_empty(self, poster);
         rp.deliver(mail_id, std::move(text));
+        maybe_purge(self, poster);
       },
       [=](caf::error& err) mutable {
         auto& mine = self->state.posters[poster];
@@ -99,6 +110,7 @@ void start_store(imq_pointer self, const std::string& poster,
         // Not committed: the message is storable again, in its place.
         mine.storable.insert(id);
         rp.deliver(std::move(err));
+        maybe_purge(self, poster);
       });
 }
 
@@ -247,6 +259,45 @@ void post_done(imq_pointer self, const std::string& poster) {
       start();
   }
   forget_if_empty(self, poster);
+  maybe_purge(self, poster);
+}
+
+/// admin tool: starts the purge of `poster` if one waits and nothing of
+/// theirs is under way. Their storable posts leave memory only after the
+/// writer's transaction removed them (memory follows commits); a failed
+/// purge puts them back.
+void maybe_purge(imq_pointer self, const std::string& poster) {
+  auto& st = self->state;
+  auto p = st.purging.find(poster);
+  if (p == st.purging.end() || p->second.started)
+    return;
+  std::set<uint64_t> taken;
+  if (auto i = st.posters.find(poster); i != st.posters.end()) {
+    if (i->second.posting + i->second.storing > 0)
+      return;
+    // No STORE may take these while the purge is under way.
+    taken = std::move(i->second.storable);
+    i->second.storable.clear();
+  }
+  self->request(st.writer, caf::infinite, purge_atom::value, poster)
+    .then(
+      [=](uint64_t mail, uint64_t imq) {
+        auto& st = self->state;
+        st.queued -= taken.size();
+        forget_if_empty(self, poster);
+        auto rp = st.purging[poster].rp;
+        st.purging.erase(poster);
+        rp.deliver(mail, imq);
+      },
+      [=](caf::error& err) {
+        auto& st = self->state;
+        if (!taken.empty())
+          st.posters[poster].storable.insert(taken.begin(), taken.end());
+        auto rp = st.purging[poster].rp;
+        st.purging.erase(poster);
+        rp.deliver(std::move(err));
+      });
+  p->second.started = true;
 }
 
 /// Runs `start` now, or after the poster's posts under way: a STORE may
@@ -351,6 +402,23 @@ imq(imq_pointer self, writer_actor writer, std::vector<queued_message> queued,
       return owners;
     },
     [=](count_atom) { return self->state.queued; },
+    // admin tool
+    [=](purge_atom,
+        const std::string& user) -> caf::result<uint64_t, uint64_t> {
+      auto& st = self->state;
+      // Posts claimed for a node, or moves to the user's mailbox on a node:
+      // their mail is (or may be) on the node, out of this transaction.
+      auto mine = st.posters.find(user);
+      if ((mine != st.posters.end() && mine->second.claimed > 0)
+          || st.claims_by_owner.count(user) != 0)
+        return make_error(errc::user_on_node);
+      if (st.purging.count(user) != 0)
+        return make_error(errc::change_under_way);
+      auto rp = self->make_response_promise<uint64_t, uint64_t>();
+      st.purging[user].rp = rp;
+      maybe_purge(self, user);
+      return rp;
+    },
   };
 }
 

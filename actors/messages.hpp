@@ -204,6 +204,19 @@ typename Inspector::result_type inspect(Inspector& f, throttle_figures& x) {
   return f(caf::meta::type_name("throttle_figures"), x.active, x.total,
            x.refused);
 }
+// admin tool: the messages behind smsp-admin's commands (net/admin.cpp, the
+// admin listener; docs/OPERATIONS.md, "The admin tool"). users_atom lists
+// accounts by glob, sessions_atom the users with a live session, kick_atom
+// ends one, passwd_atom sets a password (hash), purge_atom deletes a user
+// with its mail and unstored posts, totals_atom counts the store's rows,
+// conns_atom asks the acceptor for its live connections.
+using users_atom = caf::atom_constant<caf::atom("users")>;
+using sessions_atom = caf::atom_constant<caf::atom("sessions")>;
+using kick_atom = caf::atom_constant<caf::atom("kick")>;
+using passwd_atom = caf::atom_constant<caf::atom("passwd")>;
+using purge_atom = caf::atom_constant<caf::atom("purge")>;
+using totals_atom = caf::atom_constant<caf::atom("totals")>;
+using conns_atom = caf::atom_constant<caf::atom("conns")>;
 
 /// Lets CAF turn an errc into a caf::error implicitly.
 caf::error make_error(errc code);
@@ -280,6 +293,12 @@ using writer_actor = caf::typed_actor<
                   std::vector<uint64_t>>::with<uint64_t>,
   // -> (commits, writes) since start.
   caf::replies_to<stats_atom>::with<uint64_t, uint64_t>,
+  // admin tool: (name) removes the account, its mailbox and its storable
+  // IMQ posts in one transaction -> (mail removed, IMQ posts removed);
+  // errc::no_such_user.
+  caf::replies_to<purge_atom, std::string>::with<uint64_t, uint64_t>,
+  // admin tool: (name, hash) replaces the password hash; errc::no_such_user.
+  caf::replies_to<passwd_atom, std::string, std::string>::with<caf::ok_atom>,
   // To itself: commit group number N, if still open.
   caf::reacts_to<commit_atom, uint64_t>,
   // -> its figures, commit latency included.
@@ -296,7 +315,12 @@ using reader_actor = caf::typed_actor<
   // confirmed (see node_figures::applied).
   caf::replies_to<stats_atom>::with<uint64_t>,
   // (texts, mailboxes): a node's part of a DUMP (see node_listing).
-  caf::replies_to<dump_atom, uint64_t, uint64_t>::with<node_listing>>;
+  caf::replies_to<dump_atom, uint64_t, uint64_t>::with<node_listing>,
+  // admin tool: (glob, as SQLite's GLOB: * ? [...]) -> matching account
+  // names, sorted bytewise.
+  caf::replies_to<users_atom, std::string>::with<std::vector<std::string>>,
+  // admin tool: -> (accounts, mailbox messages, IMQ messages) committed.
+  caf::replies_to<totals_atom>::with<uint64_t, uint64_t, uint64_t>>;
 
 /// One user's FIFO of messages while the user is active: loaded from the
 /// store when spawned, every change committed before it is acknowledged.
@@ -390,7 +414,12 @@ using imq_actor = caf::typed_actor<
   // -> the owners with claimed moves not yet settled.
   caf::replies_to<claimed_atom>::with<std::vector<std::string>>,
   // -> messages queued (being stored included).
-  caf::replies_to<count_atom>::with<uint64_t>>;
+  caf::replies_to<count_atom>::with<uint64_t>,
+  // admin tool: (user) once the user's posts and STOREs under way are done,
+  // removes the account, its mailbox and its IMQ posts in one transaction
+  // (the writer's purge) and forgets the posts -> (mail removed, IMQ posts
+  // removed); errc::no_such_user, user_on_node (posts claimed for a node).
+  caf::replies_to<purge_atom, std::string>::with<uint64_t, uint64_t>>;
 
 /// One mailbox node as the front sees it (DUMP shows these).
 struct node_status {
@@ -490,6 +519,20 @@ using registry_actor = caf::typed_actor<
   caf::replies_to<dump_atom>::with<caf::ok_atom>,
   // -> the registry's figures.
   caf::replies_to<stats_atom>::with<registry_figures>,
+  // admin tool (docs/OPERATIONS.md, "The admin tool"):
+  // -> the users with a live session, sorted.
+  caf::replies_to<sessions_atom>::with<std::vector<std::string>>,
+  // (username): ends that user's session; errc::not_logged_in if none.
+  caf::replies_to<kick_atom, std::string>::with<caf::ok_atom>,
+  // (username, new password): hashes it (hasher), stores it durably, then
+  // ends the user's session; errc::no_such_user, bad_password, server_busy,
+  // change_under_way.
+  caf::replies_to<passwd_atom, std::string, std::string>::with<caf::ok_atom>,
+  // (username): ends the session, retires the mailbox, then removes the
+  // account, its mail and its unstored posts in one transaction -> (mail
+  // removed, IMQ posts removed); errc::no_such_user, user_on_node (with
+  // mailbox nodes), change_under_way.
+  caf::replies_to<purge_atom, std::string>::with<uint64_t, uint64_t>,
   // Passivates the mailboxes idle for too long. The registry sends it to
   // itself periodically; one from anyone else (a test) sweeps once.
   caf::reacts_to<caf::tick_atom>,

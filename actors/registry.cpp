@@ -55,6 +55,14 @@ struct registry_state {
   /// LOGIN for an unknown user verifies against this hash, so the reply's
   /// timing does not tell whether the account exists.
   std::string decoy_hash;
+  /// admin tool: users with a delete (true) or a passwd (false) under way.
+  /// A user being deleted gets no new session, mailbox or cached hash.
+  std::unordered_map<std::string, bool> changing;
+  /// admin tool: the value of change_epoch when each user's account last
+  /// changed (deleted, new password). A lookup or LOGIN that began before
+  /// that is not trusted: the hash it read may be the old one.
+  std::unordered_map<std::string, uint64_t> changed_at;
+  uint64_t change_epoch = 0;
   static inline const char* name = "smsp.registry";
 };
 
@@ -397,6 +405,20 @@ caf::error check_owner(registry_pointer self, const std::string& cookie,
   return {};
 }
 
+/// admin tool: whether `user`'s account changed (admin delete or passwd)
+/// after the registry's change_epoch was `epoch`.
+bool changed_since(registry_pointer self, const std::string& user,
+                   uint64_t epoch) {
+  auto i = self->state.changed_at.find(user);
+  return i != self->state.changed_at.end() && i->second > epoch;
+}
+
+/// admin tool: whether `user` is being deleted.
+bool is_deleting(registry_pointer self, const std::string& user) {
+  auto i = self->state.changing.find(user);
+  return i != self->state.changing.end() && i->second;
+}
+
 /// Calls `found(hash)` with `user`'s password hash from the cache or the
 /// store, or `missing(error)` (errc::no_such_user when there is no such
 /// account).
@@ -408,10 +430,18 @@ void with_account(registry_pointer self, const std::string& user, Found found,
     found(*hash);
     return;
   }
+  auto epoch = st.change_epoch;
   self->request(st.deps.reader, st.cfg.waits.request, lookup_atom::value, user)
     .then(
       [=](std::string& hash) mutable {
-        remember_account(self, user, hash);
+        // The admin changed the account while the reader read it: what it
+        // read may be gone or stale, so it is read again.
+        if (changed_since(self, user, epoch)) {
+          with_account(self, user, std::move(found), std::move(missing));
+          return;
+        }
+        if (!is_deleting(self, user))
+          remember_account(self, user, hash);
         found(hash);
       },
       [=](caf::error& err) mutable { missing(err); });
@@ -487,6 +517,119 @@ void log_failed_login(registry_pointer self, const std::string& user,
   self->delayed_send(self, after.left, penalty_atom::value, user, address);
 }
 
+// -- admin tool ---------------------------------------------------------------
+
+/// Ends `user`'s session, if any; returns whether there was one.
+bool end_session(registry_pointer self, const std::string& user) {
+  auto& st = self->state;
+  auto i = st.cookie_by_user.find(user);
+  if (i == st.cookie_by_user.end())
+    return false;
+  st.user_by_cookie.erase(i->second);
+  st.cookie_by_user.erase(i);
+  return true;
+}
+
+/// The admin changed `user`'s account: lookups and LOGINs begun before now
+/// do not trust what they read (see with_account).
+void account_changed(registry_pointer self, const std::string& user) {
+  auto& st = self->state;
+  st.changed_at[user] = ++st.change_epoch;
+}
+
+/// passwd: hashes `password` off this thread, stores the hash durably, then
+/// caches it and ends the user's session (one started with the old password
+/// before the commit included). `user` is marked in `changing`.
+void change_password(registry_pointer self, std::string user,
+                     std::string password,
+                     caf::typed_response_promise<caf::ok_atom> rp) {
+  auto fail = [=](caf::error& err) mutable {
+    self->state.changing.erase(user);
+    rp.deliver(std::move(err));
+  };
+  with_account(
+    self, user,
+    [=](const std::string&) mutable {
+      auto& st = self->state;
+      self
+        ->request(st.deps.hasher, st.cfg.waits.hashing, hash_atom::value,
+                  password)
+        .then(
+          [=](std::string& hash) mutable {
+            self
+              ->request(self->state.deps.writer, caf::infinite,
+                        passwd_atom::value, user, hash)
+              .then(
+                [=](caf::ok_atom) mutable {
+                  auto& st = self->state;
+                  st.changing.erase(user);
+                  if (st.accounts.peek(user) != nullptr)
+                    remember_account(self, user, hash);
+                  account_changed(self, user);
+                  end_session(self, user);
+                  log_info("registry", "admin set a new password for " + user);
+                  rp.deliver(caf::ok_atom::value);
+                },
+                fail);
+          },
+          fail);
+    },
+    fail);
+}
+
+/// delete: ends the session, retires the mailbox (its writes under way
+/// finish first), then has the imq remove the account, its mail and its
+/// unstored posts in one transaction. While `user` is marked deleting, no
+/// session, mailbox or STORE to it starts. A failed commit changes nothing
+/// durable (the account and its mail stay; the mailbox loads again on use).
+void delete_user(registry_pointer self, std::string user,
+                 caf::typed_response_promise<uint64_t, uint64_t> rp) {
+  auto& st = self->state;
+  end_session(self, user);
+  st.accounts.erase(user);
+  std::vector<mailbox_actor> boxes;
+  if (auto old = st.mailboxes.retiring(user))
+    boxes.push_back(*old);
+  if (auto active = st.mailboxes.retire_now(user))
+    boxes.push_back(*active);
+  auto purge = [=]() mutable {
+    self->request(self->state.deps.imq, caf::infinite, purge_atom::value, user)
+      .then(
+        [=](uint64_t mail, uint64_t posts) mutable {
+          auto& st = self->state;
+          st.changing.erase(user);
+          st.accounts.erase(user);
+          account_changed(self, user);
+          log_info("registry", "admin deleted user " + user + " with "
+                                 + std::to_string(mail) + " message(s) and "
+                                 + std::to_string(posts) + " unstored post(s)");
+          rp.deliver(mail, posts);
+        },
+        [=](caf::error& err) mutable {
+          self->state.changing.erase(user);
+          account_changed(self, user);
+          rp.deliver(std::move(err));
+        });
+  };
+  if (boxes.empty()) {
+    purge();
+    return;
+  }
+  auto pending = std::make_shared<size_t>(boxes.size());
+  for (auto& box : boxes) {
+    // Answered after the mailbox's writes under way; an error means it
+    // has stopped already. Either way it writes no more.
+    auto done = [=](auto&&...) mutable {
+      self->state.mailboxes.retired(user, box.address());
+      if (--*pending == 0)
+        purge();
+    };
+    self->request(box, caf::infinite, retire_atom::value)
+      .then([=](caf::ok_atom) mutable { done(); },
+            [=](caf::error&) mutable { done(); });
+  }
+}
+
 registry_actor::behavior_type
 registry(registry_pointer self, registry_deps deps, registry_config cfg) {
   auto& st = self->state;
@@ -524,7 +667,8 @@ registry(registry_pointer self, registry_deps deps, registry_config cfg) {
         return errc::bad_username;
       if (!valid_password(password))
         return errc::bad_password;
-      if (st.accounts.peek(user) != nullptr || st.registering.count(user) != 0)
+      if (st.accounts.peek(user) != nullptr || st.registering.count(user) != 0
+          || st.changing.count(user) != 0)
         return errc::user_exists;
       st.registering.insert(user);
       auto rp = self->make_response_promise<std::string>();
@@ -562,6 +706,9 @@ registry(registry_pointer self, registry_deps deps, registry_config cfg) {
         return errc::login_failed;
       }
       auto rp = self->make_response_promise<std::string>();
+      // admin tool: a delete or new password committed while this LOGIN
+      // verified may have made its hash stale.
+      auto epoch = self->state.change_epoch;
       auto verify = [=](std::string hash, bool known) mutable {
         auto& st = self->state;
         if (hash.empty()) {
@@ -577,6 +724,12 @@ registry(registry_pointer self, registry_deps deps, registry_config cfg) {
           .then(
             [=](bool match) mutable {
               auto& throttle = *self->state.throttle;
+              if (known && match
+                  && (changed_since(self, user, epoch)
+                      || is_deleting(self, user))) {
+                rp.deliver(make_error(errc::login_failed));
+                return;
+              }
               if (known && match) {
                 throttle.succeeded(user, address, now(self));
                 rp.deliver(start_session(self, user));
@@ -629,6 +782,9 @@ registry(registry_pointer self, registry_deps deps, registry_config cfg) {
       auto caller = caller_of(self, cookie);
       if (caller == nullptr)
         return errc::not_logged_in;
+      // admin tool: a user being deleted has no mailbox to deliver to.
+      if (is_deleting(self, target))
+        return errc::no_such_user;
       auto rp = self->make_response_promise<caf::ok_atom>();
       if (st.mailboxes.is_active(target)
           || st.accounts.touch(target) != nullptr) {
@@ -640,6 +796,10 @@ registry(registry_pointer self, registry_deps deps, registry_config cfg) {
       with_account(
         self, target,
         [=, poster = *caller](const std::string&) mutable {
+          if (is_deleting(self, target)) {
+            rp.deliver(make_error(errc::no_such_user));
+            return;
+          }
           store_to(self, poster, target, rp);
         },
         [=](caf::error& err) mutable { rp.deliver(std::move(err)); });
@@ -682,6 +842,54 @@ registry(registry_pointer self, registry_deps deps, registry_config cfg) {
       with_figures(self, [=](registry_figures figures) mutable {
         rp.deliver(std::move(figures));
       });
+      return rp;
+    },
+    // admin tool
+    [=](sessions_atom) {
+      std::vector<std::string> users;
+      for (auto& [user, cookie] : self->state.cookie_by_user)
+        users.push_back(user);
+      std::sort(users.begin(), users.end());
+      return users;
+    },
+    [=](kick_atom, const std::string& user) -> caf::result<caf::ok_atom> {
+      if (!end_session(self, user))
+        return errc::not_logged_in;
+      return caf::ok_atom::value;
+    },
+    [=](passwd_atom, const std::string& user,
+        std::string& password) -> caf::result<caf::ok_atom> {
+      auto& st = self->state;
+      if (!valid_username(user))
+        return errc::no_such_user;
+      if (!valid_password(password))
+        return errc::bad_password;
+      if (st.changing.count(user) != 0 || st.registering.count(user) != 0)
+        return errc::change_under_way;
+      st.changing.emplace(user, false);
+      auto rp = self->make_response_promise<caf::ok_atom>();
+      change_password(self, user, std::move(password), rp);
+      return rp;
+    },
+    [=](purge_atom,
+        const std::string& user) -> caf::result<uint64_t, uint64_t> {
+      auto& st = self->state;
+      // The user's mail is on a node, out of the front's transaction.
+      if (has_nodes(self))
+        return errc::user_on_node;
+      if (!valid_username(user))
+        return errc::no_such_user;
+      if (st.changing.count(user) != 0 || st.registering.count(user) != 0)
+        return errc::change_under_way;
+      st.changing.emplace(user, true);
+      auto rp = self->make_response_promise<uint64_t, uint64_t>();
+      with_account(
+        self, user,
+        [=](const std::string&) mutable { delete_user(self, user, rp); },
+        [=](caf::error& err) mutable {
+          self->state.changing.erase(user);
+          rp.deliver(std::move(err));
+        });
       return rp;
     },
     [=](node_atom, up_atom, uint64_t index) { node_went_up(self, index); },

@@ -73,6 +73,26 @@ reader(reader_actor::stateful_pointer<reader_state> self,
         return make_error(errc::storage_failed);
       }
     },
+    // admin tool
+    [=](users_atom,
+        const std::string& glob) -> caf::result<std::vector<std::string>> {
+      try {
+        return self->state.db->account_names_matching(glob);
+      } catch (const store_error& err) {
+        log_error("store",
+                  std::string{"listing accounts failed: "} + err.what());
+        return make_error(errc::storage_failed);
+      }
+    },
+    [=](totals_atom) -> caf::result<uint64_t, uint64_t, uint64_t> {
+      try {
+        auto t = self->state.db->count_rows();
+        return {t.accounts, t.mail, t.imq};
+      } catch (const store_error& err) {
+        log_error("store", std::string{"counting rows failed: "} + err.what());
+        return make_error(errc::storage_failed);
+      }
+    },
   };
 }
 

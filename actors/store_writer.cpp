@@ -225,6 +225,26 @@ writer_actor::behavior_type writer(writer_pointer self,
     [=](stats_atom) {
       return std::make_tuple(self->state.commits, self->state.writes);
     },
+    // admin tool
+    [=](purge_atom, const std::string& name) {
+      return group_write<uint64_t, uint64_t>(
+        self, [&](store& db, auto rp) -> std::function<void()> {
+          auto removed = db.remove_user(name);
+          if (!removed)
+            return
+              [rp]() mutable { rp.deliver(make_error(errc::no_such_user)); };
+          return [rp, r = *removed]() mutable { rp.deliver(r.mail, r.imq); };
+        });
+    },
+    [=](passwd_atom, const std::string& name, const std::string& hash) {
+      return group_write<caf::ok_atom>(
+        self, [&](store& db, auto rp) -> std::function<void()> {
+          if (!db.set_password_hash(name, hash))
+            return
+              [rp]() mutable { rp.deliver(make_error(errc::no_such_user)); };
+          return [rp]() mutable { rp.deliver(caf::ok_atom::value); };
+        });
+    },
     [=](commit_atom, uint64_t number) {
       if (number == self->state.group_number)
         commit_group(self);

@@ -637,6 +637,31 @@ parser::parser() {
               "requests get 'KO mailbox unavailable'; a node missing a "
               "heartbeat for this long is marked down");
   add_node_tls(app, srv.tls);
+  // admin tool
+  app
+    .add_option_function<std::string>(
+      "--admin-port",
+      [&srv](const std::string& text) {
+        if (text == "off") {
+          srv.admin_port.reset();
+          return;
+        }
+        auto value = parse_decimal(text);
+        if (!value || *value > 65535)
+          throw CLI::ValidationError("--admin-port",
+                                     "'" + text
+                                       + "' is neither off nor a whole "
+                                         "number from "
+                                       + range_text(0, 65535));
+        srv.admin_port = static_cast<uint16_t>(*value);
+      },
+      "Port of the admin listener (smsp-admin; docs/OPERATIONS.md, 'The "
+      "admin tool') on 127.0.0.1: 0 lets the system pick one, off "
+      "disables it. Its port and a fresh token are written to "
+      "DATA_DIR/admin (mode 0600) at start and removed at a clean stop "
+      "(0 to 65535, or off)")
+    ->type_name("N")
+    ->default_str("0");
 
   auto& node = result.node;
   auto node_cmd = this->node_cmd = app.add_subcommand(

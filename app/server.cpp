@@ -13,14 +13,17 @@
 #include <vector>
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include "actors/log.hpp"
+#include "app/admin_file.hpp"
 #include "caf/all.hpp"
 #include "caf/io/all.hpp"
 #include "caf/openssl/all.hpp"
+#include "net/admin.hpp"
 
 namespace smsp {
 
@@ -38,31 +41,34 @@ size_t open_descriptors() {
 }
 
 /// How many connections fit under the open-file limit, with what is open now
-/// and reserved_descriptors kept free: CAF 0.17's acceptor spins on accept()
+/// and reserved_descriptors (plus `extra_reserve`, the admin listener's
+/// descriptors) kept free: CAF 0.17's acceptor spins on accept()
 /// while the table is full (EMFILE), and clients then wait unanswered in the
 /// kernel's backlog, so the table must never fill. Fails when no connection
 /// fits.
-caf::expected<size_t> connection_room(size_t wanted) {
+caf::expected<size_t> connection_room(size_t wanted, size_t extra_reserve) {
   rlimit lim{};
   if (::getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY)
     return wanted;
   auto limit = static_cast<size_t>(lim.rlim_cur);
   auto in_use = open_descriptors();
-  if (in_use + reserved_descriptors >= limit)
+  // The admin listener's (opened after this count) are held back too.
+  auto reserve = reserved_descriptors + extra_reserve;
+  if (in_use + reserve >= limit)
     return caf::make_error(caf::sec::runtime_error,
                            "the open-file limit (" + std::to_string(limit)
                              + " descriptors) leaves no room for connections: "
                              + std::to_string(in_use) + " are in use and "
-                             + std::to_string(reserved_descriptors)
+                             + std::to_string(reserve)
                              + " are kept in reserve; raise it (ulimit -n)");
-  auto room = limit - in_use - reserved_descriptors;
+  auto room = limit - in_use - reserve;
   if (room < wanted)
     log_warn("server", "serving at most " + std::to_string(room)
                          + " connections, not the " + std::to_string(wanted)
                          + " of --max-connections: the open-file limit is "
                          + std::to_string(limit) + " descriptors, "
                          + std::to_string(in_use) + " are in use and "
-                         + std::to_string(reserved_descriptors)
+                         + std::to_string(reserve)
                          + " kept in reserve (raise ulimit -n)");
   return std::min(room, wanted);
 }
@@ -271,6 +277,41 @@ std::string check_node_list_change(store& db, const server_config& cfg) {
   return {};
 }
 
+/// admin tool: opens the admin listener on 127.0.0.1 and writes the admin
+/// file (its port and a fresh token) into the data dir.
+caf::error start_admin(caf::actor_system& sys, server& srv,
+                       const server_config& cfg) {
+  admin_deps deps;
+  deps.registry = srv.registry;
+  deps.imq = srv.imq;
+  deps.writer = srv.writer;
+  deps.reader = srv.reader;
+  deps.acceptor = srv.acceptor;
+  deps.token = new_admin_token();
+  deps.waits = cfg.acceptor.connection.waits;
+  const std::string host = "127.0.0.1";
+  auto token = deps.token;
+  auto bound = listen_admin(sys, std::move(deps), host, *cfg.admin_port);
+  if (!bound)
+    return caf::make_error(caf::sec::runtime_error,
+                           "cannot open the admin listener on " + host + ":"
+                             + std::to_string(*cfg.admin_port) + ": "
+                             + sys.render(bound.error()));
+  srv.admin = bound->acceptor;
+  srv.admin_port = bound->port;
+  auto why = write_admin_file(
+    cfg.data_dir, admin::endpoint{host, bound->port, token,
+                                  static_cast<int64_t>(::getpid())});
+  if (!why.empty())
+    return caf::make_error(caf::sec::runtime_error,
+                           "cannot write the admin file: " + why);
+  srv.admin_data_dir = cfg.data_dir;
+  log_info("admin", "listening on " + host + ":"
+                      + std::to_string(srv.admin_port) + " (its token is in "
+                      + admin_file_path(cfg.data_dir) + ")");
+  return {};
+}
+
 } // namespace
 
 caf::expected<server> start_server(caf::actor_system& sys,
@@ -287,6 +328,10 @@ caf::expected<server> start_server(caf::actor_system& sys,
     std::filesystem::path{cfg.data_dir} / "smsp.db", ec);
   // Throws store_error: a data dir that cannot be used stops the start.
   auto db = store::open(cfg.data_dir, cfg.sync);
+  // admin tool: with the data dir's lock held, any admin file is stale (a
+  // server killed before its clean stop); without a listener it must go.
+  if (!cfg.admin_port)
+    remove_admin_file(cfg.data_dir);
   auto queued = db.imq();
   srv.accounts = db.account_count();
   srv.mail = db.mail_count();
@@ -346,7 +391,8 @@ caf::expected<server> start_server(caf::actor_system& sys,
                      registry_deps{srv.hasher, srv.imq, srv.writer, srv.reader,
                                    srv.dumper, srv.links},
                      reg_cfg);
-  auto room = connection_room(cfg.acceptor.max_connections);
+  auto room = connection_room(cfg.acceptor.max_connections,
+                              cfg.admin_port ? admin_descriptors : 0);
   if (!room) {
     stop_server(srv);
     return std::move(room.error());
@@ -374,6 +420,12 @@ caf::expected<server> start_server(caf::actor_system& sys,
     }
     srv.metrics_http = std::move(*endpoint);
   }
+  if (cfg.admin_port) {
+    if (auto err = start_admin(sys, srv, cfg)) {
+      stop_server(srv);
+      return err;
+    }
+  }
   return srv;
 }
 
@@ -381,6 +433,12 @@ void stop_server(const server& srv) {
   // The metrics endpoint first: its scrapes ask the actors below.
   if (srv.metrics_http)
     srv.metrics_http->stop();
+  // admin tool: the admin file goes first, so that smsp-admin no longer
+  // finds a server that is stopping.
+  if (!srv.admin_data_dir.empty())
+    remove_admin_file(srv.admin_data_dir);
+  if (srv.admin)
+    stop_admin(srv.admin);
   // Connections first: a request in flight when the registry stopped would
   // otherwise be answered "KO internal error".
   if (srv.acceptor)

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "actors/spawn.hpp"
+#include "app/admin_file.hpp"
 #include "app/metrics_http.hpp"
 #include "caf/actor.hpp"
 #include "caf/expected.hpp"
@@ -58,7 +59,7 @@ struct server_config {
   uint16_t port = 5000;
   hasher_config hashing;
   /// Durable data: created if missing, locked while the server runs.
-  std::string data_dir = "./smsp-data";
+  std::string data_dir = default_data_dir;
   sync_mode sync = sync_mode::full;
   /// Longest wait of a group commit for more writes; see spawn_writer.
   std::chrono::microseconds commit_delay{0};
@@ -83,6 +84,9 @@ struct server_config {
   std::optional<uint16_t> metrics_port;
   /// Address of the metrics endpoint; the default serves this machine only.
   std::string metrics_host = "127.0.0.1";
+  /// admin tool: the admin listener's port on 127.0.0.1 (0: one the OS
+  /// picks); nullopt: no admin listener and no admin file.
+  std::optional<uint16_t> admin_port = uint16_t{0};
 };
 
 /// Everything a mailbox node is started with.
@@ -119,6 +123,11 @@ struct server {
   /// the endpoint (its port() is the one bound).
   metrics_actor metrics;
   std::shared_ptr<metrics_endpoint> metrics_http;
+  /// admin tool: the admin listener (net/admin.hpp), its port, and the data
+  /// dir whose admin file stop_server removes; none when it is off.
+  caf::actor admin;
+  uint16_t admin_port = 0;
+  std::string admin_data_dir;
   /// What the start found, for its log line: whether smsp.db was created
   /// (else opened), and its accounts, mailbox messages and IMQ messages
   /// (claimed moves to nodes included).

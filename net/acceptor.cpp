@@ -183,6 +183,8 @@ caf::behavior acceptor(acceptor_broker* self, registry_actor registry,
       auto who = caf::actor_cast<caf::actor_addr>(self->current_sender());
       deliver(self, st.budget->release(who, bytes));
     },
+    // admin tool: the live connections, for STATS.
+    [=](conns_atom) { return uint64_t{self->state.connections.size()}; },
     [=](caf::idle_atom) {
       auto& st = self->state;
       st.sweeping = false;

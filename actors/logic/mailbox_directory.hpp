@@ -77,6 +77,19 @@ public:
     return out;
   }
 
+  /// admin tool: moves `user`'s active mailbox, if any, to retiring at once
+  /// (as retire_idle does, without counting a passivation) and returns it.
+  std::optional<Handle> retire_now(const std::string& user) {
+    auto e = active_.peek(user);
+    if (e == nullptr)
+      return std::nullopt;
+    auto moved = std::move(*e);
+    active_.erase(user);
+    auto handle = moved.handle;
+    retiring_[user] = std::move(moved);
+    return handle;
+  }
+
   /// The retiring mailbox `id` of `user` has finished: forgets it, if it is
   /// still the one retiring for `user`.
   void retired(const std::string& user, const Id& id) {

@@ -173,6 +173,34 @@ public:
   /// Every account's name, sorted bytewise.
   std::vector<std::string> account_names();
 
+  // -- the admin tool (actors/store/store_admin.cpp)
+  // ---------------------------
+
+  /// Committed rows: accounts, mailbox messages, IMQ messages (claimed ones
+  /// included). Throws store_error.
+  struct totals {
+    uint64_t accounts = 0;
+    uint64_t mail = 0;
+    uint64_t imq = 0;
+  };
+  totals count_rows();
+  /// The account names matching `glob` (SQLite's GLOB: `*`, `?`, `[...]`,
+  /// case-sensitive), sorted bytewise. Throws store_error.
+  std::vector<std::string> account_names_matching(const std::string& glob);
+  /// What remove_user removed.
+  struct removed_user {
+    uint64_t mail = 0;
+    uint64_t imq = 0;
+  };
+  /// In the caller's transaction: removes account `name`, every message of
+  /// its mailbox and its IMQ posts that are not claimed for a move to a node
+  /// (those are another mailbox's mail already, or about to be). nullopt,
+  /// changing nothing, when there is no such account. Throws store_error.
+  std::optional<removed_user> remove_user(const std::string& name);
+  /// In the caller's transaction: replaces `name`'s password hash; false
+  /// when there is no such account. Throws store_error.
+  bool set_password_hash(const std::string& name, const std::string& hash);
+
   /// Where dump() reports; each callback gets a count and the first texts.
   struct dump_sink {
     /// Accounts, mailbox messages and IMQ messages in all (an entry claimed

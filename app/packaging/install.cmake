@@ -1,5 +1,5 @@
 # What `cmake --install` installs and `cpack -G DEB` packs (included from the
-# top-level CMakeLists.txt): the three tools, their man pages (made with
+# top-level CMakeLists.txt): the four tools, their man pages (made with
 # help2man at build time when it is installed) and the systemd units.
 # Components: bin, man, service.
 include(GNUInstallDirs)
@@ -9,7 +9,7 @@ include(GNUInstallDirs)
 # other tests are running.
 set(CMAKE_SKIP_INSTALL_ALL_DEPENDENCY ON)
 
-install(TARGETS smsp-actors smsp-client smsp-bench
+install(TARGETS smsp-actors smsp-client smsp-admin smsp-bench
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT bin)
 
 # The commented example of --config, every option at its default.
@@ -33,6 +33,7 @@ if(HELP2MAN_EXECUTABLE AND NOT SMSP_SANITIZE)
       "smsp-actors|smsp-actors|--help|SMSP mail server on the C++ Actor Framework"
       "smsp-actors-node|smsp-actors|node --help|mailbox node of an smsp-actors front"
       "smsp-client|smsp-client|--help|interactive and scripted SMSP client"
+      "smsp-admin|smsp-admin|--help|administer a running or stopped smsp-actors server"
       "smsp-bench|smsp-bench|--help|load generator for an SMSP server")
     string(REPLACE "|" ";" fields "${page}")
     list(GET fields 0 name)

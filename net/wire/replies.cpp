@@ -44,6 +44,10 @@ std::string_view failure(errc code) {
       return "KO storage failed, nothing was saved";
     case errc::mailbox_unavailable:
       return "KO mailbox unavailable";
+    // Only the admin interface meets these (net/wire/admin.cpp).
+    case errc::user_on_node:
+    case errc::change_under_way:
+      return internal_error;
   }
   return internal_error;
 }

@@ -2,7 +2,8 @@
 # Black-box test: the metrics endpoint (issue 12 item 4).
 """Usage: metrics_test.py SERVER_BIN
 
-Without --metrics-port the server listens on its client port only. With
+Without --metrics-port the server listens on its client port and the admin
+port only. With
 --metrics-port 0 it prints the bound metrics address before its listening
 line, binds 127.0.0.1, serves /metrics in the Prometheus text format (checked
 with Debian's `promtool check metrics`), 404 for any other path and 405 for
@@ -119,9 +120,16 @@ def off_by_default(binary, tmp):
             return
         check("without --metrics-port no metrics address is printed",
               METRICS_LINE.search(srv.out()) is None, srv.out())
+        # The admin listener (smsp-admin's, on by default) is the one other
+        # port; its file in the data dir names it.
+        admin = read_file(os.path.join(tmp, "plain", "admin")).split()
+        admin_port = {int(w.split("=", 1)[1]) for w in admin
+                      if w.startswith("port=")}
         ports = {port for _, port in listening_sockets(srv.proc.pid)}
         check("without --metrics-port the server listens on its client port "
-              "only", ports == {srv.port}, f"listening on {sorted(ports)}")
+              "and the admin port only",
+              len(admin_port) == 1 and ports == {srv.port} | admin_port,
+              f"listening on {sorted(ports)}, admin file: {admin}")
     finally:
         srv.stop()
 

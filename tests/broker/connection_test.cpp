@@ -92,6 +92,16 @@ registry_actor::behavior_type scripted_registry(registry_actor::pointer self,
     [=](stats_atom) -> caf::result<registry_figures> {
       return registry_figures{};
     },
+    // admin tool: not used here.
+    [=](sessions_atom) { return std::vector<std::string>{}; },
+    [=](kick_atom, const std::string&) -> caf::result<caf::ok_atom> {
+      return make_error(errc::not_logged_in);
+    },
+    [=](passwd_atom, const std::string&, const std::string&)
+      -> caf::result<caf::ok_atom> { return make_error(errc::no_such_user); },
+    [=](purge_atom, const std::string&) -> caf::result<uint64_t, uint64_t> {
+      return make_error(errc::no_such_user);
+    },
     [=](caf::tick_atom) {
       // The real registry passivates here; nothing to do.
     },

@@ -3,7 +3,7 @@
 # temporary directory, nothing installed on this machine.
 #   install_test.sh BUILD_DIR
 # 1. cmake --install BUILD_DIR --prefix /usr into a staging DESTDIR: the
-#    three tools, the man pages (when help2man is installed), the two systemd
+#    four tools, the man pages (when help2man is installed), the two systemd
 #    units naming /usr/bin/smsp-actors, the example config; each installed
 #    tool's --version and --help run.
 # 2. cpack -G DEB: the package holds the same files, its control file has a
@@ -24,7 +24,7 @@ grep -q '^HELP2MAN_EXECUTABLE:FILEPATH=/' "$build/CMakeCache.txt" && have_help2m
 stage=$tmp/stage
 DESTDIR=$stage cmake --install "$build" --prefix /usr >"$tmp/install.log" \
   || { cat "$tmp/install.log" >&2; fail "cmake --install failed"; exit 1; }
-for tool in smsp-actors smsp-client smsp-bench; do
+for tool in smsp-actors smsp-client smsp-admin smsp-bench; do
   check_file "$stage/usr/bin/$tool"
   [ -x "$stage/usr/bin/$tool" ] || fail "$tool is not executable"
   out=$("$stage/usr/bin/$tool" --version 2>&1) || fail "$tool --version failed"
@@ -35,7 +35,7 @@ done
 check_file "$stage/usr/share/doc/smsp-actors/smsp-actors.conf.example"
 check_file "$stage/usr/share/doc/smsp-actors/fail2ban-filter-smsp-actors.conf"
 if [ $have_help2man = 1 ]; then
-  for page in smsp-actors smsp-actors-node smsp-client smsp-bench; do
+  for page in smsp-actors smsp-actors-node smsp-client smsp-admin smsp-bench; do
     man=$stage/usr/share/man/man1/$page.1.gz
     check_file "$man"
     [ -f "$man" ] && { zcat "$man" | grep -q '^\.TH' || fail "$page.1.gz is no man page"; }
@@ -103,7 +103,8 @@ else
   else
     dpkg-deb -c "$deb" >"$tmp/contents"
     dpkg-deb -I "$deb" >"$tmp/info"
-    for path in ./usr/bin/smsp-actors ./usr/bin/smsp-client ./usr/bin/smsp-bench \
+    for path in ./usr/bin/smsp-actors ./usr/bin/smsp-client ./usr/bin/smsp-admin \
+                ./usr/bin/smsp-bench \
                 ./lib/systemd/system/smsp-actors.service \
                 ./lib/systemd/system/smsp-actors-node@.service; do
       grep -q " $path\$" "$tmp/contents" || fail ".deb lacks $path"

@@ -133,3 +133,28 @@ TEST_CASE("for_each reaches every active and retiring mailbox once",
   std::sort(seen.begin(), seen.end());
   CHECK(seen == std::vector<int>{1, 2, 3});
 }
+
+TEST_CASE("retire_now moves one user's active mailbox to retiring at once",
+          "[mailbox_directory]") {
+  directory dir;
+  CHECK_FALSE(dir.retire_now("alice"));
+  dir.activate("alice", 1, 1, t0);
+  dir.activate("bob", 2, 2, t0);
+  auto handle = dir.retire_now("alice");
+  REQUIRE(handle);
+  CHECK(*handle == 1);
+  CHECK_FALSE(dir.is_active("alice"));
+  CHECK(dir.retiring("alice") == 1);
+  // bob is untouched; an admin retirement is no passivation.
+  CHECK(dir.is_active("bob"));
+  CHECK(dir.active_count() == 1);
+  CHECK(dir.retiring_count() == 1);
+  CHECK(dir.passivations() == 0);
+  // A successor would wait for it; its stop forgets it.
+  dir.retired("alice", 1);
+  CHECK_FALSE(dir.retiring("alice"));
+  CHECK(dir.known_count() == 2);
+  CHECK_FALSE(dir.stopped(1));
+  CHECK(dir.known_count() == 1);
+  CHECK_FALSE(dir.retire_now("alice"));
+}

@@ -153,6 +153,17 @@ smsp::registry_actor::behavior_type hanging_registry(
     },
     [=](dump_atom) { return caf::ok_atom::value; },
     [=](stats_atom) { return registry_figures{}; },
+    // admin tool: not used here.
+    [=](sessions_atom) { return std::vector<std::string>{}; },
+    [=](kick_atom, std::string&) -> caf::result<caf::ok_atom> {
+      return make_error(errc::not_logged_in);
+    },
+    [=](passwd_atom, std::string&, std::string&) -> caf::result<caf::ok_atom> {
+      return make_error(errc::no_such_user);
+    },
+    [=](purge_atom, std::string&) -> caf::result<uint64_t, uint64_t> {
+      return make_error(errc::no_such_user);
+    },
     [=](caf::tick_atom) {},
     [=](node_atom, up_atom, uint64_t) {},
     [=](node_atom, down_atom, uint64_t) {},

@@ -720,3 +720,84 @@ TEST_CASE("account names come sorted") {
   CHECK(db.account_names()
         == std::vector<std::string>{"Zed", "al", "alice", "bob", "carol"});
 }
+
+TEST_CASE("admin: remove_user removes the account, its mail and its storable "
+          "posts in the caller's transaction") {
+  temp_dir dir;
+  auto db = store::open(dir.str(), sync_mode::off);
+  db.begin();
+  REQUIRE(db.add_account("alice", "h1"));
+  REQUIRE(db.add_account("bob", "h2"));
+  auto for_bob = db.post("alice", "for bob");
+  REQUIRE(db.move_to_mailbox(for_bob, "bob"));
+  auto for_alice = db.post("bob", "for alice");
+  REQUIRE(db.move_to_mailbox(for_alice, "alice"));
+  db.post("bob", "bob unstored");
+  auto claimed = db.post("bob", "bob claimed for a node");
+  REQUIRE(db.claim_move(claimed, "carol"));
+  db.post("alice", "alice unstored");
+  db.commit();
+  auto before = db.count_rows();
+  CHECK(before.accounts == 2);
+  CHECK(before.mail == 2);
+  CHECK(before.imq == 3);
+  db.begin();
+  auto removed = db.remove_user("bob");
+  db.commit();
+  REQUIRE(removed);
+  CHECK(removed->mail == 1);
+  // The claimed post is on its way to a node: not bob's to take back.
+  CHECK(removed->imq == 1);
+  CHECK_FALSE(db.password_hash("bob"));
+  CHECK(db.mailbox("bob").empty());
+  CHECK(texts_of(db.mailbox("alice")) == std::vector<std::string>{"for alice"});
+  std::vector<std::string> posters;
+  for (auto& msg : db.imq())
+    posters.push_back(msg.poster);
+  CHECK(posters == std::vector<std::string>{"bob", "alice"});
+  db.begin();
+  CHECK_FALSE(db.remove_user("bob"));
+  db.rollback();
+  auto after = db.count_rows();
+  CHECK(after.accounts == 1);
+  CHECK(after.mail == 1);
+  CHECK(after.imq == 2);
+}
+
+TEST_CASE("admin: a rolled back remove_user changes nothing") {
+  temp_dir dir;
+  auto db = store::open(dir.str(), sync_mode::off);
+  db.begin();
+  REQUIRE(db.add_account("bob", "h"));
+  db.post("bob", "unstored");
+  db.commit();
+  db.begin();
+  REQUIRE(db.remove_user("bob"));
+  db.rollback();
+  CHECK(db.password_hash("bob") == std::string{"h"});
+  CHECK(db.imq().size() == 1);
+}
+
+TEST_CASE("admin: set_password_hash and account_names_matching") {
+  temp_dir dir;
+  auto db = store::open(dir.str(), sync_mode::off);
+  db.begin();
+  for (auto name : {"alice", "albert", "bob", "Alan"})
+    REQUIRE(db.add_account(name, "old"));
+  REQUIRE(db.set_password_hash("alice", "new"));
+  CHECK_FALSE(db.set_password_hash("nobody", "new"));
+  db.commit();
+  CHECK(db.password_hash("alice") == std::string{"new"});
+  CHECK(db.password_hash("bob") == std::string{"old"});
+  auto reader = store::open_reader(dir.str());
+  CHECK(reader.account_names_matching("*")
+        == std::vector<std::string>{"Alan", "albert", "alice", "bob"});
+  CHECK(reader.account_names_matching("al*")
+        == std::vector<std::string>{"albert", "alice"});
+  CHECK(reader.account_names_matching("[AB]*")
+        == std::vector<std::string>{"Alan"});
+  CHECK(reader.account_names_matching("b?b")
+        == std::vector<std::string>{"bob"});
+  CHECK(reader.account_names_matching("x*").empty());
+  CHECK(reader.count_rows().accounts == 4);
+}

@@ -91,6 +91,14 @@ long lock_holder(const std::string& data_dir) {
   std::string name;
   if (!(comm >> name) || name != "smsp-actors")
     return 0;
+  // A server that exited but was not reaped yet (a zombie) runs no more.
+  std::ifstream stat{"/proc/" + std::to_string(pid) + "/stat"};
+  std::string line;
+  std::getline(stat, line);
+  if (auto close = line.rfind(')'); close != std::string::npos
+                                    && close + 2 < line.size()
+                                    && line[close + 2] == 'Z')
+    return 0;
   return pid;
 }
 

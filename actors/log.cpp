@@ -88,7 +88,6 @@ struct log_writer {
   bool stopping = false;
   /// Set by the writer thread as it returns.
   bool done = false;
-  bool reopen = false;
   std::string path;
   int fd = STDERR_FILENO;
   std::thread thread;
@@ -126,10 +125,12 @@ void drain(log_writer* w) {
   bool failing = false;
   std::unique_lock<std::mutex> guard{w->mtx};
   for (;;) {
-    w->wake.wait(guard,
-                 [w] { return w->stopping || w->reopen || !w->lines.empty(); });
-    if (w->reopen) {
-      w->reopen = false;
+    w->wake.wait(guard, [w] { return w->stopping || !w->lines.empty(); });
+    // An empty entry is a reopen request (every line ends with a newline):
+    // queued in order, so the lines logged before the SIGHUP go to the old
+    // file and its note comes after them.
+    if (!w->lines.empty() && w->lines.front().empty()) {
+      w->lines.pop_front();
       guard.unlock();
       std::string note;
       bool failed_reopen = false;
@@ -260,7 +261,8 @@ void log_reopen() {
     return;
   {
     std::lock_guard<std::mutex> guard{writer->mtx};
-    writer->reopen = true;
+    // Never dropped, however full the queue: it takes no bytes.
+    writer->lines.emplace_back();
   }
   writer->wake.notify_one();
 }

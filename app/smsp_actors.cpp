@@ -203,6 +203,16 @@ int run(const smsp::command_line& cmd, const sigset_t& signals) {
     return smsp::exit_failure;
   }
   if (!srv) {
+    auto& why = srv.error().context();
+    // The metrics endpoint and the admin listener name their own address.
+    if (why.size() == 1 && why.match_element<std::string>(0)) {
+      auto& text = why.get_as<std::string>(0);
+      if (text.rfind("cannot serve metrics", 0) == 0
+          || text.rfind("cannot open the admin listener", 0) == 0) {
+        std::cerr << "smsp-actors: " << text << "\n";
+        return smsp::exit_failure;
+      }
+    }
     std::cerr << "smsp-actors: cannot serve " << srv_cfg.host << ":"
               << srv_cfg.port << ": ";
     if (srv.error() == caf::sec::cannot_open_port)

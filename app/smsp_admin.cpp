@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -71,10 +72,15 @@ std::unique_ptr<smsp::line_client> connect(const std::string& data_dir) {
   try {
     ask(*conn, "AUTH " + where->token);
   } catch (const failure& e) {
-    throw failure{std::string{e.what()} + " (the admin listener at "
-                  + where->host + ":" + std::to_string(where->port)
-                  + " refused the token of " + smsp::admin_file_path(data_dir)
-                  + ")"};
+    std::string why = e.what();
+    // Only a wrong token is the token's fault (a stale admin file from
+    // another server on that port); "too many admin connections" is not.
+    if (why.find(smsp::admin::reply::wrong_token.substr(4))
+        != std::string::npos)
+      why += " (the admin listener at " + where->host + ":"
+             + std::to_string(where->port) + " refused the token of "
+             + smsp::admin_file_path(data_dir) + ")";
+    throw failure{why};
   }
   return conn;
 }
@@ -114,6 +120,9 @@ void offline_note(const std::string& data_dir) {
 /// The database of a stopped server, read-only (SQLite readers never block
 /// a writer, and nothing is written).
 smsp::store open_offline(const std::string& data_dir) {
+  if (std::error_code ec; !std::filesystem::exists(data_dir + "/smsp.db", ec))
+    throw failure{"no smsp-actors database in " + data_dir
+                  + " (give the server's data dir with --data-dir)"};
   try {
     return smsp::store::open_reader(data_dir);
   } catch (const smsp::store_error& e) {
@@ -201,8 +210,8 @@ int run(CLI::App& app, const options& opts) {
       print_fields(ask(*conn, "STATS"));
       return exit_ok;
     }
-    offline_note(opts.data_dir);
     auto db = open_offline(opts.data_dir);
+    offline_note(opts.data_dir);
     auto t = db.count_rows();
     std::cout << "accounts: " << t.accounts << "\n"
               << "store_messages: " << t.mail << "\n"
@@ -215,8 +224,8 @@ int run(CLI::App& app, const options& opts) {
       print_names(smsp::admin::decode_names(ask(*conn, "USERS " + pattern)));
       return exit_ok;
     }
-    offline_note(opts.data_dir);
     auto db = open_offline(opts.data_dir);
+    offline_note(opts.data_dir);
     print_names(db.account_names_matching(pattern));
     return exit_ok;
   }

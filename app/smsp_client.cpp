@@ -673,8 +673,9 @@ private:
       cookie_.clear();
       throw server_refused(reply + " (the session"
                            + (who.empty() ? "" : " of " + who)
-                           + " expired: the server restarted or the user "
-                             "logged in elsewhere; log in again)");
+                           + " expired: the server restarted, or the "
+                             "session was ended by a login elsewhere, a "
+                             "LOGOUT or an administrator; log in again)");
     }
     return reply;
   }

@@ -12,7 +12,8 @@ set(CMAKE_SKIP_INSTALL_ALL_DEPENDENCY ON)
 install(TARGETS smsp-actors smsp-client smsp-admin smsp-bench
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT bin)
 
-# The commented example of --config, every option at its default.
+# The commented example of --config (docs/OPERATIONS.md, "Configuration
+# file").
 install(FILES ${PROJECT_SOURCE_DIR}/docs/smsp-actors.conf.example
   DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/doc/smsp-actors COMPONENT bin)
 # The fail2ban filter for failed LOGINs (docs/OPERATIONS.md, "The log").
@@ -94,8 +95,9 @@ set(CPACK_PACKAGE_DESCRIPTION
 Accounts, the incoming message queue and mailboxes are kept in SQLite and
 every acknowledged write is durable; passwords are Argon2id hashes.
 Mailboxes may live on mailbox nodes (smsp-actors node). The package holds
-the server, the smsp-client and smsp-bench tools, their man pages and the
-systemd units smsp-actors.service and smsp-actors-node@.service.")
+the server, the smsp-client, smsp-admin and smsp-bench tools, their man
+pages, an example config, a fail2ban filter and the systemd units
+smsp-actors.service and smsp-actors-node@.service.")
 set(SMSP_PACKAGE_MAINTAINER
     "smsp-actors maintainers <maintainers@users.noreply.r-seed-996a365d.example>"
     CACHE STRING "Maintainer field of the .deb")

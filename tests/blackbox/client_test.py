@@ -1218,8 +1218,9 @@ def run_expired_session_checks(client, server_bin, env, tmp, cleanup):
           f"screen {screen!r}")
     check("interactive: ... and the prompt no longer shows the user, "
           "whoami says not logged in",
-          b"expired: the server restarted or the user logged in elsewhere; "
-          b"log in again)\n" + prompt + b"whoami\nnot logged in\n" in screen,
+          b"expired: the server restarted, or the session was ended by a "
+          b"login elsewhere, a LOGOUT or an administrator; log in "
+          b"again)\n" + prompt + b"whoami\nnot logged in\n" in screen,
           f"screen {screen!r}")
     check("interactive: logging in again works (count 0, exit 0)",
           status == 0 and b"logged in as expiry\nexpiry@" + prompt

@@ -11,7 +11,8 @@
     the failures counted and the penalty, the penalty starting, a LOGIN
     refused during it; a name with control bytes is escaped. fail2ban's
     own fail2ban-regex, with the shipped filter, finds exactly the failed
-    and refused LOGINs at 127.0.0.1 (when fail2ban is installed).
+    and refused LOGINs at 127.0.0.1 (when fail2ban is installed), in the log
+    file and as the journal hands them to fail2ban.
 (c) At debug: each connection opened and closed by its client; at info, an
     idle connection closed by the server.
 (d) A short penalty logs its end.
@@ -139,6 +140,7 @@ def case_events(binary, fail2ban_filter, tmp):
               out.returncode == 0 and total is not None
               and int(total.group(1)) == 5, out.stdout[-1500:],
               out.stderr[-500:])
+        journal_matches(fail2ban_filter, log_bytes)
     else:
         print("SKIP: fail2ban-regex not installed (.ci/setup installs it)")
 
@@ -170,6 +172,53 @@ def case_events(binary, fail2ban_filter, tmp):
           start and f"data dir {absolute} opened (1 account(s), 1 mailbox "
           "message(s), 1 on the IMQ)" in start[0], *again.log_tail())
     again.stop()
+
+
+def filter_setting(path, key):
+    """One setting of the fail2ban filter file (a single-line value)."""
+    with open(path) as f:
+        for line in f:
+            if line.startswith(key + " = "):
+                return line[len(key) + 3:].strip().replace("%%", "%")
+    return None
+
+
+# Run by fail2ban's own Python (the interpreter of fail2ban-regex), which
+# has its modules: feeds each line of stdin to fail2ban's Filter as the
+# journal backend does, and prints the addresses found, one per line.
+JOURNAL_FEED = r"""
+import sys, time
+from fail2ban.server.filter import Filter
+f = Filter(None)
+f.active = True
+f.addFailRegex(sys.argv[1])
+f.setDatePattern(sys.argv[2])
+now = time.time()
+stamp = time.strftime("%Y-%m-%d %H:%M:%S ", time.localtime(now))
+for line in sys.stdin.read().splitlines():
+    for t in f.processLine(("", stamp, "host1 smsp-actors[4242]: " + line),
+                           now):
+        print(t[1])
+"""
+
+
+def journal_matches(fail2ban_filter, log_bytes):
+    """(b) From the journal (backend = systemd) fail2ban gets each line as
+    "HOST smsp-actors[PID]: <the whole log line>" with the journal's own
+    time: fed that way through fail2ban's Filter, the shipped filter matches
+    the same 5 lines, at 127.0.0.1."""
+    with open(shutil.which("fail2ban-regex")) as f:
+        interpreter = f.readline()[2:].split()
+    out = subprocess.run(
+        interpreter + ["-c", JOURNAL_FEED,
+                       filter_setting(fail2ban_filter, "failregex"),
+                       filter_setting(fail2ban_filter, "datepattern")],
+        input=log_bytes, capture_output=True, timeout=120)
+    found = out.stdout.decode().split()
+    check("(b) from the journal, the shipped filter matches the same 5 "
+          "LOGINs, by address",
+          out.returncode == 0 and found == ["127.0.0.1"] * 5, repr(found),
+          out.stderr.decode()[-500:])
 
 
 def case_penalty_end(binary, tmp):

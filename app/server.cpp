@@ -295,8 +295,12 @@ caf::error start_admin(caf::actor_system& sys, server& srv,
   if (!bound)
     return caf::make_error(caf::sec::runtime_error,
                            "cannot open the admin listener on " + host + ":"
-                             + std::to_string(*cfg.admin_port) + ": "
-                             + sys.render(bound.error()));
+                             + std::to_string(*cfg.admin_port)
+                             + (bound.error() == caf::sec::cannot_open_port
+                                  ? std::string{" (is the port in use? "
+                                                "--admin-port 0 picks a free "
+                                                "one)"}
+                                  : ": " + sys.render(bound.error())));
   srv.admin = bound->acceptor;
   srv.admin_port = bound->port;
   auto why = write_admin_file(

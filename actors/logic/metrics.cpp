@@ -181,24 +181,26 @@ void exposition_writer::labels(std::initializer_list<metric_label> labels,
   out_ += '}';
 }
 
-void exposition_writer::sample(std::string_view name,
-                               std::initializer_list<metric_label> labels,
-                               double value) {
+void exposition_writer::sample_text(std::string_view name,
+                                    std::initializer_list<metric_label> labels,
+                                    std::string_view value) {
   out_ += name;
   this->labels(labels, nullptr);
   out_ += ' ';
-  out_ += format_value(value);
+  out_ += value;
   out_ += '\n';
 }
 
 void exposition_writer::sample(std::string_view name,
                                std::initializer_list<metric_label> labels,
+                               double value) {
+  sample_text(name, labels, format_value(value));
+}
+
+void exposition_writer::sample(std::string_view name,
+                               std::initializer_list<metric_label> labels,
                                uint64_t value) {
-  out_ += name;
-  this->labels(labels, nullptr);
-  out_ += ' ';
-  out_ += std::to_string(value);
-  out_ += '\n';
+  sample_text(name, labels, std::to_string(value));
 }
 
 void exposition_writer::histogram(std::string_view name,

@@ -167,6 +167,11 @@ private:
   void labels(std::initializer_list<metric_label> labels,
               const metric_label* extra);
 
+  /// `name{labels} value` with the value already formatted.
+  void sample_text(std::string_view name,
+                   std::initializer_list<metric_label> labels,
+                   std::string_view value);
+
   std::string out_;
 };
 

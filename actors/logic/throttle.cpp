@@ -227,20 +227,27 @@ login_throttle::login_throttle(throttle_config cfg)
   }
 }
 
-bool login_throttle::allows(std::string_view user, std::string_view address,
-                            time_point now) {
-  now = advance(now);
+login_throttle::applicable login_throttle::lookup(std::string_view user,
+                                                  std::string_view address,
+                                                  time_point now) {
   auto name = user.substr(0, max_user_key);
   auto from = classify(address);
   auto addr_rec = from.trusted ? nullptr : addresses_.find(from.key);
   auto pair_rec = pairs_.find(pair_ref{name, from.key});
   auto user_rec = user_lane(name, from.key, pair_rec != nullptr, now);
-  if (blocked(addr_rec, now) || blocked(pair_rec, now)
-      || blocked(user_rec, now))
+  return {addr_rec, pair_rec, user_rec};
+}
+
+bool login_throttle::allows(std::string_view user, std::string_view address,
+                            time_point now) {
+  now = advance(now);
+  auto recs = lookup(user, address, now);
+  if (blocked(recs.address, now) || blocked(recs.pair, now)
+      || blocked(recs.user, now))
     return false;
-  admit(addr_rec, now);
-  admit(pair_rec, now);
-  admit(user_rec, now);
+  admit(recs.address, now);
+  admit(recs.pair, now);
+  admit(recs.user, now);
   return true;
 }
 
@@ -267,14 +274,10 @@ penalty_state login_throttle::penalty(std::string_view user,
                                       std::string_view address,
                                       time_point now) {
   now = advance(now);
-  auto name = user.substr(0, max_user_key);
-  auto from = classify(address);
-  auto addr_rec = from.trusted ? nullptr : addresses_.find(from.key);
-  auto pair_rec = pairs_.find(pair_ref{name, from.key});
-  auto user_rec = user_lane(name, from.key, pair_rec != nullptr, now);
+  auto recs = lookup(user, address, now);
   penalty_state result;
-  if (pair_rec != nullptr)
-    result.failures = pair_rec->failures;
+  if (recs.pair != nullptr)
+    result.failures = recs.pair->failures;
   auto consider = [&](const record* rec, const char* key) {
     if (rec == nullptr || rec->window_end <= now)
       return;
@@ -285,9 +288,9 @@ penalty_state login_throttle::penalty(std::string_view user,
       result.key = key;
     }
   };
-  consider(addr_rec, "address");
-  consider(pair_rec, "user+address");
-  consider(user_rec, "user");
+  consider(recs.address, "address");
+  consider(recs.pair, "user+address");
+  consider(recs.user, "user");
   return result;
 }
 

@@ -382,6 +382,17 @@ private:
     bool trusted;
   };
 
+  /// The records that apply to a LOGIN as `user` from `address` (nullptr
+  /// where none applies), after advance(now).
+  struct applicable {
+    record* address;
+    record* pair;
+    record* user;
+  };
+
+  applicable lookup(std::string_view user, std::string_view address,
+                    time_point now);
+
   /// Clamps `now` to the latest time seen and drops expired entries.
   time_point advance(time_point now);
 

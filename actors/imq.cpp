@@ -4,6 +4,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "actors/io_thread.hpp"
 #include "actors/log.hpp"
 #include "actors/spawn.hpp"
 #include "caf/all.hpp"
@@ -59,7 +60,7 @@ struct imq_state {
   static inline const char* name = "smsp.imq";
 };
 
-using imq_pointer = imq_actor::stateful_pointer<imq_state>;
+using imq_pointer = io_thread_actor<imq_state, imq_actor>*;
 
 void maybe_purge(imq_pointer self, const std::string& poster);
 
@@ -427,8 +428,8 @@ imq(imq_pointer self, writer_actor writer, std::vector<queued_message> queued,
 imq_actor spawn_imq(caf::actor_system& sys, writer_actor writer,
                     std::vector<queued_message> queued,
                     std::vector<claimed_move> claimed, imq_config cfg) {
-  return sys.spawn(imq, std::move(writer), std::move(queued),
-                   std::move(claimed), cfg);
+  return spawn_on(sys, cfg.host, imq, std::move(writer), std::move(queued),
+                  std::move(claimed), cfg);
 }
 
 } // namespace smsp

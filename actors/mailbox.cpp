@@ -2,6 +2,7 @@
 #include <deque>
 #include <optional>
 
+#include "actors/io_thread.hpp"
 #include "actors/log.hpp"
 #include "actors/spawn.hpp"
 #include "caf/all.hpp"
@@ -23,7 +24,7 @@ struct mailbox_state {
   static inline const char* name = "smsp.mailbox";
 };
 
-using mailbox_pointer = mailbox_actor::stateful_pointer<mailbox_state>;
+using mailbox_pointer = io_thread_actor<mailbox_state, mailbox_actor>*;
 
 /// Commits answer in order, so ids arrive ascending; the search only guards
 /// the FIFO should that ever change.
@@ -261,8 +262,9 @@ spawn_node_mailbox(caf::actor_system& sys, std::string owner,
 
 mailbox_actor spawn_mailbox(caf::actor_system& sys, std::string owner,
                             mailbox_deps deps, mailbox_actor predecessor) {
-  return sys.spawn(mailbox, std::move(owner), std::move(deps),
-                   std::move(predecessor));
+  auto host = deps.host;
+  return spawn_on(sys, host, mailbox, std::move(owner), std::move(deps),
+                  std::move(predecessor));
 }
 
 } // namespace smsp

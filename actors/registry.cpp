@@ -9,6 +9,7 @@
 
 #include <malloc.h>
 
+#include "actors/io_thread.hpp"
 #include "actors/log.hpp"
 #include "actors/logic/lru.hpp"
 #include "actors/logic/mailbox_directory.hpp"
@@ -66,7 +67,7 @@ struct registry_state {
   static inline const char* name = "smsp.registry";
 };
 
-using registry_pointer = registry_actor::stateful_pointer<registry_state>;
+using registry_pointer = io_thread_actor<registry_state, registry_actor>*;
 
 steady_time now(registry_pointer self) {
   return self->state.cfg.now();
@@ -103,7 +104,8 @@ mailbox_actor mailbox_of(registry_pointer self, const std::string& user) {
   auto& d = st.deps;
   auto handle = spawn_mailbox(
     self->system(), user,
-    mailbox_deps{d.reader, d.imq, d.writer, st.cfg.waits, st.cfg.mail},
+    mailbox_deps{
+      d.reader, d.imq, d.writer, st.cfg.waits, st.cfg.mail, {}, d.host},
     st.mailboxes.retiring(user).value_or(mailbox_actor{}));
   self->monitor(handle);
   st.mailboxes.activate(user, handle, handle.address(), t);
@@ -935,7 +937,8 @@ registry(registry_pointer self, registry_deps deps, registry_config cfg) {
 
 registry_actor spawn_registry(caf::actor_system& sys, registry_deps deps,
                               registry_config cfg) {
-  return sys.spawn(registry, std::move(deps), std::move(cfg));
+  auto host = deps.host;
+  return spawn_on(sys, host, registry, std::move(deps), std::move(cfg));
 }
 
 } // namespace smsp

@@ -15,8 +15,22 @@
 #include "actors/logic/throttle.hpp"
 #include "actors/messages.hpp"
 #include "caf/fwd.hpp"
+#include "caf/io/fwd.hpp"
 
 namespace smsp {
+
+/// Where an in-memory actor runs: on CAF's I/O thread (the middleman's
+/// multiplexer), or on the scheduler's threads when null.
+///
+/// Why: in CAF 0.17 every broker runs on the one I/O thread, and a message
+/// from another thread to a broker costs a pipe write, a wake-up of the I/O
+/// thread and a futex on the way back; the profile of a mail cycle (21
+/// messages, 5 of them to the connection) was two thirds kernel time. An
+/// actor on the I/O thread exchanges messages with the brokers through
+/// the multiplexer's own run queue, with no system call, as in a server
+/// with one event loop. Slow work (SQLite, password hashes, DUMP) stays on
+/// threads of its own, so the I/O thread never waits for a disk.
+using actor_host = caf::io::network::multiplexer*;
 
 /// How long an actor waits for another before answering `KO internal error`.
 struct timeouts {
@@ -69,6 +83,8 @@ struct mailbox_deps {
   /// The store id of the front whose IMQ moves mail here: with the IMQ id,
   /// it names a move applied here (see store::apply_move).
   std::string origin = {};
+  /// Where the mailbox runs (see actor_host); null: on the scheduler.
+  actor_host host = nullptr;
 };
 
 /// `owner`'s mailbox, loaded from the store. With a `predecessor` (a retiring
@@ -82,6 +98,8 @@ struct imq_config {
   /// How long a mailbox node may take to apply a move (see
   /// node_link_config::timeout).
   std::chrono::milliseconds node_timeout{1000};
+  /// Where the IMQ runs (see actor_host); null: on the scheduler.
+  actor_host host = nullptr;
 };
 
 /// The incoming message queue, starting with `queued` (from store::imq())
@@ -139,6 +157,9 @@ struct registry_deps {
   /// The links to the mailbox nodes, in the order of registry_config's
   /// nodes; empty: every mailbox lives in this process.
   std::vector<node_link_actor> nodes = {};
+  /// Where the registry and the mailboxes it spawns run (see actor_host);
+  /// null: on the scheduler.
+  actor_host host = nullptr;
 };
 
 struct registry_config {

@@ -421,7 +421,8 @@ struct parser {
                "settings, on the command line or in ./caf-application.ini: "
                "--scheduler.max-threads=N (1 to 256; default: the cores "
                "less one), --scheduler.max-throughput=N (messages per actor "
-               "run, at least 1) and --scheduler.policy=stealing|sharing."};
+               "run, at least 1) and --scheduler.policy=sharing|stealing "
+               "(default: sharing)."};
   server_options opts;
   command_line result;
   std::string pwhash = "interactive";
@@ -563,6 +564,19 @@ parser::parser() {
                 "every client has the proxy's address: leave the proxy out, "
                 "or '' to trust none")
     ->capture_default_str();
+  app
+    .add_option_function<std::string>(
+      "--actors",
+      [&srv](const std::string& name) {
+        srv.actors_on_io_thread = name == "io-thread";
+      },
+      "Where the registry, the IMQ and the mailboxes run: io-thread (beside "
+      "the connections: their messages need no system call, the fastest per "
+      "request; all in-memory work shares one core) or scheduler (CAF's "
+      "worker threads: more cores for deeply pipelined clients). Figures in "
+      "docs/BENCHMARKS.md")
+    ->check(CLI::IsMember({"io-thread", "scheduler"}))
+    ->default_str("io-thread");
   app
     .add_option_function<std::string>(
       "--dump",

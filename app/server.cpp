@@ -18,6 +18,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "actors/io_thread.hpp"
 #include "actors/log.hpp"
 #include "app/admin_file.hpp"
 #include "caf/all.hpp"
@@ -84,6 +85,15 @@ void configure_actor_system(caf::actor_system_config& cfg) {
     auto cores = std::max(2u, std::thread::hardware_concurrency());
     cfg.set("scheduler.max-threads", static_cast<size_t>(cores - 1));
   }
+  // CAF's default, work stealing, polls for work after every job: 500
+  // sleeps of 50 us, then wake-ups every 10 ms, so an idle server woke ~600
+  // times a second (2.3 % of a core). The in-memory actors run on the I/O
+  // thread (actor_host), and the scheduler keeps the occasional work of
+  // the others (DUMP, node links, metrics): work sharing makes its threads
+  // sleep on a condition variable until a job comes, at no cost measured
+  // in throughput (docs/BENCHMARKS.md).
+  if (!caf::get_if(&cfg.content, "scheduler.policy"))
+    cfg.set("scheduler.policy", caf::atom("sharing"));
   cfg.set("middleman.max-consecutive-reads", size_t{1});
 }
 
@@ -387,13 +397,15 @@ caf::expected<server> start_server(caf::actor_system& sys,
     throw;
   }
   srv.hasher = spawn_hasher(sys, cfg.hashing);
+  // The in-memory actors share the connections' I/O thread (actor_host).
+  auto host = cfg.actors_on_io_thread ? io_thread_of(sys) : nullptr;
   srv.imq = spawn_imq(sys, srv.writer, std::move(queued), std::move(claimed),
-                      imq_config{cfg.registry.mail, cfg.node_timeout});
+                      imq_config{cfg.registry.mail, cfg.node_timeout, host});
   reg_cfg.waits = cfg.acceptor.connection.waits;
   srv.registry
     = spawn_registry(sys,
                      registry_deps{srv.hasher, srv.imq, srv.writer, srv.reader,
-                                   srv.dumper, srv.links},
+                                   srv.dumper, srv.links, host},
                      reg_cfg);
   auto room = connection_room(cfg.acceptor.max_connections,
                               cfg.admin_port ? admin_descriptors : 0);

@@ -71,6 +71,9 @@ struct server_config {
   acceptor_config acceptor;
   /// What DUMP costs and shows.
   dump_config dump;
+  /// The registry, the IMQ and the mailboxes run on CAF's I/O thread
+  /// beside the connections (actor_host); false: on the scheduler.
+  bool actors_on_io_thread = true;
   /// The mailbox nodes; empty keeps every mailbox in this process.
   std::vector<node_address> mailbox_nodes;
   /// Start even when the node list differs from the one recorded in the

@@ -237,8 +237,10 @@ int run(const smsp::command_line& cmd, const sigset_t& signals) {
                    + std::to_string(srv->mail) + " mailbox message(s), "
                    + std::to_string(srv->imq_messages) + " on the IMQ), pwhash="
                    + cmd.pwhash + ", sync=" + to_string(srv_cfg.sync)
-                   + ", dump=" + to_string(srv_cfg.dump.mode) + ", at most "
-                   + std::to_string(srv->max_connections) + " connections"
+                   + ", dump=" + to_string(srv_cfg.dump.mode) + ", actors="
+                   + (srv_cfg.actors_on_io_thread ? "io-thread" : "scheduler")
+                   + ", at most " + std::to_string(srv->max_connections)
+                   + " connections"
                    + (srv_cfg.mailbox_nodes.empty()
                         ? std::string{}
                         : ", " + std::to_string(srv_cfg.mailbox_nodes.size())

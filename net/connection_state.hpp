@@ -60,6 +60,9 @@ struct connection_state {
   /// "address:port" of the client, for the log; kept from the start, since
   /// CAF forgets it once the socket is closed.
   std::string peer;
+  /// The socket, written directly while CAF holds no unsent bytes of this
+  /// connection (see write_ready); -1 on the tests' multiplexer.
+  int socket = -1;
   framer frames;
   /// Requests read and not yet started, in arrival order.
   std::deque<frame> queued;

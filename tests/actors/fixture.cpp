@@ -6,8 +6,10 @@
 
 #include <sqlite3.h>
 
+#include "actors/io_thread.hpp"
 #include "actors/logic/credentials.hpp"
 #include "caf/all.hpp"
+#include "caf/io/middleman.hpp"
 #include "net/wire/replies.hpp"
 
 using namespace std::chrono_literals;
@@ -115,7 +117,8 @@ void write_lock::release() {
 
 fixture::fixture(options o)
   : opts{std::move(o)},
-    sys{cfg.set("scheduler.max-threads", scheduler_threads)},
+    sys{cfg.set("scheduler.max-threads", scheduler_threads)
+          .load<caf::io::middleman>()},
     self{sys} {
   REQUIRE(crypto_ready);
   try {
@@ -138,14 +141,15 @@ void fixture::start() {
   auto claimed = db.claimed_moves();
   writer = spawn_writer(sys, std::move(db));
   reader = spawn_reader(sys, dir.str());
+  auto host = opts.on_io_thread ? io_thread_of(sys) : nullptr;
   imq = spawn_imq(sys, writer, std::move(queued), std::move(claimed),
-                  imq_config{opts.mail});
+                  imq_config{opts.mail, std::chrono::milliseconds{1000}, host});
   hasher = smsp::spawn_hasher(sys, opts.hashing);
   dumper = spawn_dumper(sys, dir.str(), writer, opts.dump);
   auto reg_cfg = opts.registry;
   reg_cfg.mail = opts.mail;
   registry = spawn_registry(
-    sys, registry_deps{hasher, imq, writer, reader, dumper}, reg_cfg);
+    sys, registry_deps{hasher, imq, writer, reader, dumper, {}, host}, reg_cfg);
 }
 
 bool fixture::stop() {
@@ -317,7 +321,14 @@ void fixture::expect_not_logged_in(const std::string& cookie,
 mailbox_actor fixture::spawn_mailbox(const std::string& owner,
                                      mailbox_actor predecessor) {
   auto mb = smsp::spawn_mailbox(
-    sys, owner, mailbox_deps{reader, imq, writer, timeouts{}, opts.mail},
+    sys, owner,
+    mailbox_deps{reader,
+                 imq,
+                 writer,
+                 timeouts{},
+                 opts.mail,
+                 {},
+                 opts.on_io_thread ? io_thread_of(sys) : nullptr},
     std::move(predecessor));
   boxes.push_back(mb);
   return mb;

@@ -141,6 +141,10 @@ struct options {
   hasher_config hashing = fast_hasher;
   /// DUMP at once, every time (the rate limit has tests of its own).
   dump_config dump = unlimited_dumps();
+  /// Runs the IMQ, the registry and the mailboxes on CAF's I/O thread, as
+  /// the server does (actor_host); otherwise on the scheduler, where
+  /// scheduler_pause can hold them.
+  bool on_io_thread = false;
 
   static dump_config unlimited_dumps() {
     dump_config cfg;

@@ -1219,7 +1219,8 @@ std::string draw_plot(const options& opt, const std::string& title,
          << " using 1:2 with steps title 'latency'\n"
             "unset multiplot\n";
   std::string failure;
-  if (auto* gp = ::popen("gnuplot", "w")) {
+  // gnuplot's stdout is not ours: the results (or the JSON line) are.
+  if (auto* gp = ::popen("gnuplot >/dev/null", "w")) {
     auto text = script.str();
     std::fwrite(text.data(), 1, text.size(), gp);
     auto status = ::pclose(gp);

@@ -120,7 +120,8 @@ struct error_kinds {
   };
 
   // Distinct KO reasons kept apart; a server inventing reasons without end
-  // must not grow the map without bound.
+  // must not grow the map without bound: past this many kinds, new ones
+  // count as "other" (one more kind).
   static constexpr size_t max_kinds = 32;
 
   std::map<std::string, entry> kinds;
@@ -129,7 +130,7 @@ struct error_kinds {
            uint64_t n = 1) {
     auto i = kinds.find(kind);
     if (i == kinds.end()) {
-      if (kinds.size() >= max_kinds) {
+      if (kinds.size() >= max_kinds && kind != "other") {
         add("other", kind + ": " + example, n);
         return;
       }

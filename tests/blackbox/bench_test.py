@@ -71,8 +71,9 @@ def details(status, out, err):
 class FakeServer:
     """A TCP server on 127.0.0.1 answering set-up (REGISTER, LOGIN) right
     and each COUNT after the first `good` ones of a connection per `mode`:
-    'wrong' alternates 'KO not logged in' and 'garbage', 'close' closes the
-    connection, 'silent' never answers."""
+    'wrong' alternates 'KO not logged in' and 'garbage', 'many' answers
+    'KO reason <n>' with n counting up, 'close' closes the connection,
+    'silent' never answers."""
 
     def __init__(self, mode, good=3):
         self.mode = mode
@@ -118,6 +119,8 @@ class FakeServer:
                     elif self.mode == "wrong":
                         replies.append(b"KO not logged in" if counts % 2
                                        else b"garbage")
+                    elif self.mode == "many":
+                        replies.append(b"KO reason %d" % counts)
                     elif self.mode == "close":
                         conn.sendall(b"".join(r + b"\n" for r in replies))
                         return
@@ -253,6 +256,21 @@ def check_error_kinds(bench_bin, tmp):
             example = result.get("error_examples", {}).get("wrong reply", "")
             check("the first wrong reply is kept as the kind's example",
                   "'garbage'" in example, json.dumps(result))
+    # A server with a new KO reason for every request: the kinds stay
+    # bounded, the rest counted as 'other'.
+    fake = FakeServer("many")
+    try:
+        status, out, err = bench(bench_bin, fake.port, [
+            "--mix", "count", "--json", "-c", "2", "-d", "0.5", "--warmup",
+            "0.1"], tmp)
+    finally:
+        fake.stop()
+    result = parse_json(out) or {}
+    errors = result.get("errors", {})
+    check("endless KO reasons: at most 33 kinds, the rest under 'other'",
+          status == 1 and 0 < len(errors) <= 33 and errors.get("other", 0) > 0
+          and result.get("error_count") == sum(errors.values()),
+          *details(status, out, err))
     # The text report lists the kinds too.
     fake = FakeServer("wrong")
     try:

@@ -11,9 +11,11 @@ pseudo-terminal; --users 2 with 4 connections (shared mailboxes), --users 6
 with 2 connections for the store mix, refused for the mail mix; the bench
 users' names (bench<prefix>u<i>). Against fake servers: wrong replies and KO
 replies, a server closing connections and one that never answers each make
-exit 1 with their kind under "errors". --plot writes a PNG when gnuplot is
-installed, and without gnuplot on PATH says so and exits 1 after the
-results.
+exit 1 with their kind under "errors", endless KO reasons stay bounded
+under "other"; a LOGIN slower than 20 ms brings the full-cost hashing
+warning. --plot writes a PNG when gnuplot is installed, and without gnuplot
+on PATH says so and exits 1 after the results. With redis-server
+installed, --target redis with shared list keys.
 
 Asserts behaviour, never speed: the runs are short but nothing is timed
 tightly.
@@ -45,6 +47,8 @@ def short(duration="0.5"):
 
 
 COOKIE = "0123456789abcdef" * 2
+# Above the bench's 20 ms threshold for a LOGIN hashing at full cost.
+LOGIN_DELAY_S = 0.1
 
 
 def bench(binary, port, args, tmp, env=None):
@@ -73,7 +77,8 @@ class FakeServer:
     and each COUNT after the first `good` ones of a connection per `mode`:
     'wrong' alternates 'KO not logged in' and 'garbage', 'many' answers
     'KO reason <n>' with n counting up, 'close' closes the connection,
-    'silent' never answers."""
+    'silent' never answers; 'slow-login' answers every COUNT right and
+    each LOGIN after LOGIN_DELAY_S, like a server hashing at full cost."""
 
     def __init__(self, mode, good=3):
         self.mode = mode
@@ -111,10 +116,12 @@ class FakeServer:
                     line, buf = buf.split(b"\n", 1)
                     word = line.split(b" ", 1)[0]
                     if word in (b"REGISTER", b"LOGIN"):
+                        if word == b"LOGIN" and self.mode == "slow-login":
+                            time.sleep(LOGIN_DELAY_S)
                         replies.append(b"OK " + COOKIE.encode())
                         continue
                     counts += 1
-                    if counts <= self.good:
+                    if counts <= self.good or self.mode == "slow-login":
                         replies.append(b"COUNTED 0")
                     elif self.mode == "wrong":
                         replies.append(b"KO not logged in" if counts % 2
@@ -283,6 +290,62 @@ def check_error_kinds(bench_bin, tmp):
           and "wrong reply (first:" in out, *details(status, out, err))
 
 
+def check_setup_warning(bench_bin, tmp):
+    """A LOGIN slower than 20 ms: the bench warns of full-cost hashing and
+    suggests --pwhash min, and still runs."""
+    fake = FakeServer("slow-login")
+    try:
+        status, out, err = bench(bench_bin, fake.port, [
+            "--mix", "count", "-c", "2", "-d", "0.3", "--warmup", "0"], tmp)
+    finally:
+        fake.stop()
+    check("a slow LOGIN: the set-up estimate, a full-cost hashing warning "
+          "naming --pwhash min, exit 0",
+          status == 0 and "set-up: one REGISTER took" in err
+          and "full cost" in err and "--pwhash min" in err,
+          *details(status, out, err))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def check_redis(bench_bin, tmp, cleanup):
+    """--target redis with shared list keys, when redis-server is
+    installed."""
+    if not shutil.which("redis-server"):
+        print("SKIP: --target redis (redis-server not installed)")
+        return
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+         "--save", "", "--appendonly", "no", "--dir", tmp],
+        cwd=tmp, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    cleanup.append(proc.kill)
+    deadline = time.monotonic() + 30 * FACTOR
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    for users in ("4", "2"):
+        status, out, err = bench(bench_bin, port, short() + [
+            "--target", "redis", "--mix", "mail", "--users", users,
+            "--json"], tmp)
+        result = parse_json(out) or {}
+        check(f"--target redis --mix mail --users {users} -c 4: no errors",
+              status == 0 and result.get("users") == int(users)
+              and result.get("requests", 0) > 0
+              and result.get("error_count") == 0,
+              *details(status, out, err))
+    proc.kill()
+    proc.wait()
+
+
 def check_plot(bench_bin, port, tmp):
     png = os.path.join(tmp, "run.png")
     if shutil.which("gnuplot"):
@@ -353,6 +416,8 @@ def body(args, tmp, cleanup):
     check_plot(bench_bin, server.port, tmp)
     check_live_line(bench_bin, server.port, tmp)
     check_error_kinds(bench_bin, tmp)
+    check_setup_warning(bench_bin, tmp)
+    check_redis(bench_bin, tmp, cleanup)
     check("the server is still running", server.alive(),
           *server.log_tail())
 

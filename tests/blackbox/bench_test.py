@@ -10,10 +10,10 @@ the set-up estimate; no live line when stdout is a pipe and one on a
 pseudo-terminal; --users 2 with 4 connections (shared mailboxes), --users 6
 with 2 connections for the store mix, refused for the mail mix; the bench
 users' names (bench<prefix>u<i>). Against fake servers: wrong replies and KO
-replies, a server closing connections and one that never answers each make
-exit 1 with their kind under "errors", endless KO reasons stay bounded
-under "other"; a LOGIN slower than 20 ms brings the full-cost hashing
-warning. --plot writes a PNG when gnuplot is installed, and without gnuplot
+replies, a server closing connections, one that never answers and bench
+connections refused after set-up each make exit 1 with their kind under
+"errors", endless KO reasons stay bounded under "other"; a LOGIN slower
+than 20 ms brings the full-cost hashing warning. --plot writes a PNG when gnuplot is installed, and without gnuplot
 on PATH says so and exits 1 after the results. With redis-server
 installed, --target redis with shared list keys.
 
@@ -78,7 +78,9 @@ class FakeServer:
     'wrong' alternates 'KO not logged in' and 'garbage', 'many' answers
     'KO reason <n>' with n counting up, 'close' closes the connection,
     'silent' never answers; 'slow-login' answers every COUNT right and
-    each LOGIN after LOGIN_DELAY_S, like a server hashing at full cost."""
+    each LOGIN after LOGIN_DELAY_S, like a server hashing at full cost;
+    'refuse' stops listening before it answers the set-up request number
+    `good`, so the bench connections that follow are refused."""
 
     def __init__(self, mode, good=3):
         self.mode = mode
@@ -88,6 +90,8 @@ class FakeServer:
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
         self.stopped = False
+        self.setup_requests = 0
+        self.lock = threading.Lock()
         threading.Thread(target=self.accept, daemon=True).start()
 
     def accept(self):
@@ -118,6 +122,11 @@ class FakeServer:
                     if word in (b"REGISTER", b"LOGIN"):
                         if word == b"LOGIN" and self.mode == "slow-login":
                             time.sleep(LOGIN_DELAY_S)
+                        with self.lock:
+                            self.setup_requests += 1
+                            last = self.setup_requests == self.good
+                        if self.mode == "refuse" and last:
+                            self.stop()
                         replies.append(b"OK " + COOKIE.encode())
                         continue
                     counts += 1
@@ -278,6 +287,20 @@ def check_error_kinds(bench_bin, tmp):
           status == 1 and 0 < len(errors) <= 33 and errors.get("other", 0) > 0
           and result.get("error_count") == sum(errors.values()),
           *details(status, out, err))
+    # Connections refused after set-up: 'connect failed', no requests.
+    # With -c 2 set-up is REGISTER and LOGIN of the first user, then
+    # REGISTER of the second.
+    fake = FakeServer("refuse", good=3)
+    try:
+        status, out, err = bench(bench_bin, fake.port, [
+            "--mix", "count", "--json", "-c", "2", "-d", "0.3", "--warmup",
+            "0"], tmp)
+    finally:
+        fake.stop()
+    result = parse_json(out) or {}
+    check("bench connections refused: exit 1, 'connect failed' 2 times",
+          status == 1 and result.get("errors") == {"connect failed": 2}
+          and result.get("requests") == 0, *details(status, out, err))
     # The text report lists the kinds too.
     fake = FakeServer("wrong")
     try:

@@ -148,6 +148,12 @@ class FakeServer:
 
     def stop(self):
         self.stopped = True
+        # close() alone leaves the socket listening while accept() blocks on
+        # it in the other thread; shutdown() stops it and wakes accept().
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.sock.close()
 
 

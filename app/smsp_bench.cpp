@@ -527,10 +527,16 @@ public:
     return result_;
   }
 
-  /// Complete per-second records; read by the main thread while the worker
-  /// runs (only the first published() of them).
+  /// Complete per-second records, for the main thread while the worker
+  /// runs: only the first published() of them, which the worker no longer
+  /// touches.
   const second_record& second(size_t i) const {
     return seconds_[i];
+  }
+
+  /// Frees a published record's buckets once the main thread merged them.
+  void release_second(size_t i) {
+    std::vector<std::pair<uint32_t, uint64_t>>{}.swap(seconds_[i].buckets);
   }
 
   size_t published() const {
@@ -1099,23 +1105,16 @@ reported: near 100 % of a core per thread means the bench, not the server,
 may be the limit (try --threads 2).
 )";
 
-/// A second of the window over all workers.
-struct merged_second {
+/// A second of the window over all workers: a row of --csv, a point of
+/// --plot, the live line.
+struct second_row {
   double end_s = 0;
   double span_s = 0;
   uint64_t requests = 0;
   uint64_t errors = 0;
-  histogram latency;
+  uint64_t p50_ns = 0;
+  uint64_t p99_ns = 0;
 };
-
-void merge_second(const second_record& r, merged_second& into) {
-  into.end_s = std::max(into.end_s, r.end_s);
-  into.span_s = std::max(into.span_s, r.span_s);
-  into.requests += r.requests;
-  into.errors += r.errors;
-  for (auto [i, n] : r.buckets)
-    into.latency.add_bucket(i, n, r.max_ns);
-}
 
 /// Whether `name` is an executable file in a directory of $PATH.
 bool on_path(const std::string& name) {
@@ -1150,7 +1149,7 @@ std::string gnuplot_string(const std::string& s) {
 /// gnuplot, fed a script on stdin and the data in a temporary directory.
 /// Returns an empty string or what went wrong.
 std::string draw_plot(const options& opt, const std::string& title,
-                      const std::vector<merged_second>& seconds,
+                      const std::vector<second_row>& seconds,
                       const histogram& latency) {
   if (!on_path("gnuplot"))
     return "gnuplot is not installed (Debian: apt-get install gnuplot-nox); "
@@ -1241,7 +1240,7 @@ std::string draw_plot(const options& opt, const std::string& title,
 
 /// The per-second rows and the 'total' row; false if the file cannot be
 /// written.
-bool write_csv(const options& opt, const std::vector<merged_second>& seconds,
+bool write_csv(const options& opt, const std::vector<second_row>& seconds,
                uint64_t requests, const histogram& latency, uint64_t errors) {
   std::FILE* f = std::fopen(opt.csv_path.c_str(), "w");
   if (!f)
@@ -1251,9 +1250,8 @@ bool write_csv(const options& opt, const std::vector<merged_second>& seconds,
   for (auto& s : seconds)
     std::fprintf(f, "%.3f,%" PRIu64 ",%.1f,%.1f,%.1f,%" PRIu64 "\n", s.end_s,
                  s.requests, static_cast<double>(s.requests) / cycles,
-                 static_cast<double>(s.latency.quantile(0.5)) / 1000.0,
-                 static_cast<double>(s.latency.quantile(0.99)) / 1000.0,
-                 s.errors);
+                 static_cast<double>(s.p50_ns) / 1000.0,
+                 static_cast<double>(s.p99_ns) / 1000.0, s.errors);
   // The whole window (warmup errors included), second = its length.
   std::fprintf(f, "total,%" PRIu64 ",%.1f,%.1f,%.1f,%" PRIu64 "\n", requests,
                static_cast<double>(requests) / cycles,
@@ -1263,13 +1261,12 @@ bool write_csv(const options& opt, const std::vector<merged_second>& seconds,
 }
 
 /// The live line of one second, overwriting the last one.
-void print_live_line(const options& opt, const merged_second& s,
-                     uint64_t errors) {
+void print_live_line(const options& opt, const second_row& s, uint64_t errors) {
   auto rps = s.span_s > 0 ? static_cast<double>(s.requests) / s.span_s : 0.0;
   std::printf("\r%7.1f s  %9.0f req/s  %9.0f cycles/s  p99 %9.1f us  "
               "errors %" PRIu64 "\033[K",
               s.end_s, rps, rps / static_cast<double>(cycle_length(opt)),
-              static_cast<double>(s.latency.quantile(0.99)) / 1000.0, errors);
+              static_cast<double>(s.p99_ns) / 1000.0, errors);
   std::fflush(stdout);
 }
 
@@ -1398,35 +1395,52 @@ int run(const options& opt) {
       done[t] = true;
       ++finished;
     });
-  // The live line: the main thread merges the seconds every worker has
-  // published (or, for one that ended early, all it will publish).
+  // The main thread merges each second once every worker has published it
+  // (or, for one that ended early, all it will publish): a row for --csv and
+  // --plot, and on a terminal the live line. Done as the run goes, so a
+  // worker's record can be emptied once merged: a day-long run keeps rows,
+  // not histograms.
   bool live = ::isatty(STDOUT_FILENO) == 1;
-  size_t live_shown = 0;
-  auto show_live = [&](bool all_done) {
-    if (!live)
-      return;
-    for (;;) {
-      merged_second s;
+  std::vector<second_row> rows;
+  histogram merged;
+  auto merge_seconds = [&](bool all_done) {
+    for (auto i = rows.size();; ++i) {
       bool complete = true;
       bool any = false;
       for (size_t t = 0; t < workers.size(); ++t) {
         // Read before published(): a worker done before the read has
         // published all its seconds by then.
         bool ended = all_done || done[t];
-        if (workers[t]->published() > live_shown) {
-          merge_second(workers[t]->second(live_shown), s);
+        if (workers[t]->published() > i)
           any = true;
-        } else if (!ended) {
+        else if (!ended)
           complete = false;
-        }
       }
       if (!any || !complete)
         return;
-      uint64_t errors = connect_errors.total();
-      for (auto& w : workers)
-        errors += w->errors_seen();
-      print_live_line(opt, s, errors);
-      ++live_shown;
+      second_row row;
+      merged.clear();
+      for (auto& w : workers) {
+        if (w->published() <= i)
+          continue;
+        auto& r = w->second(i);
+        row.end_s = std::max(row.end_s, r.end_s);
+        row.span_s = std::max(row.span_s, r.span_s);
+        row.requests += r.requests;
+        row.errors += r.errors;
+        for (auto [b, n] : r.buckets)
+          merged.add_bucket(b, n, r.max_ns);
+        w->release_second(i);
+      }
+      row.p50_ns = merged.quantile(0.5);
+      row.p99_ns = merged.quantile(0.99);
+      rows.push_back(row);
+      if (live) {
+        uint64_t errors = connect_errors.total();
+        for (auto& w : workers)
+          errors += w->errors_seen();
+        print_live_line(opt, row, errors);
+      }
     }
   };
   // Workers end early when all their connections dropped: don't sit out the
@@ -1435,7 +1449,7 @@ int run(const options& opt) {
     while (finished < opt.threads && clock_type::now() < t) {
       std::this_thread::sleep_for(std::min<clock_type::duration>(
         t - clock_type::now(), std::chrono::milliseconds{50}));
-      show_live(false);
+      merge_seconds(false);
     }
   };
   if (live && opt.warmup > 0) {
@@ -1448,7 +1462,7 @@ int run(const options& opt) {
   auto server_cpu_end = process_cpu_seconds(opt.server_pid);
   for (auto& t : threads)
     t.join();
-  show_live(true);
+  merge_seconds(true);
   if (live) {
     // The results replace the live line.
     std::printf("\r\033[K");
@@ -1463,7 +1477,6 @@ int run(const options& opt) {
   total.errors = connect_errors;
   double busiest = 0;
   double window = 0;
-  size_t seconds_count = 0;
   for (auto& w : workers) {
     const auto& r = w->result();
     total.latency.merge(r.latency);
@@ -1474,12 +1487,7 @@ int run(const options& opt) {
     window = std::max(window, r.cpu_window);
     if (r.cpu_window > 0)
       busiest = std::max(busiest, r.cpu_seconds / r.cpu_window);
-    seconds_count = std::max(seconds_count, w->published());
   }
-  std::vector<merged_second> seconds(seconds_count);
-  for (auto& w : workers)
-    for (size_t i = 0; i < w->published(); ++i)
-      merge_second(w->second(i), seconds[i]);
   auto error_count = total.errors.total();
   if (window <= 0)
     window = opt.duration;
@@ -1562,7 +1570,7 @@ int run(const options& opt) {
                  100 * busiest);
   int status = 0;
   if (!opt.csv_path.empty()
-      && !write_csv(opt, seconds, total.requests, total.latency, error_count)) {
+      && !write_csv(opt, rows, total.requests, total.latency, error_count)) {
     std::fprintf(stderr, "smsp-bench: --csv: cannot write %s: %s\n",
                  opt.csv_path.c_str(), std::strerror(errno));
     status = 1;
@@ -1571,7 +1579,7 @@ int run(const options& opt) {
     auto title = "smsp-bench " + opt.workload_name + " on " + opt.target_name
                  + ": " + std::to_string(opt.connections) + " connections x "
                  + std::to_string(opt.pipeline) + " in flight";
-    if (auto failure = draw_plot(opt, title, seconds, total.latency);
+    if (auto failure = draw_plot(opt, title, rows, total.latency);
         !failure.empty()) {
       std::fprintf(stderr, "smsp-bench: --plot: %s\n", failure.c_str());
       status = 1;

@@ -154,7 +154,7 @@ for rnd in range(1, args.rounds + 1):
                   f"p99 {lat['p99']:7.0f} us  max {lat['max']:7.0f} us  "
                   f"front CPU {r['server_cpu_share']:.2f}  node CPU "
                   + " ".join(f"{x:.2f}" for x in r["node_cpu"])
-                  + f"  errors {r['errors']} dropped {r['dropped']}", flush=True)
+                  + f"  errors {r['error_count']} dropped {r['dropped']}", flush=True)
 
 med = statistics.median
 print(f"\n--sync={args.sync} on front and nodes, {args.rounds} rounds, "

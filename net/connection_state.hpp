@@ -63,6 +63,9 @@ struct connection_state {
   /// The socket, written directly while CAF holds no unsent bytes of this
   /// connection (see write_ready); -1 on the tests' multiplexer.
   int socket = -1;
+  /// CAF's read size for this connection, in bytes (see first_read_size
+  /// in connection.cpp).
+  size_t read_size = 0;
   framer frames;
   /// Requests read and not yet started, in arrival order.
   std::deque<frame> queued;

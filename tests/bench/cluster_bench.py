@@ -21,7 +21,9 @@ user's node; MESSAGE stays in the front (the IMQ). The front's CPU is the
 bench's --server-pid figure over the measured window; the nodes' CPU is
 read from /proc over the whole smsp-bench call (setup and warmup included).
 """
-import argparse, json, os, shutil, socket, statistics, subprocess, sys, tempfile, time
+import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
+
+from bench_support import free_port
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--bin", default="build/bin")
@@ -35,14 +37,6 @@ args = ap.parse_args()
 server = os.path.join(args.bin, "smsp-actors")
 bench = os.path.join(args.bin, "smsp-bench")
 CLK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def cpu_s(pid):

@@ -23,12 +23,12 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
+
+from bench_support import free_port, wait_port
 
 ap = argparse.ArgumentParser(
     description="smsp-actors builds or option sets side by side")
@@ -42,25 +42,6 @@ ap.add_argument("--bench", default="build/bin/smsp-bench")
 args = ap.parse_args()
 if args.rounds < 3:
     sys.exit("compare_builds.py: --rounds must be at least 3 (medians)")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, proc, timeout=30):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            return False
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return True
-        except OSError:
-            time.sleep(0.1)
-    return False
 
 
 def main():

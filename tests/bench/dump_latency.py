@@ -8,6 +8,8 @@ passivation_rss.py does), starts the server on it, keeps one connection
 sending COUNT in a loop, sends DUMP on another, and reports how long DUMP
 took and the COUNT latencies meanwhile.
 """
+import os, shutil, socket, sqlite3, subprocess, sys, tempfile, threading, time
+
 server_bin = sys.argv[1]; users = 100000; per_user = 10
 data = tempfile.mkdtemp(prefix="smsp-dump-")
 def start(*extra):

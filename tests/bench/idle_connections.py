@@ -49,6 +49,8 @@ import tempfile
 import threading
 import time
 
+from bench_support import free_port, wait_port
+
 NAME = "idle_connections.py"
 HEADROOM = 128          # descriptors a server or a client process needs besides the connections
 BATCH = 500             # connects in flight at once per client process
@@ -251,27 +253,6 @@ def stop(proc):
 def stop_all():
     for proc in list(started):
         stop(proc)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_port(port, proc, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 def start_server(kind, n, tmp, tag):

@@ -23,6 +23,8 @@ user's requests in order (runs of quick alike replies folded).
 """
 import os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, threading, time
 
+from bench_support import free_port
+
 server = sys.argv[1] if len(sys.argv) > 1 else "build/bin/smsp-actors"
 trials = int(sys.argv[2]) if len(sys.argv) > 2 else 5
 timeout = sys.argv[3] if len(sys.argv) > 3 else "1"
@@ -30,14 +32,6 @@ outage = float(sys.argv[4]) if len(sys.argv) > 4 else 2.0
 data = tempfile.mkdtemp(prefix="smsp-failover-")
 front_log = os.path.join(data, "front.err")
 commands = []
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 node_ports = [free_port(), free_port()]

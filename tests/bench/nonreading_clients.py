@@ -2,7 +2,7 @@
 # N connections each send 2000 GETMSG of a 16,000-byte message and never read:
 # server RSS growth (peak), and how many the no-progress rule closes.
 # Usage: nonreading_clients.py SERVER_BIN N [server options]
-import os, socket, subprocess, sys, time, tempfile, resource
+import socket, subprocess, sys, time, tempfile, resource
 binary = sys.argv[1]; n = int(sys.argv[2]); extra = sys.argv[3:]
 h = resource.getrlimit(resource.RLIMIT_NOFILE)[1]; resource.setrlimit(resource.RLIMIT_NOFILE, (h, h))
 d = tempfile.mkdtemp()

@@ -68,6 +68,8 @@ struct options {
   double timeout = 30;
   int server_pid = 0;
   bool json = false;
+  /// --json FILE: the JSON line goes there, the text report to stdout.
+  std::string json_file;
   std::string csv_path;
   std::string plot_path;
 };
@@ -1501,40 +1503,62 @@ int run(const options& opt) {
   std::optional<double> server_cpu;
   if (server_cpu_start && server_cpu_end)
     server_cpu = *server_cpu_end - *server_cpu_start;
-  if (opt.json) {
-    std::printf("{\"target\":%s,\"workload\":%s,\"cycle_requests\":%zu,"
-                "\"host\":%s,\"port\":%u,\"connections\":%zu,\"users\":%zu,"
-                "\"pipeline\":%zu,\"threads\":%zu,\"text_bytes\":%zu,"
-                "\"warmup_s\":%.3f,\"duration_s\":%.3f,\"requests\":%" PRIu64
-                ",\"requests_per_s\":%.1f,\"cycles_per_s\":%.1f,"
-                "\"latency_us\":{\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,"
-                "\"p99_9\":%.1f,\"max\":%.1f},\"error_count\":%" PRIu64
-                ",\"errors\":{",
-                json_string(opt.target_name).c_str(),
-                json_string(opt.workload_name).c_str(), cycle_length(opt),
-                json_string(opt.host).c_str(), static_cast<unsigned>(opt.port),
-                opt.connections, users.size(), opt.pipeline, opt.threads,
-                opt.text_bytes, opt.warmup, window, total.requests, rps, cps,
-                us(0.5), us(0.9), us(0.99), us(0.999), max_us, error_count);
+  // One JSON line, to stdout (--json) or to a file (--json FILE).
+  bool json_failed = false;
+  auto print_json = [&](FILE* out) {
+    std::fprintf(out,
+                 "{\"target\":%s,\"workload\":%s,\"cycle_requests\":%zu,"
+                 "\"host\":%s,\"port\":%u,\"connections\":%zu,\"users\":%zu,"
+                 "\"pipeline\":%zu,\"threads\":%zu,\"text_bytes\":%zu,"
+                 "\"warmup_s\":%.3f,\"duration_s\":%.3f,\"requests\":%" PRIu64
+                 ",\"requests_per_s\":%.1f,\"cycles_per_s\":%.1f,"
+                 "\"latency_us\":{\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,"
+                 "\"p99_9\":%.1f,\"max\":%.1f},\"error_count\":%" PRIu64
+                 ",\"errors\":{",
+                 json_string(opt.target_name).c_str(),
+                 json_string(opt.workload_name).c_str(), cycle_length(opt),
+                 json_string(opt.host).c_str(), static_cast<unsigned>(opt.port),
+                 opt.connections, users.size(), opt.pipeline, opt.threads,
+                 opt.text_bytes, opt.warmup, window, total.requests, rps, cps,
+                 us(0.5), us(0.9), us(0.99), us(0.999), max_us, error_count);
     const char* sep = "";
     for (auto& [kind, e] : total.errors.kinds) {
-      std::printf("%s%s:%" PRIu64, sep, json_string(kind).c_str(), e.count);
+      std::fprintf(out, "%s%s:%" PRIu64, sep, json_string(kind).c_str(),
+                   e.count);
       sep = ",";
     }
-    std::printf("},\"error_examples\":{");
+    std::fprintf(out, "},\"error_examples\":{");
     sep = "";
     for (auto& [kind, e] : total.errors.kinds) {
-      std::printf("%s%s:%s", sep, json_string(kind).c_str(),
-                  json_string(e.example).c_str());
+      std::fprintf(out, "%s%s:%s", sep, json_string(kind).c_str(),
+                   json_string(e.example).c_str());
       sep = ",";
     }
-    std::printf("},\"dropped\":%" PRIu64 ",\"client_cpu_s\":%.3f,"
-                "\"client_cpu_share\":%.3f,\"client_busiest_thread\":%.3f",
-                total.dropped, total.cpu_seconds, cpu_share, busiest);
+    std::fprintf(out,
+                 "},\"dropped\":%" PRIu64 ",\"client_cpu_s\":%.3f,"
+                 "\"client_cpu_share\":%.3f,\"client_busiest_thread\":%.3f",
+                 total.dropped, total.cpu_seconds, cpu_share, busiest);
     if (server_cpu)
-      std::printf(",\"server_cpu_s\":%.3f,\"server_cpu_share\":%.3f",
-                  *server_cpu, *server_cpu / window);
-    std::printf("}\n");
+      std::fprintf(out, ",\"server_cpu_s\":%.3f,\"server_cpu_share\":%.3f",
+                   *server_cpu, *server_cpu / window);
+    std::fprintf(out, "}\n");
+  };
+  if (!opt.json_file.empty()) {
+    auto* file = std::fopen(opt.json_file.c_str(), "w");
+    if (file == nullptr) {
+      std::fprintf(stderr, "smsp-bench: --json: cannot write %s: %s\n",
+                   opt.json_file.c_str(), std::strerror(errno));
+      json_failed = true;
+    } else {
+      print_json(file);
+      json_failed = std::fclose(file) != 0;
+      if (json_failed)
+        std::fprintf(stderr, "smsp-bench: --json: cannot write %s\n",
+                     opt.json_file.c_str());
+    }
+  }
+  if (opt.json) {
+    print_json(stdout);
   } else {
     std::printf("workload       %s on %s: %zu connections x pipeline %zu, "
                 "%zu users, %zu thread(s), %s:%u\n",
@@ -1568,7 +1592,7 @@ int run(const options& opt) {
                  "smsp-bench: warning: a bench thread was busy %.0f %% "
                  "of the window: the client may be the bottleneck\n",
                  100 * busiest);
-  int status = 0;
+  int status = json_failed ? 1 : 0;
   if (!opt.csv_path.empty()
       && !write_csv(opt, rows, total.requests, total.latency, error_count)) {
     std::fprintf(stderr, "smsp-bench: --csv: cannot write %s: %s\n",
@@ -1658,7 +1682,13 @@ int main(int argc, char** argv) {
     });
   app.add_option("--server-pid", opt.server_pid,
                  "also report this process's CPU time over the window");
-  app.add_flag("--json", opt.json, "print the result as one JSON line");
+  auto* json_option
+    = app
+        .add_option(
+          "--json", opt.json_file,
+          "print the result as one JSON line instead of the report; "
+          "--json FILE writes that line to FILE and prints the report")
+        ->expected(0, 1);
   app.add_option("--csv", opt.csv_path,
                  "write per-second rows (second,requests,cycles,p50_us,"
                  "p99_us,errors) and a total row to this file");
@@ -1679,6 +1709,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& err) {
     return app.exit(err) == 0 ? 0 : 2;
   }
+  opt.json = json_option->count() > 0 && opt.json_file.empty();
   if (opt.workload_name == "count")
     opt.kind = workload::count;
   else if (opt.workload_name == "message-store" || opt.workload_name == "store")

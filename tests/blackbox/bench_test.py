@@ -229,6 +229,26 @@ def check_text_report(bench_bin, port, tmp):
           reply.startswith("OK ") and "benchtxu0.." in err, reply, err)
 
 
+def check_json_file(bench_bin, port, tmp):
+    path = os.path.join(tmp, "result.json")
+    status, out, err = bench(bench_bin, port, short() + [
+        "--mix", "count", "--user-prefix", "jf", "--json", path], tmp)
+    try:
+        with open(path) as f:
+            result = parse_json(f.read())
+    except OSError:
+        result = None
+    check("--json FILE: the JSON line in FILE, the text report on stdout",
+          status == 0 and result is not None and result.get("requests", 0) > 0
+          and "latency (us)   p50 " in out, *details(status, out, err))
+    status, out, err = bench(bench_bin, port, short() + [
+        "--mix", "count", "--user-prefix", "jg", "--json",
+        os.path.join(tmp, "no-such-dir", "r.json")], tmp)
+    check("--json FILE that cannot be written: the report, a message, exit 1",
+          status == 1 and "latency (us)   p50 " in out
+          and "--json: cannot write" in err, *details(status, out, err))
+
+
 def check_users(bench_bin, port, tmp):
     for mix in ("mail", "mailbox", "read"):
         status, out, err = bench(bench_bin, port, short() + [
@@ -441,6 +461,7 @@ def body(args, tmp, cleanup):
         return
     check_json_and_csv(bench_bin, server.port, tmp)
     check_text_report(bench_bin, server.port, tmp)
+    check_json_file(bench_bin, server.port, tmp)
     check_users(bench_bin, server.port, tmp)
     check_plot(bench_bin, server.port, tmp)
     check_live_line(bench_bin, server.port, tmp)

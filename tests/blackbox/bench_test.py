@@ -429,7 +429,7 @@ def check_live_line(bench_bin, port, tmp):
     master, slave = pty.openpty()
     proc = subprocess.Popen(
         [bench_bin, "--port", str(port), "--mix", "count", "-c", "2",
-         "-d", "1.5", "--warmup", "0.1"], cwd=tmp, stdin=subprocess.DEVNULL,
+         "-d", "3", "--warmup", "0.1"], cwd=tmp, stdin=subprocess.DEVNULL,
         stdout=slave, stderr=subprocess.DEVNULL)
     os.close(slave)
     out = b""

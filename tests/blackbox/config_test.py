@@ -23,8 +23,8 @@ import sys
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from blackbox_support import (LISTENING, WAIT_S, Server,  # noqa: E402
-                              check, die_with_parent, run)
+from blackbox_support import (LISTENING, WAIT_S, Client,  # noqa: E402
+                              Server, check, die_with_parent, run)
 
 SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -154,6 +154,39 @@ def check_override_starts(binary, tmp):
           f"stderr: {err.strip()[-400:]!r}")
 
 
+def check_actors_option(binary, tmp):
+    """--actors: where the in-memory actors run; both places serve the mail
+    cycle, and the start line says which."""
+    for where in ("io-thread", "scheduler"):
+        path = write(os.path.join(tmp, f"actors-{where}.conf"),
+                     f'actors = "{where}"\n')
+        srv = Server(binary, tmp, f"actors-{where}", ["--config", path])
+        replies = []
+        try:
+            if srv.port is not None:
+                c = Client(srv.port, WAIT_S, text=True)
+                try:
+                    cookie = c.ask("REGISTER ann pw1").split()[-1]
+                    for req in (f"MESSAGE hi {cookie}", f"STORE ann {cookie}",
+                                f"COUNT ann {cookie}", f"GETMSG ann {cookie}",
+                                f"DELMSG ann {cookie}"):
+                        replies.append(c.ask(req))
+                finally:
+                    c.close()
+            status = srv.stop() if srv.port is not None else None
+            log = srv.log()
+        finally:
+            srv.kill()
+        check(f"actors = \"{where}\" (config file): the mail cycle is "
+              "served, the start line says so, a clean stop",
+              replies == ["OK", "OK", "COUNTED 1", "OK hi", "OK"]
+              and status == 0 and f"actors={where}," in log,
+              f"replies: {replies!r}", f"exit status: {status}",
+              f"log: {log.strip()[-400:]!r}")
+    check_refused(binary, tmp, "an unknown place for the actors",
+                  'actors = "gpu"\n', 1, "actors")
+
+
 def check_node_config(binary, tmp):
     path = write(os.path.join(tmp, "node.conf"),
                  "# a node's file\nport = 7001\nsync = \"normal\"\n")
@@ -264,6 +297,7 @@ def main(binaries, tmp, cleanup):
           status == 2 and "none.conf" in err, f"exit status: {status}",
           f"stderr: {err.strip()[:300]!r}")
     check_override_starts(server, tmp)
+    check_actors_option(server, tmp)
     check_print_config(server, tmp)
     check_node_config(server, tmp)
     check_versions(binaries, tmp)

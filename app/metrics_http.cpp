@@ -146,29 +146,26 @@ std::string render(const gathered& g, const metrics_endpoint_config& cfg) {
   w.family("smsp_build_info", "gauge",
            "Always 1; the version is in the label.");
   w.sample("smsp_build_info", {{"version", smsp_version()}}, uint64_t{1});
-  w.family("smsp_start_time_seconds", "gauge",
-           "When the server started, in seconds since the Unix epoch.");
-  w.sample("smsp_start_time_seconds", {}, cfg.start_time);
+  w.single("smsp_start_time_seconds", "gauge",
+           "When the server started, in seconds since the Unix epoch.",
+           cfg.start_time);
   if (auto rss = resident_bytes()) {
-    w.family("smsp_process_resident_memory_bytes", "gauge",
-             "Resident memory of the server process in bytes.");
-    w.sample("smsp_process_resident_memory_bytes", {}, *rss);
+    w.single("smsp_process_resident_memory_bytes", "gauge",
+             "Resident memory of the server process in bytes.", *rss);
   }
   if (auto fds = open_fds()) {
-    w.family("smsp_process_open_fds", "gauge",
-             "File descriptors the server process has open.");
-    w.sample("smsp_process_open_fds", {}, *fds);
+    w.single("smsp_process_open_fds", "gauge",
+             "File descriptors the server process has open.", *fds);
   }
   if (auto& a = g.acceptor) {
-    w.family("smsp_connections_open", "gauge", "Client connections open now.");
-    w.sample("smsp_connections_open", {}, a->open);
-    w.family("smsp_connections_accepted_total", "counter",
-             "Client connections accepted.");
-    w.sample("smsp_connections_accepted_total", {}, a->accepted);
-    w.family("smsp_connections_refused_busy_total", "counter",
+    w.single("smsp_connections_open", "gauge", "Client connections open now.",
+             a->open);
+    w.single("smsp_connections_accepted_total", "counter",
+             "Client connections accepted.", a->accepted);
+    w.single("smsp_connections_refused_busy_total", "counter",
              "Client connections refused with 'KO server busy' "
-             "(--max-connections).");
-    w.sample("smsp_connections_refused_busy_total", {}, a->refused_busy);
+             "(--max-connections).",
+             a->refused_busy);
   }
   if (auto& c = g.connections) {
     w.family("smsp_connections_closed_total", "counter",
@@ -183,29 +180,27 @@ std::string render(const gathered& g, const metrics_endpoint_config& cfg) {
   }
   if (auto& r = g.registry) {
     auto& [figures, penalties] = *r;
-    w.family("smsp_sessions", "gauge", "Live sessions (cookies).");
-    w.sample("smsp_sessions", {}, figures.sessions);
-    w.family("smsp_mailboxes_active", "gauge",
+    w.single("smsp_sessions", "gauge", "Live sessions (cookies).",
+             figures.sessions);
+    w.single("smsp_mailboxes_active", "gauge",
              "Mailboxes in memory (active); the others are passivated: "
-             "their mail is on disk only.");
-    w.sample("smsp_mailboxes_active", {}, figures.active_mailboxes);
-    w.family("smsp_mailbox_activations_total", "counter",
-             "Mailboxes loaded into memory (activated).");
-    w.sample("smsp_mailbox_activations_total", {}, figures.activations);
-    w.family("smsp_mailbox_passivations_total", "counter",
+             "their mail is on disk only.",
+             figures.active_mailboxes);
+    w.single("smsp_mailbox_activations_total", "counter",
+             "Mailboxes loaded into memory (activated).", figures.activations);
+    w.single("smsp_mailbox_passivations_total", "counter",
              "Mailboxes taken out of memory after --mailbox-idle "
-             "(passivated).");
-    w.sample("smsp_mailbox_passivations_total", {}, figures.passivations);
-    w.family("smsp_login_penalties_active", "gauge",
+             "(passivated).",
+             figures.passivations);
+    w.single("smsp_login_penalties_active", "gauge",
              "Login penalty windows open now (per address, username and "
-             "address, or username).");
-    w.sample("smsp_login_penalties_active", {}, penalties.active);
-    w.family("smsp_login_penalties_total", "counter",
-             "Login penalty windows opened.");
-    w.sample("smsp_login_penalties_total", {}, penalties.total);
-    w.family("smsp_logins_throttled_total", "counter",
-             "LOGINs refused during a penalty window, without hashing.");
-    w.sample("smsp_logins_throttled_total", {}, penalties.refused);
+             "address, or username).",
+             penalties.active);
+    w.single("smsp_login_penalties_total", "counter",
+             "Login penalty windows opened.", penalties.total);
+    w.single("smsp_logins_throttled_total", "counter",
+             "LOGINs refused during a penalty window, without hashing.",
+             penalties.refused);
     if (!figures.nodes.empty()) {
       uint64_t up = 0;
       for (auto& n : figures.nodes)
@@ -223,29 +218,27 @@ std::string render(const gathered& g, const metrics_endpoint_config& cfg) {
     }
   }
   if (g.imq) {
-    w.family("smsp_imq_messages", "gauge",
-             "Messages on the incoming message queue (not yet stored).");
-    w.sample("smsp_imq_messages", {}, *g.imq);
+    w.single("smsp_imq_messages", "gauge",
+             "Messages on the incoming message queue (not yet stored).",
+             *g.imq);
   }
   if (auto& s = g.writer) {
-    w.family("smsp_store_commits_total", "counter",
-             "Group commits of the store (one fsync each with --sync=full).");
-    w.sample("smsp_store_commits_total", {}, s->commits);
-    w.family("smsp_store_writes_total", "counter",
-             "Writes committed to the store.");
-    w.sample("smsp_store_writes_total", {}, s->writes);
+    w.single("smsp_store_commits_total", "counter",
+             "Group commits of the store (one fsync each with --sync=full).",
+             s->commits);
+    w.single("smsp_store_writes_total", "counter",
+             "Writes committed to the store.", s->writes);
     w.family("smsp_store_commit_duration_seconds", "histogram",
              "Seconds from a commit group's first write to the end of its "
              "commit.");
     w.histogram("smsp_store_commit_duration_seconds", {}, s->commit_latency);
   }
   if (auto& h = g.hasher) {
-    w.family("smsp_hash_queue_depth", "gauge",
-             "Password hashes waiting for a worker (--hash-queue bounds it).");
-    w.sample("smsp_hash_queue_depth", {}, h->queued);
-    w.family("smsp_hash_workers_busy", "gauge",
-             "Hash workers computing now, of --hash-workers.");
-    w.sample("smsp_hash_workers_busy", {}, h->busy);
+    w.single("smsp_hash_queue_depth", "gauge",
+             "Password hashes waiting for a worker (--hash-queue bounds it).",
+             h->queued);
+    w.single("smsp_hash_workers_busy", "gauge",
+             "Hash workers computing now, of --hash-workers.", h->busy);
     w.family("smsp_hash_duration_seconds", "histogram",
              "Seconds a worker took per password hash or verification.");
     w.histogram("smsp_hash_duration_seconds", {}, h->hash_time);

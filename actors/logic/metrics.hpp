@@ -144,6 +144,15 @@ public:
   void family(std::string_view name, std::string_view type,
               std::string_view help);
 
+  /// A family of one unlabelled sample: family() then sample(), so that
+  /// the name is written once.
+  template <class Value>
+  void single(std::string_view name, std::string_view type,
+              std::string_view help, Value value) {
+    family(name, type, help);
+    sample(name, {}, value);
+  }
+
   /// One sample: `name{labels} value`.
   void sample(std::string_view name, std::initializer_list<metric_label> labels,
               double value);

@@ -236,12 +236,19 @@ void set_reply(broker* self, started_request& req, std::string text,
     st.barrier = false;
 }
 
+/// Frees the write buffer `out` once everything in it was sent, if it grew
+/// beyond retained_output_capacity: a large burst must not pin its memory.
+void release_sent_output(std::vector<char>& out) {
+  if (out.empty() && out.capacity() > retained_output_capacity)
+    std::vector<char>{}.swap(out);
+}
+
 /// Sends `out` (CAF's write buffer, holding every unsent byte) on the
 /// socket now, without waiting for CAF's next loop; returns whether all of
 /// it went. Why: CAF 0.17 writes only when epoll reports the socket
-/// writable, which costs two epoll_ctl calls, a wake-up and a
-/// data_transferred_msg per reply (a third of the I/O thread's system
-/// calls). Only while CAF has nothing of this connection in flight, so
+/// writable, which costs two epoll_ctl calls (measured: 2.1 of the ~15
+/// system calls of a request), a wake-up and a data_transferred_msg per
+/// reply. Only while CAF has nothing of this connection in flight, so
 /// that bytes leave in order; what does not fit stays in `out` for CAF to
 /// write. A send error leaves the bytes to CAF too, which then reports the
 /// closed connection as usual.
@@ -260,8 +267,7 @@ bool write_directly(broker* self, std::vector<char>& out) {
     return false;
   }
   out.clear();
-  if (out.capacity() > retained_output_capacity)
-    std::vector<char>{}.swap(out);
+  release_sent_output(out);
   return true;
 }
 
@@ -567,12 +573,8 @@ caf::behavior connection(connection_broker* self,
       st.unsent = msg.remaining;
       if (msg.written > 0 || st.unsent == 0)
         st.last_progress = now(self);
-      if (st.unsent == 0) {
-        // Everything was read: a large burst must not pin its buffer.
-        auto& out = self->wr_buf(st.hdl);
-        if (out.empty() && out.capacity() > retained_output_capacity)
-          std::vector<char>{}.swap(out);
-      }
+      if (st.unsent == 0)
+        release_sent_output(self->wr_buf(st.hdl));
       pump(self);
     },
     [=](caf::tick_atom) { check_deadlines(self); },

@@ -1325,10 +1325,14 @@ int run(const options& opt) {
         c.fixed_c = "LPOP " + me.name + "\r\n";
       }
     }
+    // "VERB <me> <cookie>": a request on the bench user's own mailbox.
+    auto on_own_mailbox = [&me](const char* verb) {
+      return std::string{verb} + " " + me.name + " " + me.cookie + "\n";
+    };
     if (opt.server == target::smsp)
       switch (opt.kind) {
         case workload::count:
-          c.fixed_a = "COUNT " + me.name + " " + me.cookie + "\n";
+          c.fixed_a = on_own_mailbox("COUNT");
           break;
         case workload::login:
           c.fixed_a = "LOGIN " + me.name + " " + me.password + "\n";
@@ -1337,19 +1341,19 @@ int run(const options& opt) {
           // STORE goes to a random peer, built per request.
           break;
         case workload::mailbox:
-          c.fixed_a = "STORE " + me.name + " " + me.cookie + "\n";
-          c.fixed_b = "GETMSG " + me.name + " " + me.cookie + "\n";
-          c.fixed_c = "DELMSG " + me.name + " " + me.cookie + "\n";
+          c.fixed_a = on_own_mailbox("STORE");
+          c.fixed_b = on_own_mailbox("GETMSG");
+          c.fixed_c = on_own_mailbox("DELMSG");
           break;
         case workload::mail:
-          c.fixed_a = "STORE " + me.name + " " + me.cookie + "\n";
-          c.fixed_b = "COUNT " + me.name + " " + me.cookie + "\n";
-          c.fixed_c = "GETMSG " + me.name + " " + me.cookie + "\n";
-          c.fixed_d = "DELMSG " + me.name + " " + me.cookie + "\n";
+          c.fixed_a = on_own_mailbox("STORE");
+          c.fixed_b = on_own_mailbox("COUNT");
+          c.fixed_c = on_own_mailbox("GETMSG");
+          c.fixed_d = on_own_mailbox("DELMSG");
           break;
         case workload::read:
-          c.fixed_a = "COUNT " + me.name + " " + me.cookie + "\n";
-          c.fixed_b = "GETMSG " + me.name + " " + me.cookie + "\n";
+          c.fixed_a = on_own_mailbox("COUNT");
+          c.fixed_b = on_own_mailbox("GETMSG");
           break;
       }
     try {

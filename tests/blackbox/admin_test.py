@@ -28,8 +28,8 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from blackbox_support import (WAIT_S, Client, Server, check,  # noqa: E402
-                              die_with_parent, read_file, recv_line, run,
-                              wait_for)
+                              die_with_parent, free_port, read_file,
+                              recv_line, run, wait_for)
 
 FACTOR = max(1, int(os.environ.get("SMSP_TEST_TIME_FACTOR", "1")))
 # Hang detectors only: a slow machine does not fail a test.
@@ -133,13 +133,6 @@ def raw_exchange(port, data):
         closed = True
     sock.close()
     return lines, closed
-
-
-def free_port():
-    """A TCP port that was free a moment ago (a node needs a fixed one)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_node(binary, tmp, name):

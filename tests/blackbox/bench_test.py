@@ -34,7 +34,8 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from blackbox_support import Client, Server, check, run  # noqa: E402
+from blackbox_support import (Client, Server, check, free_port,  # noqa: E402
+                              run)
 
 FACTOR = max(1, int(os.environ.get("SMSP_TEST_TIME_FACTOR", "1")))
 # A hang detector only.
@@ -70,6 +71,14 @@ def parse_json(out):
 def details(status, out, err):
     return [f"exit status: {status}", f"stdout: {out[-600:]!r}",
             f"stderr: {err[-600:]!r}"]
+
+
+def bench_fake(binary, fake, args, tmp):
+    """Runs the bench against `fake` (a FakeServer), which it then stops."""
+    try:
+        return bench(binary, fake.port, args, tmp)
+    finally:
+        fake.stop()
 
 
 class FakeServer:
@@ -277,18 +286,14 @@ def check_error_kinds(bench_bin, tmp):
     for mode, kinds in (("wrong", ("KO not logged in", "wrong reply")),
                         ("close", ("connection closed",)),
                         ("silent", ("timeout",))):
-        fake = FakeServer(mode)
-        try:
-            args = ["--mix", "count", "--json", "-c", "2", "--warmup", "0.1"]
-            # Long enough for the kinds to show however busy the machine:
-            # a fake server answers in microseconds.
-            if mode == "silent":
-                args += ["-d", "2.5", "--timeout", "0.5"]
-            else:
-                args += ["-d", "2"]
-            status, out, err = bench(bench_bin, fake.port, args, tmp)
-        finally:
-            fake.stop()
+        args = ["--mix", "count", "--json", "-c", "2", "--warmup", "0.1"]
+        # Long enough for the kinds to show however busy the machine: a
+        # fake server answers in microseconds.
+        if mode == "silent":
+            args += ["-d", "2.5", "--timeout", "0.5"]
+        else:
+            args += ["-d", "2"]
+        status, out, err = bench_fake(bench_bin, FakeServer(mode), args, tmp)
         result = parse_json(out) or {}
         errors = result.get("errors", {})
         check(f"a fake server ({mode}): exit 1, errors by kind "
@@ -302,14 +307,10 @@ def check_error_kinds(bench_bin, tmp):
                   "'garbage'" in example, json.dumps(result))
     # A server with a new KO reason for every request: the kinds stay
     # bounded, the rest counted as 'other'.
-    fake = FakeServer("many")
-    try:
-        # 33 replies or more, well within 2 s on a busy machine.
-        status, out, err = bench(bench_bin, fake.port, [
-            "--mix", "count", "--json", "-c", "2", "-d", "2", "--warmup",
-            "0.1"], tmp)
-    finally:
-        fake.stop()
+    # 33 replies or more, well within 2 s on a busy machine.
+    status, out, err = bench_fake(bench_bin, FakeServer("many"), [
+        "--mix", "count", "--json", "-c", "2", "-d", "2", "--warmup",
+        "0.1"], tmp)
     result = parse_json(out) or {}
     errors = result.get("errors", {})
     check("endless KO reasons: at most 33 kinds, the rest under 'other'",
@@ -319,24 +320,16 @@ def check_error_kinds(bench_bin, tmp):
     # Connections refused after set-up: 'connect failed', no requests.
     # With -c 2 set-up is REGISTER and LOGIN of the first user, then
     # REGISTER of the second.
-    fake = FakeServer("refuse", good=3)
-    try:
-        status, out, err = bench(bench_bin, fake.port, [
-            "--mix", "count", "--json", "-c", "2", "-d", "0.3", "--warmup",
-            "0"], tmp)
-    finally:
-        fake.stop()
+    status, out, err = bench_fake(bench_bin, FakeServer("refuse", good=3), [
+        "--mix", "count", "--json", "-c", "2", "-d", "0.3", "--warmup", "0"],
+        tmp)
     result = parse_json(out) or {}
     check("bench connections refused: exit 1, 'connect failed' 2 times",
           status == 1 and result.get("errors") == {"connect failed": 2}
           and result.get("requests") == 0, *details(status, out, err))
     # The text report lists the kinds too.
-    fake = FakeServer("wrong")
-    try:
-        status, out, err = bench(bench_bin, fake.port, [
-            "--mix", "count", "-c", "1", "-d", "0.3", "--warmup", "0"], tmp)
-    finally:
-        fake.stop()
+    status, out, err = bench_fake(bench_bin, FakeServer("wrong"), [
+        "--mix", "count", "-c", "1", "-d", "0.3", "--warmup", "0"], tmp)
     check("the text report lists errors by kind with an example",
           status == 1 and "KO not logged in" in out
           and "wrong reply (first:" in out, *details(status, out, err))
@@ -345,23 +338,13 @@ def check_error_kinds(bench_bin, tmp):
 def check_setup_warning(bench_bin, tmp):
     """A LOGIN slower than 20 ms: the bench warns of full-cost hashing and
     suggests --pwhash min, and still runs."""
-    fake = FakeServer("slow-login")
-    try:
-        status, out, err = bench(bench_bin, fake.port, [
-            "--mix", "count", "-c", "2", "-d", "0.3", "--warmup", "0"], tmp)
-    finally:
-        fake.stop()
+    status, out, err = bench_fake(bench_bin, FakeServer("slow-login"), [
+        "--mix", "count", "-c", "2", "-d", "0.3", "--warmup", "0"], tmp)
     check("a slow LOGIN: the set-up estimate, a full-cost hashing warning "
           "naming --pwhash min, exit 0",
           status == 0 and "set-up: one REGISTER took" in err
           and "full cost" in err and "--pwhash min" in err,
           *details(status, out, err))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def check_redis(bench_bin, tmp, cleanup):

@@ -89,6 +89,14 @@ def run(body, tmp_prefix, arg_names=("SERVER_BIN",)):
     return 0 if failed == 0 else 1
 
 
+def free_port():
+    """A loopback port that was free a moment ago: nothing listens on it
+    (bound, then closed), and a node may be started on it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def die_with_parent():
     """Run in the child: the kernel kills it if the test dies (a ctest
     timeout), so no server outlives the test. prlimit keeps it across its

@@ -51,7 +51,7 @@ import tty
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from blackbox_support import (WAIT_S, Client, Server, check,  # noqa: E402
-                              run, run_case, wait_for)
+                              free_port, run, run_case, wait_for)
 
 # The posted text and what a terminal must show of it, piece by piece.
 PIECES = [
@@ -888,13 +888,6 @@ def run_one_shot_checks(client, port, env, tmp):
                                        b"SMSP_USER", b"SMSP_PASSWORD", b"-p",
                                        b"Exit status")),
           f"status {status}, stdout {out!r}")
-
-
-def free_port():
-    """A port nothing listens on (bound, then closed)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def echo_off(fd):

@@ -34,7 +34,6 @@ hang detectors only: a slow machine does not fail the test.
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -43,8 +42,8 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import blackbox_support as bb  # noqa: E402
 from blackbox_support import (LISTENING, WAIT_S, check,  # noqa: E402
-                              die_with_parent, read_file, run, run_case,
-                              wait_for)
+                              die_with_parent, free_port, read_file, run,
+                              run_case, wait_for)
 
 REPLY_S = 20 * max(1, int(os.environ.get("SMSP_TEST_TIME_FACTOR", "1")))
 # --node-timeout of every front and node: three times the default, so that a
@@ -57,13 +56,6 @@ NODE_TIMEOUT = str(3 * max(1, int(os.environ.get("SMSP_TEST_TIME_FACTOR",
 NODE_LISTENING = "smsp-actors node listening on "
 COOKIE = re.compile(r"\b[0-9a-f]{32,}\b")
 UNAVAILABLE = "KO mailbox unavailable"
-
-
-def free_port():
-    """A TCP port that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def addr(port):

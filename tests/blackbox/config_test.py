@@ -17,14 +17,14 @@ their failures at run time 1.
 
 import os
 import re
-import socket
 import subprocess
 import sys
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from blackbox_support import (LISTENING, WAIT_S, Client,  # noqa: E402
-                              Server, check, die_with_parent, run)
+                              Server, check, die_with_parent, free_port,
+                              run)
 
 SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -238,13 +238,6 @@ def check_caf_error(binary, tmp):
     check("a CAF option CAF cannot parse is refused naming it (exit 2)",
           status == 2 and "--scheduler.max-threads" in err,
           f"exit status: {status}", f"stderr: {err.strip()[:300]!r}")
-
-
-def free_port():
-    """A port nothing listens on (bound, then closed)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def check_tool_exit_codes(client, bench, tmp):

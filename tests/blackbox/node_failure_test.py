@@ -40,7 +40,6 @@ printed, not checked.
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -50,7 +49,8 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import blackbox_support as bb  # noqa: E402
 from blackbox_support import (WAIT_S, check, die_with_parent,  # noqa: E402
-                              read_file, run, run_case, wait_for)
+                              free_port, read_file, run, run_case,
+                              wait_for)
 
 # A request unanswered this long is a hang.
 REPLY_S = 15 * max(1, int(os.environ.get("SMSP_TEST_TIME_FACTOR", "1")))
@@ -64,14 +64,6 @@ LOAD_S = 5.0
 NODE_TIMEOUT = str(2 * max(1, int(os.environ.get("SMSP_TEST_TIME_FACTOR",
                                                   "1"))))
 FAULT_AT_S = 2.0
-
-
-def free_port():
-    """A port that was free a moment ago (a node needs a fixed port: it is
-    restarted on the same one)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def elapsed(t0):

@@ -1,6 +1,10 @@
 // Mailbox actor: one active user's FIFO, a cache of the store's committed mail.
 #include <deque>
+#include <functional>
+#include <map>
 #include <optional>
+#include <set>
+#include <utility>
 
 #include "actors/io_thread.hpp"
 #include "actors/log.hpp"
@@ -16,9 +20,23 @@ struct mailbox_state {
   mailbox_deps deps;
   /// Committed messages not being deleted, oldest first.
   std::deque<stored_mail> messages;
-  /// STOREs and DELMSGs waiting for their commit.
+  /// Moves from the front applied here (a mailbox on a node) and DELMSGs
+  /// waiting for their commit.
   size_t storing = 0;
   size_t deleting = 0;
+  /// A mailbox of the front: STOREs the registry announced (expect_atom),
+  /// by ticket, until the IMQ settles them: with a place kept, or refused
+  /// as full (the IMQ is told so when it asks).
+  std::set<uint64_t> kept;
+  std::set<uint64_t> refused;
+  /// The IMQ's questions about STOREs not yet decided.
+  std::map<uint64_t, caf::typed_response_promise<caf::ok_atom>> asked;
+  /// The last ticket announced.
+  uint64_t last_ticket = 0;
+  /// Requests that arrived after a STORE with a place kept, which they must
+  /// see, in arrival order, each with the last ticket announced before it.
+  /// Invariant: empty, or its first waits for a kept ticket.
+  std::deque<std::pair<uint64_t, std::function<void()>>> deferred;
   /// Answered once nothing waits for a commit; then the actor stops.
   std::vector<caf::typed_response_promise<caf::ok_atom>> retiring;
   static inline const char* name = "smsp.mailbox";
@@ -38,7 +56,8 @@ void insert_in_order(std::deque<stored_mail>& messages, stored_mail mail) {
 /// Completes a retirement once the last write under way has finished.
 void retire_if_done(mailbox_pointer self) {
   auto& st = self->state;
-  if (st.retiring.empty() || st.storing + st.deleting > 0)
+  if (st.retiring.empty() || st.storing + st.deleting > 0 || !st.kept.empty()
+      || !st.refused.empty() || !st.deferred.empty())
     return;
   for (auto& rp : st.retiring)
     rp.deliver(caf::ok_atom::value);
@@ -47,7 +66,7 @@ void retire_if_done(mailbox_pointer self) {
 
 using ok_promise = caf::typed_response_promise<caf::ok_atom>;
 
-/// A STORE or a move here has committed: `mail`, if any, joins the FIFO.
+/// A move from the front applied here: `mail`, if any, joins the FIFO.
 void stored(mailbox_pointer self, ok_promise& rp,
             std::optional<stored_mail> mail) {
   auto& st = self->state;
@@ -58,11 +77,69 @@ void stored(mailbox_pointer self, ok_promise& rp,
   retire_if_done(self);
 }
 
-/// A STORE or a move here did not commit.
+/// A move from the front did not commit here.
 void store_failed(mailbox_pointer self, ok_promise& rp, caf::error& err) {
   --self->state.storing;
   rp.deliver(std::move(err));
   retire_if_done(self);
+}
+
+/// Whether a request that arrived when `ticket` was the last ticket
+/// announced must wait: a STORE before it has a place kept.
+bool must_wait(const mailbox_state& st, uint64_t ticket) {
+  return !st.kept.empty() && *st.kept.begin() <= ticket;
+}
+
+/// Runs `f` now, or once the STOREs announced before it have settled
+/// (after the requests that wait already).
+template <class F>
+void in_turn(mailbox_pointer self, F f) {
+  auto& st = self->state;
+  if (st.deferred.empty() && !must_wait(st, st.last_ticket))
+    f();
+  else
+    st.deferred.emplace_back(st.last_ticket, std::move(f));
+}
+
+/// Runs the waiting requests whose STOREs have settled.
+void run_deferred(mailbox_pointer self) {
+  auto& st = self->state;
+  while (!st.deferred.empty() && !must_wait(st, st.deferred.front().first)) {
+    auto f = std::move(st.deferred.front().second);
+    st.deferred.pop_front();
+    f();
+  }
+  retire_if_done(self);
+}
+
+/// Decides announced STORE `ticket`: a place is kept unless the mailbox is
+/// full, counting the places already kept.
+void decide(mailbox_pointer self, uint64_t ticket) {
+  auto& st = self->state;
+  bool full = st.messages.size() + st.storing + st.kept.size()
+              >= st.deps.mail.max_mailbox;
+  (full ? st.refused : st.kept).insert(ticket);
+  if (auto i = st.asked.find(ticket); i != st.asked.end()) {
+    auto rp = std::move(i->second);
+    st.asked.erase(i);
+    if (full) {
+      st.refused.erase(ticket);
+      rp.deliver(make_error(errc::mailbox_full));
+    } else {
+      rp.deliver(caf::ok_atom::value);
+    }
+  }
+}
+
+/// Announced STORE `ticket` has settled: its mail, if any, joins the FIFO.
+void settle_ticket(mailbox_pointer self, uint64_t ticket,
+                   std::optional<stored_mail> mail) {
+  auto& st = self->state;
+  if (st.kept.erase(ticket) == 0)
+    return;
+  if (mail)
+    insert_in_order(st.messages, std::move(*mail));
+  run_deferred(self);
 }
 
 void load(mailbox_pointer self) {
@@ -98,6 +175,34 @@ void start(mailbox_pointer self, mailbox_actor predecessor) {
 
 mailbox_actor::behavior_type serve(mailbox_pointer self);
 
+/// DELMSG: the oldest message goes, once its removal commits.
+void delete_first(mailbox_pointer self, ok_promise rp) {
+  auto& st = self->state;
+  if (st.messages.empty()) {
+    rp.deliver(make_error(errc::mailbox_empty));
+    return;
+  }
+  // Off the queue now, so that a pipelined GETMSG sees the next one; back in
+  // front if the commit fails.
+  auto mail = std::move(st.messages.front());
+  st.messages.pop_front();
+  ++st.deleting;
+  self->request(st.deps.writer, caf::infinite, caf::delete_atom::value, mail.id)
+    .then(
+      [=](caf::ok_atom) mutable {
+        --self->state.deleting;
+        rp.deliver(caf::ok_atom::value);
+        retire_if_done(self);
+      },
+      [=](caf::error& err) mutable {
+        auto& st = self->state;
+        --st.deleting;
+        st.messages.push_front(std::move(mail));
+        rp.deliver(std::move(err));
+        retire_if_done(self);
+      });
+}
+
 mailbox_actor::behavior_type mailbox(mailbox_pointer self, std::string owner,
                                      mailbox_deps deps,
                                      mailbox_actor predecessor) {
@@ -109,59 +214,56 @@ mailbox_actor::behavior_type mailbox(mailbox_pointer self, std::string owner,
 
 mailbox_actor::behavior_type serve(mailbox_pointer self) {
   return {
-    [=](count_atom) -> uint64_t { return self->state.messages.size(); },
+    [=](count_atom) -> caf::result<uint64_t> {
+      auto rp = self->make_response_promise<uint64_t>();
+      in_turn(self, [=]() mutable {
+        rp.deliver(uint64_t{self->state.messages.size()});
+      });
+      return rp;
+    },
     [=](caf::get_atom) -> caf::result<std::string> {
-      auto& messages = self->state.messages;
-      if (messages.empty())
-        return make_error(errc::mailbox_empty);
-      return messages.front().text;
+      auto rp = self->make_response_promise<std::string>();
+      in_turn(self, [=]() mutable {
+        auto& messages = self->state.messages;
+        if (messages.empty())
+          rp.deliver(make_error(errc::mailbox_empty));
+        else
+          rp.deliver(messages.front().text);
+      });
+      return rp;
     },
     [=](caf::delete_atom) -> caf::result<caf::ok_atom> {
-      auto& st = self->state;
-      if (st.messages.empty())
-        return make_error(errc::mailbox_empty);
-      // Off the queue now, so that a pipelined GETMSG sees the next one;
-      // back in front if the commit fails.
-      auto mail = std::move(st.messages.front());
-      st.messages.pop_front();
-      ++st.deleting;
       auto rp = self->make_response_promise<caf::ok_atom>();
-      self
-        ->request(st.deps.writer, caf::infinite, caf::delete_atom::value,
-                  mail.id)
-        .then(
-          [=](caf::ok_atom) mutable {
-            --self->state.deleting;
-            rp.deliver(caf::ok_atom::value);
-            retire_if_done(self);
-          },
-          [=](caf::error& err) mutable {
-            auto& st = self->state;
-            --st.deleting;
-            st.messages.push_front(std::move(mail));
-            rp.deliver(std::move(err));
-            retire_if_done(self);
-          });
+      in_turn(self, [=]() mutable { delete_first(self, rp); });
       return rp;
     },
-    [=](store_atom, const std::string& poster) -> caf::result<caf::ok_atom> {
+    [=](expect_atom, uint64_t ticket) {
       auto& st = self->state;
-      if (!st.deps.imq)
-        // A mailbox on a node: the front moves mail here by apply_atom.
-        return make_error(caf::sec::unexpected_message);
-      if (st.messages.size() + st.storing >= st.deps.mail.max_mailbox)
+      st.last_ticket = ticket;
+      // Decided in turn: a DELMSG waiting before it frees a place first.
+      if (st.deferred.empty())
+        decide(self, ticket);
+      else
+        st.deferred.emplace_back(0, [=] { decide(self, ticket); });
+    },
+    [=](reserve_atom, uint64_t ticket) -> caf::result<caf::ok_atom> {
+      auto& st = self->state;
+      if (st.kept.count(ticket) != 0)
+        return caf::ok_atom::value;
+      if (st.refused.erase(ticket) != 0) {
+        retire_if_done(self);
         return make_error(errc::mailbox_full);
-      ++st.storing;
+      }
+      // Not decided yet (behind a waiting DELMSG).
       auto rp = self->make_response_promise<caf::ok_atom>();
-      self
-        ->request(st.deps.imq, caf::infinite, store_atom::value, poster,
-                  st.owner)
-        .then(
-          [=](uint64_t id, std::string& text) mutable {
-            stored(self, rp, stored_mail{id, std::move(text)});
-          },
-          [=](caf::error& err) mutable { store_failed(self, rp, err); });
+      st.asked.emplace(ticket, rp);
       return rp;
+    },
+    [=](store_atom, uint64_t ticket, uint64_t mail_id, std::string& text) {
+      settle_ticket(self, ticket, stored_mail{mail_id, std::move(text)});
+    },
+    [=](cancel_atom, uint64_t ticket) {
+      settle_ticket(self, ticket, std::nullopt);
     },
     [=](apply_atom, uint64_t imq_id, std::string& text,
         bool first_attempt) -> caf::result<caf::ok_atom> {

@@ -45,6 +45,16 @@ using lookup_atom = caf::atom_constant<caf::atom("lookup")>;
 using load_atom = caf::atom_constant<caf::atom("load")>;
 using retire_atom = caf::atom_constant<caf::atom("retire")>;
 
+// A STORE to a mailbox of this process (see docs/ARCHITECTURE.md, "Order
+// with many requests in flight"): the registry announces it to the target
+// mailbox (expect_atom) and hands it to the IMQ, which asks the mailbox
+// for the place announced (reserve_atom), commits the move and then gives
+// the mailbox the mail (store_atom) or releases the place (cancel_atom).
+// Each STORE has a ticket from the registry, increasing in arrival order.
+using expect_atom = caf::atom_constant<caf::atom("expect")>;
+using reserve_atom = caf::atom_constant<caf::atom("reserve")>;
+using cancel_atom = caf::atom_constant<caf::atom("cancel")>;
+
 // The exactly-once move of an IMQ entry to a mailbox on a node (see
 // docs/ARCHITECTURE.md, "Exactly-once across processes"): the front claims
 // the entry, the node applies it once per id, the front settles it, the
@@ -332,10 +342,17 @@ using mailbox_actor = caf::typed_actor<
   caf::replies_to<caf::get_atom>::with<std::string>,
   // Removes the oldest message; errc::mailbox_empty.
   caf::replies_to<caf::delete_atom>::with<caf::ok_atom>,
-  // (poster): moves the poster's most recent IMQ message here, when the
-  // IMQ shares this mailbox's store (a mailbox of the front);
-  // errc::nothing_to_store, mailbox_full.
-  caf::replies_to<store_atom, std::string>::with<caf::ok_atom>,
+  // A mailbox of the front, from the registry: (ticket) a STORE to this
+  // mailbox is on its way through the IMQ. A place is kept for it if the
+  // mailbox is not full, and the COUNT, GETMSG and DELMSG that arrive after
+  // it wait until its mail is here or its move failed.
+  caf::reacts_to<expect_atom, uint64_t>,
+  // From the IMQ: (ticket) is its place kept? errc::mailbox_full.
+  caf::replies_to<reserve_atom, uint64_t>::with<caf::ok_atom>,
+  // From the IMQ: (ticket, mail id, text) the move committed: the mail
+  // joins the FIFO. (ticket) alone, with cancel_atom: nothing comes.
+  caf::reacts_to<store_atom, uint64_t, uint64_t, std::string>,
+  caf::reacts_to<cancel_atom, uint64_t>,
   // (IMQ id, text, first attempt): a message moved here from the front's
   // IMQ (a mailbox on a node), appended at most once per IMQ id; a repeated
   // one is acknowledged and changes nothing. errc::mailbox_full, for a first
@@ -398,10 +415,17 @@ using node_actor = caf::typed_actor<
 using imq_actor = caf::typed_actor<
   // (poster, text): appends to the queue; errc::too_many_unstored.
   caf::replies_to<post_atom, std::string, std::string>::with<caf::ok_atom>,
-  // (poster, owner): moves the poster's most recent message to the end of
-  // owner's mailbox in the store -> (mail id, text); errc::nothing_to_store.
-  caf::replies_to<store_atom, std::string, std::string>::with<uint64_t,
-                                                              std::string>,
+  // (poster, owner, ticket, owner's mailbox in this process): moves the
+  // poster's most recent message that arrived before this STORE to the end
+  // of owner's mailbox, once the mailbox kept a place for it (announced by
+  // the registry with expect_atom). A poster's STOREs take their messages
+  // in arrival order. A null mailbox: the registry is still looking owner
+  // up and sends (ticket, mailbox) or (ticket, error) when it knows.
+  // errc::nothing_to_store, mailbox_full, no_such_user.
+  caf::replies_to<store_atom, std::string, std::string, uint64_t,
+                  mailbox_actor>::with<caf::ok_atom>,
+  caf::reacts_to<store_atom, uint64_t, mailbox_actor>,
+  caf::reacts_to<store_atom, uint64_t, caf::error>,
   // (poster, owner, owner's mailbox on a node): moves the poster's most
   // recent message there exactly once: claim, apply, settle.
   // errc::nothing_to_store, mailbox_full, mailbox_unavailable (the claim

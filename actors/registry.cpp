@@ -64,6 +64,9 @@ struct registry_state {
   /// that is not trusted: the hash it read may be the old one.
   std::unordered_map<std::string, uint64_t> changed_at;
   uint64_t change_epoch = 0;
+  /// The ticket of the last STORE to a mailbox of this process (see
+  /// expect_atom).
+  uint64_t last_ticket = 0;
   static inline const char* name = "smsp.registry";
 };
 
@@ -104,8 +107,7 @@ mailbox_actor mailbox_of(registry_pointer self, const std::string& user) {
   auto& d = st.deps;
   auto handle = spawn_mailbox(
     self->system(), user,
-    mailbox_deps{
-      d.reader, d.imq, d.writer, st.cfg.waits, st.cfg.mail, {}, d.host},
+    mailbox_deps{d.reader, d.writer, st.cfg.waits, st.cfg.mail, {}, d.host},
     st.mailboxes.retiring(user).value_or(mailbox_actor{}));
   self->monitor(handle);
   st.mailboxes.activate(user, handle, handle.address(), t);
@@ -257,15 +259,11 @@ void to_mailbox(registry_pointer self, const std::string& user,
     });
 }
 
-/// Moves `poster`'s latest IMQ message to `target`'s mailbox: in this
-/// process the mailbox drives it; on a node the IMQ does (exactly once).
-void store_to(registry_pointer self, const std::string& poster,
-              const std::string& target,
-              caf::typed_response_promise<caf::ok_atom> rp) {
-  if (!has_nodes(self)) {
-    rp.delegate(mailbox_of(self, target), store_atom::value, poster);
-    return;
-  }
+/// Moves `poster`'s latest IMQ message to `target`'s mailbox on a node:
+/// the IMQ does it exactly once (claim, apply, settle).
+void store_on_node(registry_pointer self, const std::string& poster,
+                   const std::string& target,
+                   caf::typed_response_promise<caf::ok_atom> rp) {
   with_mailbox(
     self, target, [=](const mailbox_actor& box, const caf::error* err) mutable {
       if (err != nullptr) {
@@ -282,6 +280,16 @@ void store_to(registry_pointer self, const std::string& poster,
                 rp.deliver(std::move(err));
               });
     });
+}
+
+/// Announces STORE `ticket` to `target`'s mailbox in this process and
+/// returns the mailbox. Sent before the IMQ can ask the mailbox about it,
+/// and in order with the owner's other requests, which therefore see it.
+mailbox_actor announce_store(registry_pointer self, const std::string& target,
+                             uint64_t ticket) {
+  auto box = mailbox_of(self, target);
+  self->send(box, expect_atom::value, ticket);
+  return box;
 }
 
 /// Node `index` went down: its mailboxes are gone or unreachable. They are
@@ -787,25 +795,54 @@ registry(registry_pointer self, registry_deps deps, registry_config cfg) {
       // admin tool: a user being deleted has no mailbox to deliver to.
       if (is_deleting(self, target))
         return errc::no_such_user;
-      auto rp = self->make_response_promise<caf::ok_atom>();
-      if (st.mailboxes.is_active(target)
-          || st.accounts.touch(target) != nullptr) {
-        store_to(self, *caller, target, rp);
+      if (has_nodes(self)) {
+        // A connection sends nothing after a STORE until it is answered
+        // when mailboxes are on nodes (connection_config).
+        auto rp = self->make_response_promise<caf::ok_atom>();
+        if (st.mailboxes.is_active(target)
+            || st.accounts.touch(target) != nullptr) {
+          store_on_node(self, *caller, target, rp);
+          return rp;
+        }
+        with_account(
+          self, target,
+          [=, poster = *caller](const std::string&) mutable {
+            if (is_deleting(self, target)) {
+              rp.deliver(make_error(errc::no_such_user));
+              return;
+            }
+            store_on_node(self, poster, target, rp);
+          },
+          [=](caf::error& err) mutable { rp.deliver(std::move(err)); });
         return rp;
       }
-      // STORE is a barrier on its connection, so answering after a lookup
-      // reorders nothing for its sender.
+      // The IMQ gets the STORE now, in order with the poster's MESSAGEs and
+      // STOREs, and the target's mailbox the announcement, in order with
+      // the owner's reads. The caller's own account exists (a session).
+      auto ticket = ++st.last_ticket;
+      if (target == *caller || st.mailboxes.is_active(target)
+          || st.accounts.touch(target) != nullptr)
+        return self->delegate(st.deps.imq, store_atom::value, *caller, target,
+                              ticket, announce_store(self, target, ticket));
+      // The IMQ holds the STORE in its place until the lookup says where.
+      auto held = self->delegate(st.deps.imq, store_atom::value, *caller,
+                                 target, ticket, mailbox_actor{});
       with_account(
         self, target,
-        [=, poster = *caller](const std::string&) mutable {
-          if (is_deleting(self, target)) {
-            rp.deliver(make_error(errc::no_such_user));
-            return;
-          }
-          store_to(self, poster, target, rp);
+        [=](const std::string&) {
+          auto& imq = self->state.deps.imq;
+          if (is_deleting(self, target))
+            self->send(imq, store_atom::value, ticket,
+                       make_error(errc::no_such_user));
+          else
+            self->send(imq, store_atom::value, ticket,
+                       announce_store(self, target, ticket));
         },
-        [=](caf::error& err) mutable { rp.deliver(std::move(err)); });
-      return rp;
+        [=](caf::error& err) {
+          self->send(self->state.deps.imq, store_atom::value, ticket,
+                     std::move(err));
+        });
+      return held;
     },
     [=](count_atom, const std::string& cookie,
         const std::string& owner) -> caf::result<uint64_t> {

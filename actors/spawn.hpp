@@ -74,9 +74,6 @@ reader_actor spawn_reader(caf::actor_system& sys, const std::string& data_dir);
 /// What a mailbox actor talks to.
 struct mailbox_deps {
   reader_actor reader;
-  /// The IMQ sharing this store (a mailbox of the front); none on a node,
-  /// where mail arrives by apply_atom.
-  imq_actor imq;
   writer_actor writer;
   timeouts waits;
   mail_limits mail;

@@ -415,6 +415,7 @@ caf::expected<server> start_server(caf::actor_system& sys,
   }
   auto acceptor_cfg = cfg.acceptor;
   acceptor_cfg.max_connections = srv.max_connections = *room;
+  acceptor_cfg.connection.mailboxes_on_nodes = !cfg.mailbox_nodes.empty();
   if (cfg.metrics_port)
     acceptor_cfg.metrics = srv.metrics = spawn_metrics(sys);
   auto bound = listen(sys, srv.registry, acceptor_cfg, cfg.host, cfg.port);

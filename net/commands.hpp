@@ -18,11 +18,23 @@ enum class ordering : uint8_t {
   /// one receiver in the order sent, so later requests see its effect.
   pipelined,
   /// Later requests start only once it is answered: its effect reaches them
-  /// by a longer path (STORE comes back from the imq and the writer, REGISTER
-  /// and LOGIN finish after a password hash and start the sessions that later
-  /// requests use, DUMP reads the store).
+  /// by a longer path (REGISTER and LOGIN finish after a password hash and
+  /// start the sessions that later requests use, DUMP reads the store).
   barrier,
+  /// STORE: pipelined while every mailbox is in this process (the registry
+  /// hands it to the IMQ and announces it to the target mailbox, each in
+  /// order; see docs/ARCHITECTURE.md); a barrier with mailbox nodes, where
+  /// the move reaches the node from the IMQ and a later read, sent
+  /// straight to the node, could overtake it.
+  barrier_with_nodes,
 };
+
+/// Whether a request of `order` holds later ones until it is answered, on a
+/// server with or without mailbox nodes.
+constexpr bool holds_later(ordering order, bool mailboxes_on_nodes) {
+  return order == ordering::barrier
+         || (order == ordering::barrier_with_nodes && mailboxes_on_nodes);
+}
 
 /// Which wait bounds a request before it is answered `KO internal error`.
 enum class deadline : uint8_t {

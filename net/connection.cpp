@@ -232,7 +232,8 @@ void set_reply(broker* self, started_request& req, std::string text,
   req.reserved = encoded_size(text, req.term);
   st.reserved += req.reserved;
   req.reply = std::move(text);
-  if (req.row != nullptr && req.row->order == ordering::barrier)
+  if (req.row != nullptr
+      && holds_later(req.row->order, st.deps.cfg.mailboxes_on_nodes))
     st.barrier = false;
 }
 
@@ -358,7 +359,7 @@ void start_next(broker* self) {
               result_of(errc::not_logged_in));
     return;
   }
-  if (row.order == ordering::barrier)
+  if (holds_later(row.order, st.deps.cfg.mailboxes_on_nodes))
     st.barrier = true;
   row.handle(self, seq, req);
 }

@@ -45,6 +45,9 @@ struct connection_config {
   /// this long after the first of them (so at most about once per this
   /// while busy, and never while idle), and at its close.
   std::chrono::milliseconds report_interval{std::chrono::seconds{1}};
+  /// Mailboxes live on mailbox nodes: STORE holds later requests until it
+  /// is answered (ordering::barrier_with_nodes).
+  bool mailboxes_on_nodes = false;
 };
 
 /// What every connection broker gets from the acceptor that forks it.

@@ -295,10 +295,9 @@ void fixture::expect_session(const std::string& cookie,
   auto marker = "probe for " + user + " " + new_cookie();
   REQUIRE(outcome(registry_post(cookie, marker)) == "OK");
   // Into a mailbox that is no account's, so no mailbox actor caches it.
-  auto probed = imq_store(user, "probe");
-  CHECK(outcome(probed) == "OK");
-  if (probed)
-    CHECK(probed->text == marker);
+  CHECK(outcome(imq_store(user, "probe")) == "OK");
+  auto probed = stored_mailbox("probe");
+  CHECK((!probed.empty() && probed.back() == marker));
   auto after = registry_count(cookie, user);
   REQUIRE(outcome(after) == "OK");
   CHECK(*after == *before);
@@ -323,7 +322,6 @@ mailbox_actor fixture::spawn_mailbox(const std::string& owner,
   auto mb = smsp::spawn_mailbox(
     sys, owner,
     mailbox_deps{reader,
-                 imq,
                  writer,
                  timeouts{},
                  opts.mail,
@@ -331,12 +329,14 @@ mailbox_actor fixture::spawn_mailbox(const std::string& owner,
                  opts.on_io_thread ? io_thread_of(sys) : nullptr},
     std::move(predecessor));
   boxes.push_back(mb);
+  box_owners.emplace(mb.address(), owner);
   return mb;
 }
 
 caf::expected<caf::ok_atom> fixture::mailbox_store(const mailbox_actor& mb,
                                                    const std::string& poster) {
-  return ask_mailbox<caf::ok_atom>(mb, store_atom::value, poster);
+  auto pending = send_mailbox_store(mb, poster);
+  return await_reply<caf::ok_atom>(pending);
 }
 
 caf::expected<caf::ok_atom> fixture::mailbox_deliver(const mailbox_actor& mb,
@@ -370,13 +370,12 @@ caf::expected<caf::ok_atom> fixture::imq_post(const std::string& poster,
   return ask_imq<caf::ok_atom>(post_atom::value, poster, text);
 }
 
-caf::expected<stored_mail> fixture::imq_store(const std::string& poster,
-                                              const std::string& owner) {
-  using moved = std::tuple<uint64_t, std::string>;
-  auto result = ask_imq<moved>(store_atom::value, poster, owner);
-  if (!result)
-    return result.error();
-  return stored_mail{std::get<0>(*result), std::get<1>(*result)};
+caf::expected<caf::ok_atom> fixture::imq_store(const std::string& poster,
+                                               const std::string& owner) {
+  auto mb = spawn_mailbox(owner);
+  auto result = mailbox_store(mb, poster);
+  must(mailbox_retire(mb));
+  return result;
 }
 
 uint64_t fixture::imq_count() {

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -174,8 +175,11 @@ struct fixture {
   hasher_actor hasher;
   dumper_actor dumper;
   registry_actor registry;
-  /// The mailboxes spawned with spawn_mailbox.
+  /// The mailboxes spawned with spawn_mailbox, and their owners.
   std::vector<mailbox_actor> boxes;
+  std::map<caf::actor_addr, std::string> box_owners;
+  /// The last STORE ticket of mailbox_store (see expect_atom).
+  uint64_t last_ticket = 0;
 
   explicit fixture(options o = {});
 
@@ -342,9 +346,20 @@ struct fixture {
   mailbox_actor spawn_mailbox(const std::string& owner,
                               mailbox_actor predecessor = {});
 
-  /// Moves `poster`'s most recent IMQ message into `mb`.
+  /// Moves `poster`'s most recent IMQ message into `mb` (spawned with
+  /// spawn_mailbox) as the registry does: announced to `mb`, then handed to
+  /// the IMQ.
   caf::expected<caf::ok_atom> mailbox_store(const mailbox_actor& mb,
                                             const std::string& poster);
+
+  /// Sends the STORE of mailbox_store without waiting for its answer (a
+  /// handle for await_reply).
+  auto send_mailbox_store(const mailbox_actor& mb, const std::string& poster) {
+    auto ticket = ++last_ticket;
+    caf::anon_send(mb, expect_atom::value, ticket);
+    return self->request(imq, request_timeout, store_atom::value, poster,
+                         box_owners.at(mb.address()), ticket, mb);
+  }
 
   /// Posts `text` on the IMQ as "sender" and stores it into `mb`: mail
   /// reaches a mailbox only through the IMQ.
@@ -365,9 +380,9 @@ struct fixture {
                                        const std::string& text);
 
   /// Moves `poster`'s most recent message into `owner`'s mailbox in the
-  /// store, bypassing any mailbox actor.
-  caf::expected<stored_mail> imq_store(const std::string& poster,
-                                       const std::string& owner);
+  /// store, through a mailbox actor spawned for it and retired after.
+  caf::expected<caf::ok_atom> imq_store(const std::string& poster,
+                                        const std::string& owner);
 
   uint64_t imq_count();
 

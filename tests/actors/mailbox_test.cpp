@@ -145,8 +145,7 @@ TEST_CASE("a retiring mailbox answers after its writes and its successor "
   // would show "a" again or miss "c".
   auto& self = f.self;
   write_lock lock{f.db_file()};
-  auto stored = self->request(old, request_timeout, store_atom::value,
-                              "sender"s);
+  auto stored = f.send_mailbox_store(old, "sender");
   auto deleted = self->request(old, request_timeout, caf::delete_atom::value);
   auto retired = self->request(old, request_timeout, retire_atom::value);
   auto next = f.spawn_mailbox("alice", old);

@@ -193,3 +193,221 @@ TEST_CASE("concurrent clients posting and storing to one user lose nothing",
     CHECK(f.imq_has_nothing_for(name));
   }
 }
+
+// -- STORE without a barrier --------------------------------------------------
+// A connection sends on after a STORE (when every mailbox is in this
+// process), so these send whole pipelines at once, as a client would, and
+// check that every answer is the one the requests would get one at a time.
+
+namespace {
+
+/// The fixture's options, with the IMQ, registry and mailboxes on the I/O
+/// thread as in the server, or on the scheduler.
+options placed(bool on_io_thread) {
+  options o;
+  o.on_io_thread = on_io_thread;
+  return o;
+}
+
+} // namespace
+
+TEST_CASE("pipelined mail cycles to one's own mailbox keep their order",
+          "[actors]") {
+  auto on_io_thread = GENERATE(false, true);
+  CAPTURE(on_io_thread);
+  fixture f{placed(on_io_thread)};
+  auto alice = f.registry_must_register("alice", "s3cret");
+  auto& self = f.self;
+  auto& reg = f.registry;
+  constexpr int cycles = 40;
+  using ok_handle = decltype(self->request(reg, request_timeout,
+                                           post_atom::value, alice, "x"s));
+  using count_handle = decltype(self->request(
+    reg, request_timeout, count_atom::value, alice, "alice"s));
+  using text_handle = decltype(self->request(
+    reg, request_timeout, caf::get_atom::value, alice, "alice"s));
+  struct cycle {
+    ok_handle post;
+    ok_handle store;
+    count_handle count;
+    text_handle get;
+    ok_handle del;
+  };
+  // MESSAGE, STORE to oneself, COUNT, GETMSG, DELMSG: every cycle sent
+  // before the first answer is read.
+  std::vector<cycle> sent;
+  for (int i = 0; i < cycles; ++i) {
+    auto text = "m" + std::to_string(i);
+    auto post = self->request(reg, request_timeout, post_atom::value, alice,
+                              text);
+    auto store = self->request(reg, request_timeout, store_atom::value, alice,
+                               "alice"s);
+    auto count = self->request(reg, request_timeout, count_atom::value, alice,
+                               "alice"s);
+    auto get = self->request(reg, request_timeout, caf::get_atom::value, alice,
+                             "alice"s);
+    auto del = self->request(reg, request_timeout, caf::delete_atom::value,
+                             alice, "alice"s);
+    sent.push_back({post, store, count, get, del});
+  }
+  for (int i = 0; i < cycles; ++i) {
+    INFO("cycle " << i);
+    auto& c = sent[i];
+    CHECK(outcome(await_reply<caf::ok_atom>(c.post)) == "OK");
+    CHECK(outcome(await_reply<caf::ok_atom>(c.store)) == "OK");
+    CHECK(must(await_reply<uint64_t>(c.count)) == 1u);
+    CHECK(must(await_reply<std::string>(c.get)) == "m" + std::to_string(i));
+    CHECK(outcome(await_reply<caf::ok_atom>(c.del)) == "OK");
+  }
+  CHECK(must(f.registry_count(alice, "alice")) == 0u);
+  CHECK(f.imq_has_nothing_for("alice"));
+  CHECK(f.stored_mailbox("alice").empty());
+}
+
+TEST_CASE("a STORE never takes a MESSAGE sent after it", "[actors]") {
+  auto on_io_thread = GENERATE(false, true);
+  CAPTURE(on_io_thread);
+  fixture f{placed(on_io_thread)};
+  auto alice = f.registry_must_register("alice", "s3cret");
+  f.registry_must_register("bob", "hunter22");
+  f.registry_must_register("carol", "pw");
+  auto& self = f.self;
+  auto& reg = f.registry;
+  // The MESSAGE after each STORE commits with it (one group), and reaches
+  // the IMQ before the STORE's turn comes.
+  auto p1 = self->request(reg, request_timeout, post_atom::value, alice, "a1"s);
+  auto s1 = self->request(reg, request_timeout, store_atom::value, alice,
+                          "bob"s);
+  auto p2 = self->request(reg, request_timeout, post_atom::value, alice, "a2"s);
+  auto s2 = self->request(reg, request_timeout, store_atom::value, alice,
+                          "carol"s);
+  auto p3 = self->request(reg, request_timeout, post_atom::value, alice, "a3"s);
+  auto s3 = self->request(reg, request_timeout, store_atom::value, alice,
+                          "carol"s);
+  auto s4 = self->request(reg, request_timeout, store_atom::value, alice,
+                          "bob"s);
+  for (auto* h : {&p1, &s1, &p2, &s2, &p3, &s3})
+    CHECK(outcome(await_reply<caf::ok_atom>(*h)) == "OK");
+  CHECK(outcome(await_reply<caf::ok_atom>(s4)) == ko(errc::nothing_to_store));
+  CHECK(f.stored_mailbox("bob") == std::vector<std::string>{"a1"});
+  CHECK(f.stored_mailbox("carol") == std::vector<std::string>{"a2", "a3"});
+}
+
+TEST_CASE("STOREs take their messages in the order sent, also while a "
+          "target is looked up",
+          "[actors]") {
+  auto on_io_thread = GENERATE(false, true);
+  CAPTURE(on_io_thread);
+  auto o = placed(on_io_thread);
+  // One cached account: registering carol last pushes bob's out, so his
+  // STORE waits for the store's lookup while the later ones need none.
+  o.registry.account_cache = 1;
+  fixture f{o};
+  f.registry_must_register("bob", "hunter22");
+  auto carol = f.registry_must_register("carol", "pw");
+  auto alice = f.registry_must_register("alice", "s3cret");
+  auto& self = f.self;
+  auto& reg = f.registry;
+  REQUIRE(outcome(f.registry_post(alice, "a1")) == "OK");
+  REQUIRE(outcome(f.registry_post(alice, "a2")) == "OK");
+  REQUIRE(outcome(f.registry_post(alice, "a3")) == "OK");
+  // Only alice's account is cached, and no mailbox is active.
+  auto before = f.registry_stats();
+  CHECK(before.cached == 1u);
+  CHECK(before.active == 0u);
+  auto to_bob = self->request(reg, request_timeout, store_atom::value, alice,
+                              "bob"s);
+  auto to_self = self->request(reg, request_timeout, store_atom::value, alice,
+                               "alice"s);
+  auto to_ghost = self->request(reg, request_timeout, store_atom::value, alice,
+                                "ghost"s);
+  auto count = self->request(reg, request_timeout, count_atom::value, alice,
+                             "alice"s);
+  auto to_carol = self->request(reg, request_timeout, store_atom::value, alice,
+                                "carol"s);
+  CHECK(outcome(await_reply<caf::ok_atom>(to_bob)) == "OK");
+  CHECK(outcome(await_reply<caf::ok_atom>(to_self)) == "OK");
+  CHECK(outcome(await_reply<caf::ok_atom>(to_ghost)) == ko(errc::no_such_user));
+  CHECK(must(await_reply<uint64_t>(count)) == 1u);
+  CHECK(outcome(await_reply<caf::ok_atom>(to_carol)) == "OK");
+  CHECK(f.stored_mailbox("bob") == std::vector<std::string>{"a3"});
+  CHECK(f.stored_mailbox("alice") == std::vector<std::string>{"a2"});
+  CHECK(f.stored_mailbox("carol") == std::vector<std::string>{"a1"});
+  CHECK(must(f.registry_get(carol, "carol")) == "a1");
+}
+
+TEST_CASE("a pipelined STORE to a full mailbox leaves its message for the "
+          "next",
+          "[actors]") {
+  auto on_io_thread = GENERATE(false, true);
+  CAPTURE(on_io_thread);
+  auto o = placed(on_io_thread);
+  o.mail.max_mailbox = 1;
+  fixture f{o};
+  auto alice = f.registry_must_register("alice", "s3cret");
+  auto bob = f.registry_must_register("bob", "hunter22");
+  f.registry_must_register("carol", "pw");
+  auto& self = f.self;
+  auto& reg = f.registry;
+  REQUIRE(outcome(f.registry_post(alice, "a1")) == "OK");
+  REQUIRE(outcome(f.registry_post(alice, "a2")) == "OK");
+  REQUIRE(outcome(f.registry_post(alice, "a3")) == "OK");
+  // bob has room for one: the first STORE fills it, the second finds it
+  // full and leaves a2 for carol's. Then bob's DELMSG makes room, which
+  // the STORE after it sees although the DELMSG waited for a STORE.
+  auto s1 = self->request(reg, request_timeout, store_atom::value, alice,
+                          "bob"s);
+  auto s2 = self->request(reg, request_timeout, store_atom::value, alice,
+                          "bob"s);
+  auto s3 = self->request(reg, request_timeout, store_atom::value, alice,
+                          "carol"s);
+  auto del = self->request(reg, request_timeout, caf::delete_atom::value, bob,
+                           "bob"s);
+  auto s4 = self->request(reg, request_timeout, store_atom::value, alice,
+                          "bob"s);
+  auto get = self->request(reg, request_timeout, caf::get_atom::value, bob,
+                           "bob"s);
+  CHECK(outcome(await_reply<caf::ok_atom>(s1)) == "OK");
+  CHECK(outcome(await_reply<caf::ok_atom>(s2)) == ko(errc::mailbox_full));
+  CHECK(outcome(await_reply<caf::ok_atom>(s3)) == "OK");
+  CHECK(outcome(await_reply<caf::ok_atom>(del)) == "OK");
+  CHECK(outcome(await_reply<caf::ok_atom>(s4)) == "OK");
+  CHECK(must(await_reply<std::string>(get)) == "a1");
+  CHECK(f.stored_mailbox("carol") == std::vector<std::string>{"a2"});
+  CHECK(f.stored_mailbox("bob") == std::vector<std::string>{"a1"});
+}
+
+TEST_CASE("a MESSAGE at the limit behind a STORE counts the place it frees",
+          "[actors]") {
+  auto on_io_thread = GENERATE(false, true);
+  CAPTURE(on_io_thread);
+  auto o = placed(on_io_thread);
+  o.mail.max_imq_per_user = 2;
+  o.mail.max_mailbox = 1;
+  fixture f{o};
+  auto alice = f.registry_must_register("alice", "s3cret");
+  f.registry_must_register("bob", "hunter22");
+  auto& self = f.self;
+  auto& reg = f.registry;
+  REQUIRE(outcome(f.registry_post(alice, "x1")) == "OK");
+  REQUIRE(outcome(f.registry_post(alice, "x2")) == "OK");
+  // One at a time, the STORE frees a place that the MESSAGE takes; the next
+  // MESSAGE finds the limit again. The second STORE finds bob full and
+  // frees nothing, so the MESSAGE after it is refused.
+  auto s1 = self->request(reg, request_timeout, store_atom::value, alice,
+                          "bob"s);
+  auto p3 = self->request(reg, request_timeout, post_atom::value, alice, "x3"s);
+  auto p4 = self->request(reg, request_timeout, post_atom::value, alice, "x4"s);
+  auto s2 = self->request(reg, request_timeout, store_atom::value, alice,
+                          "bob"s);
+  auto p5 = self->request(reg, request_timeout, post_atom::value, alice, "x5"s);
+  CHECK(outcome(await_reply<caf::ok_atom>(s1)) == "OK");
+  CHECK(outcome(await_reply<caf::ok_atom>(p3)) == "OK");
+  CHECK(outcome(await_reply<caf::ok_atom>(p4)) == ko(errc::too_many_unstored));
+  CHECK(outcome(await_reply<caf::ok_atom>(s2)) == ko(errc::mailbox_full));
+  CHECK(outcome(await_reply<caf::ok_atom>(p5)) == ko(errc::too_many_unstored));
+  CHECK(f.stored_mailbox("bob") == std::vector<std::string>{"x2"});
+  CHECK(f.imq_count() == 2u);
+  REQUIRE(outcome(f.registry_store(alice, "alice")) == "OK");
+  CHECK(f.stored_mailbox("alice") == std::vector<std::string>{"x3"});
+}

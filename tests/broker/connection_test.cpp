@@ -501,7 +501,10 @@ TEST_CASE("a barrier holds later requests until it is answered", "[broker]") {
                                   barrier{"LOGIN carol s3cret", "LOGIN"});
   CAPTURE(command);
   fixture f;
-  f.connect();
+  auto cfg = f.config();
+  // STORE is a barrier only when mailboxes are on nodes.
+  cfg.mailboxes_on_nodes = true;
+  f.connect(cfg);
   // The pipelined request before the barrier starts with it; the two after
   // wait, and a malformed line behind the barrier waits in its place too.
   f.send(count_line() + line + "\n" + count_line() + "BOGUS\n" + "GETMSG alice "
@@ -522,6 +525,26 @@ TEST_CASE("a barrier holds later requests until it is answered", "[broker]") {
   CHECK(f.output()
         == "COUNTED 1\n" + barrier_reply
              + "COUNTED 0\nKO unknown command\nOK mail\n");
+}
+
+TEST_CASE("STORE is pipelined when every mailbox is in this process",
+          "[broker]") {
+  fixture f;
+  f.connect();
+  f.send("MESSAGE hi " + cookie + "\nSTORE alice " + cookie + "\n"
+         + count_line() + "MESSAGE again " + cookie + "\nSTORE bob " + cookie
+         + "\n" + count_line());
+  // All six reach the registry at once; the actors keep their order.
+  REQUIRE(f.registry_commands()
+          == strings{"MESSAGE", "STORE", "COUNT", "MESSAGE", "STORE", "COUNT"});
+  f.answer(4, caf::ok_atom::value);
+  f.answer(2, uint64_t{1});
+  f.answer(5, uint64_t{1});
+  CHECK(f.output().empty());
+  f.answer(0, caf::ok_atom::value);
+  f.answer(1, caf::ok_atom::value);
+  f.answer(3, caf::ok_atom::value);
+  CHECK(f.output() == "OK\nOK\nCOUNTED 1\nOK\nOK\nCOUNTED 1\n");
 }
 
 TEST_CASE("LOGIN tells the registry the client's address", "[broker]") {
@@ -618,6 +641,8 @@ TEST_CASE("reading pauses at max_queued and resumes when the queue drains",
           "[broker]") {
   fixture f;
   auto cfg = f.config();
+  // STORE serves as the barrier that holds later requests.
+  cfg.mailboxes_on_nodes = true;
   cfg.max_queued = 2;
   f.connect(cfg);
   CHECK_FALSE(f.reading_halted());
@@ -649,6 +674,8 @@ TEST_CASE("reading pauses at max_queued_bytes and resumes when the queue "
           "[broker]") {
   fixture f;
   auto cfg = f.config();
+  // STORE serves as the barrier that holds later requests.
+  cfg.mailboxes_on_nodes = true;
   // Room for short requests, not for a long one, however the queue counts
   // its bytes (the lines, or the memory they take).
   cfg.max_queued_bytes = 2048;
@@ -673,6 +700,8 @@ TEST_CASE("reading pauses at max_queued_bytes and resumes when the queue "
 TEST_CASE("each switch of reading settles before the next", "[broker]") {
   fixture f;
   auto cfg = f.config();
+  // STORE serves as the barrier that holds later requests.
+  cfg.mailboxes_on_nodes = true;
   cfg.max_queued = 1;
   f.connect(cfg);
   f.send("STORE bob " + cookie + "\n" + count_line());
@@ -850,7 +879,9 @@ TEST_CASE("a barrier past its deadline releases the requests behind it",
           "[broker]") {
   stderr_capture log;
   fixture f;
-  f.connect();
+  auto cfg = f.config();
+  cfg.mailboxes_on_nodes = true;
+  f.connect(cfg);
   f.send("STORE bob " + cookie + "\n" + count_line());
   REQUIRE(f.registry_commands() == strings{"STORE"});
   f.clock.advance(10s);

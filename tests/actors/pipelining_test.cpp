@@ -18,10 +18,6 @@ TEST_CASE("pipelined requests from one client are answered in order",
   auto bob = f.registry_must_register("bob", "hunter22");
   auto& self = f.self;
   auto& reg = f.registry;
-  // STORE is a barrier: a connection sends nothing after it until it is
-  // answered (its mailbox write comes back through the imq, which a later
-  // request on another path could overtake). Everything up to a STORE is
-  // pipelined.
   // Stage 1: POST POST STORE sent at once. The STORE sees both POSTs and
   // takes the second.
   auto p1 = self->request(reg, request_timeout, post_atom::value, alice,
@@ -94,10 +90,8 @@ TEST_CASE("long pipelines of POST then STORE then GET and DELETE keep order",
                                            post_atom::value, alice, "x"s));
   using text_handle = decltype(self->request(
     reg, request_timeout, caf::get_atom::value, bob, "bob"s));
-  // n POSTs then n STOREs, all sent before the first reply is read. A
-  // connection would wait after each STORE (a barrier), but STOREs to one
-  // target travel one path (registry, that mailbox, imq), so the actors keep
-  // even this order.
+  // n POSTs then n STOREs, all sent before the first reply is read: each
+  // STORE takes the most recent message that no STORE before it took.
   std::vector<ok_handle> posts;
   std::vector<ok_handle> stores;
   for (int i = 0; i < n; ++i)

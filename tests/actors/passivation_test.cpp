@@ -192,8 +192,7 @@ TEST_CASE("requests racing passivations lose and duplicate no message",
         model.push_back(text);
       }
     } else {
-      // STORE is a barrier (the connection waits for its reply); the
-      // reads and deletes behind it are pipelined.
+      // A STORE answered, then reads and deletes pipelined.
       if (slot(rng) == 0)
         passivate();
       REQUIRE(outcome(f.registry_store(alice, "alice")) == "OK");

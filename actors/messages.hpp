@@ -92,6 +92,9 @@ using reclaim_atom = caf::atom_constant<caf::atom("reclaim")>;
 /// (It also sends itself caf::tick_atom to check its deadlines; the acceptor
 /// sends it caf::idle_atom to check the idle rule.)
 using settled_atom = caf::atom_constant<caf::atom("settled")>;
+/// A connection broker to itself: send the replies gathered since it was
+/// posted, in one system call (see write_ready in net/connection.cpp).
+using flush_atom = caf::atom_constant<caf::atom("flush")>;
 /// The registry, to itself: a login penalty may have ended (for the log).
 using penalty_atom = caf::atom_constant<caf::atom("penalty")>;
 

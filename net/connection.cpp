@@ -305,12 +305,36 @@ void write_ready(broker* self) {
   st.last_activity = t;
   if (before == 0)
     st.last_progress = t;
-  // With more replies to come (pipelining), CAF's write at its next loop
-  // carries them all in one send; the last reply of a batch, or the only
-  // one, goes now.
-  if (before == 0 && st.started.empty() && write_directly(self, out))
+  if (st.flush_posted)
     return;
+  if (before == 0) {
+    // The only reply, or the last of a batch, goes now. With more replies
+    // to come (pipelining), a message to itself gathers the ones already
+    // waiting in this broker's mailbox (a group commit answers many at
+    // once) into one send, without CAF's write interest (two epoll_ctl
+    // calls and a wake-up).
+    if (st.started.empty()) {
+      if (!write_directly(self, out))
+        self->flush(st.hdl);
+      return;
+    }
+    st.flush_posted = true;
+    self->send(self, flush_atom::value);
+    return;
+  }
+  // CAF is writing: its next write carries these too.
   self->flush(st.hdl);
+}
+
+/// The replies gathered since flush_atom was posted leave: directly, or by
+/// CAF what does not fit.
+void flush_gathered(broker* self) {
+  auto& st = self->state;
+  st.flush_posted = false;
+  if (st.unsent == 0)
+    return;
+  if (!write_directly(self, self->wr_buf(st.hdl)))
+    self->flush(st.hdl);
 }
 
 // -- starting requests --------------------------------------------------------
@@ -578,6 +602,7 @@ caf::behavior connection(connection_broker* self,
         release_sent_output(self->wr_buf(st.hdl));
       pump(self);
     },
+    [=](flush_atom) { flush_gathered(self); },
     [=](caf::tick_atom) { check_deadlines(self); },
     [=](caf::idle_atom) { check_idle(self); },
     [=](reclaim_atom) { release_spare_grant(self); },

@@ -95,6 +95,9 @@ struct connection_state {
   /// Reply bytes handed to CAF and not yet written to the socket (exact:
   /// writes are acknowledged, data_transferred_msg).
   size_t unsent = 0;
+  /// A flush_atom to itself is on its way: the replies written meanwhile
+  /// wait in CAF's buffer and leave with it.
+  bool flush_posted = false;
   /// Sum of started[i].reserved.
   size_t reserved = 0;
   /// Bytes every connection may hold without asking: its longest possible

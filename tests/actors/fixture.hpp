@@ -352,6 +352,14 @@ struct fixture {
   caf::expected<caf::ok_atom> mailbox_store(const mailbox_actor& mb,
                                             const std::string& poster);
 
+  /// Sends a request to the registry without waiting for its answer (a
+  /// handle for await_reply). Requests sent one after another arrive in
+  /// that order, as a connection's do.
+  template <class... Ts>
+  auto send_registry(Ts&&... xs) {
+    return self->request(registry, request_timeout, std::forward<Ts>(xs)...);
+  }
+
   /// Sends the STORE of mailbox_store without waiting for its answer (a
   /// handle for await_reply).
   auto send_mailbox_store(const mailbox_actor& mb, const std::string& poster) {

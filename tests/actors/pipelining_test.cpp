@@ -211,15 +211,12 @@ TEST_CASE("pipelined mail cycles to one's own mailbox keep their order",
   CAPTURE(on_io_thread);
   fixture f{placed(on_io_thread)};
   auto alice = f.registry_must_register("alice", "s3cret");
-  auto& self = f.self;
-  auto& reg = f.registry;
   constexpr int cycles = 40;
-  using ok_handle = decltype(self->request(reg, request_timeout,
-                                           post_atom::value, alice, "x"s));
-  using count_handle = decltype(self->request(
-    reg, request_timeout, count_atom::value, alice, "alice"s));
-  using text_handle = decltype(self->request(
-    reg, request_timeout, caf::get_atom::value, alice, "alice"s));
+  using ok_handle = decltype(f.send_registry(post_atom::value, alice, "x"s));
+  using count_handle
+    = decltype(f.send_registry(count_atom::value, alice, "alice"s));
+  using text_handle
+    = decltype(f.send_registry(caf::get_atom::value, alice, "alice"s));
   struct cycle {
     ok_handle post;
     ok_handle store;
@@ -232,16 +229,11 @@ TEST_CASE("pipelined mail cycles to one's own mailbox keep their order",
   std::vector<cycle> sent;
   for (int i = 0; i < cycles; ++i) {
     auto text = "m" + std::to_string(i);
-    auto post = self->request(reg, request_timeout, post_atom::value, alice,
-                              text);
-    auto store = self->request(reg, request_timeout, store_atom::value, alice,
-                               "alice"s);
-    auto count = self->request(reg, request_timeout, count_atom::value, alice,
-                               "alice"s);
-    auto get = self->request(reg, request_timeout, caf::get_atom::value, alice,
-                             "alice"s);
-    auto del = self->request(reg, request_timeout, caf::delete_atom::value,
-                             alice, "alice"s);
+    auto post = f.send_registry(post_atom::value, alice, text);
+    auto store = f.send_registry(store_atom::value, alice, "alice"s);
+    auto count = f.send_registry(count_atom::value, alice, "alice"s);
+    auto get = f.send_registry(caf::get_atom::value, alice, "alice"s);
+    auto del = f.send_registry(caf::delete_atom::value, alice, "alice"s);
     sent.push_back({post, store, count, get, del});
   }
   for (int i = 0; i < cycles; ++i) {
@@ -265,21 +257,15 @@ TEST_CASE("a STORE never takes a MESSAGE sent after it", "[actors]") {
   auto alice = f.registry_must_register("alice", "s3cret");
   f.registry_must_register("bob", "hunter22");
   f.registry_must_register("carol", "pw");
-  auto& self = f.self;
-  auto& reg = f.registry;
   // The MESSAGE after each STORE commits with it (one group), and reaches
   // the IMQ before the STORE's turn comes.
-  auto p1 = self->request(reg, request_timeout, post_atom::value, alice, "a1"s);
-  auto s1 = self->request(reg, request_timeout, store_atom::value, alice,
-                          "bob"s);
-  auto p2 = self->request(reg, request_timeout, post_atom::value, alice, "a2"s);
-  auto s2 = self->request(reg, request_timeout, store_atom::value, alice,
-                          "carol"s);
-  auto p3 = self->request(reg, request_timeout, post_atom::value, alice, "a3"s);
-  auto s3 = self->request(reg, request_timeout, store_atom::value, alice,
-                          "carol"s);
-  auto s4 = self->request(reg, request_timeout, store_atom::value, alice,
-                          "bob"s);
+  auto p1 = f.send_registry(post_atom::value, alice, "a1"s);
+  auto s1 = f.send_registry(store_atom::value, alice, "bob"s);
+  auto p2 = f.send_registry(post_atom::value, alice, "a2"s);
+  auto s2 = f.send_registry(store_atom::value, alice, "carol"s);
+  auto p3 = f.send_registry(post_atom::value, alice, "a3"s);
+  auto s3 = f.send_registry(store_atom::value, alice, "carol"s);
+  auto s4 = f.send_registry(store_atom::value, alice, "bob"s);
   for (auto* h : {&p1, &s1, &p2, &s2, &p3, &s3})
     CHECK(outcome(await_reply<caf::ok_atom>(*h)) == "OK");
   CHECK(outcome(await_reply<caf::ok_atom>(s4)) == ko(errc::nothing_to_store));
@@ -300,8 +286,6 @@ TEST_CASE("STOREs take their messages in the order sent, also while a "
   f.registry_must_register("bob", "hunter22");
   auto carol = f.registry_must_register("carol", "pw");
   auto alice = f.registry_must_register("alice", "s3cret");
-  auto& self = f.self;
-  auto& reg = f.registry;
   REQUIRE(outcome(f.registry_post(alice, "a1")) == "OK");
   REQUIRE(outcome(f.registry_post(alice, "a2")) == "OK");
   REQUIRE(outcome(f.registry_post(alice, "a3")) == "OK");
@@ -309,16 +293,11 @@ TEST_CASE("STOREs take their messages in the order sent, also while a "
   auto before = f.registry_stats();
   CHECK(before.cached == 1u);
   CHECK(before.active == 0u);
-  auto to_bob = self->request(reg, request_timeout, store_atom::value, alice,
-                              "bob"s);
-  auto to_self = self->request(reg, request_timeout, store_atom::value, alice,
-                               "alice"s);
-  auto to_ghost = self->request(reg, request_timeout, store_atom::value, alice,
-                                "ghost"s);
-  auto count = self->request(reg, request_timeout, count_atom::value, alice,
-                             "alice"s);
-  auto to_carol = self->request(reg, request_timeout, store_atom::value, alice,
-                                "carol"s);
+  auto to_bob = f.send_registry(store_atom::value, alice, "bob"s);
+  auto to_self = f.send_registry(store_atom::value, alice, "alice"s);
+  auto to_ghost = f.send_registry(store_atom::value, alice, "ghost"s);
+  auto count = f.send_registry(count_atom::value, alice, "alice"s);
+  auto to_carol = f.send_registry(store_atom::value, alice, "carol"s);
   CHECK(outcome(await_reply<caf::ok_atom>(to_bob)) == "OK");
   CHECK(outcome(await_reply<caf::ok_atom>(to_self)) == "OK");
   CHECK(outcome(await_reply<caf::ok_atom>(to_ghost)) == ko(errc::no_such_user));
@@ -341,26 +320,18 @@ TEST_CASE("a pipelined STORE to a full mailbox leaves its message for the "
   auto alice = f.registry_must_register("alice", "s3cret");
   auto bob = f.registry_must_register("bob", "hunter22");
   f.registry_must_register("carol", "pw");
-  auto& self = f.self;
-  auto& reg = f.registry;
   REQUIRE(outcome(f.registry_post(alice, "a1")) == "OK");
   REQUIRE(outcome(f.registry_post(alice, "a2")) == "OK");
   REQUIRE(outcome(f.registry_post(alice, "a3")) == "OK");
   // bob has room for one: the first STORE fills it, the second finds it
   // full and leaves a2 for carol's. Then bob's DELMSG makes room, which
   // the STORE after it sees although the DELMSG waited for a STORE.
-  auto s1 = self->request(reg, request_timeout, store_atom::value, alice,
-                          "bob"s);
-  auto s2 = self->request(reg, request_timeout, store_atom::value, alice,
-                          "bob"s);
-  auto s3 = self->request(reg, request_timeout, store_atom::value, alice,
-                          "carol"s);
-  auto del = self->request(reg, request_timeout, caf::delete_atom::value, bob,
-                           "bob"s);
-  auto s4 = self->request(reg, request_timeout, store_atom::value, alice,
-                          "bob"s);
-  auto get = self->request(reg, request_timeout, caf::get_atom::value, bob,
-                           "bob"s);
+  auto s1 = f.send_registry(store_atom::value, alice, "bob"s);
+  auto s2 = f.send_registry(store_atom::value, alice, "bob"s);
+  auto s3 = f.send_registry(store_atom::value, alice, "carol"s);
+  auto del = f.send_registry(caf::delete_atom::value, bob, "bob"s);
+  auto s4 = f.send_registry(store_atom::value, alice, "bob"s);
+  auto get = f.send_registry(caf::get_atom::value, bob, "bob"s);
   CHECK(outcome(await_reply<caf::ok_atom>(s1)) == "OK");
   CHECK(outcome(await_reply<caf::ok_atom>(s2)) == ko(errc::mailbox_full));
   CHECK(outcome(await_reply<caf::ok_atom>(s3)) == "OK");
@@ -381,20 +352,16 @@ TEST_CASE("a MESSAGE at the limit behind a STORE counts the place it frees",
   fixture f{o};
   auto alice = f.registry_must_register("alice", "s3cret");
   f.registry_must_register("bob", "hunter22");
-  auto& self = f.self;
-  auto& reg = f.registry;
   REQUIRE(outcome(f.registry_post(alice, "x1")) == "OK");
   REQUIRE(outcome(f.registry_post(alice, "x2")) == "OK");
   // One at a time, the STORE frees a place that the MESSAGE takes; the next
   // MESSAGE finds the limit again. The second STORE finds bob full and
   // frees nothing, so the MESSAGE after it is refused.
-  auto s1 = self->request(reg, request_timeout, store_atom::value, alice,
-                          "bob"s);
-  auto p3 = self->request(reg, request_timeout, post_atom::value, alice, "x3"s);
-  auto p4 = self->request(reg, request_timeout, post_atom::value, alice, "x4"s);
-  auto s2 = self->request(reg, request_timeout, store_atom::value, alice,
-                          "bob"s);
-  auto p5 = self->request(reg, request_timeout, post_atom::value, alice, "x5"s);
+  auto s1 = f.send_registry(store_atom::value, alice, "bob"s);
+  auto p3 = f.send_registry(post_atom::value, alice, "x3"s);
+  auto p4 = f.send_registry(post_atom::value, alice, "x4"s);
+  auto s2 = f.send_registry(store_atom::value, alice, "bob"s);
+  auto p5 = f.send_registry(post_atom::value, alice, "x5"s);
   CHECK(outcome(await_reply<caf::ok_atom>(s1)) == "OK");
   CHECK(outcome(await_reply<caf::ok_atom>(p3)) == "OK");
   CHECK(outcome(await_reply<caf::ok_atom>(p4)) == ko(errc::too_many_unstored));

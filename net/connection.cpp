@@ -319,7 +319,9 @@ void write_ready(broker* self) {
       return;
     }
     st.flush_posted = true;
-    self->send(self, flush_atom::value);
+    // Anonymously, as send_self_later: a message naming the broker as its
+    // sender would keep a broker that quits before it arrives alive.
+    caf::anon_send(caf::actor_cast<caf::actor>(self), flush_atom::value);
     return;
   }
   // CAF is writing: its next write carries these too.
